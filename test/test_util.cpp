@@ -1,0 +1,79 @@
+#include "test/test_util.h"
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+namespace test_util {
+
+std::string data_path(const std::string& relative) {
+    const char* root = std::getenv("COLDSTART_DATA");
+    const std::string path = std::string(root && *root ? root : "../shared/data") + "/" + relative;
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0) FAIL("test data missing: " << path << " (set COLDSTART_DATA to the shared data folder)");
+    return path;
+}
+
+TempDir::TempDir() {
+    char tmpl[] = "/tmp/coldstart_test_XXXXXX";
+    const char* made = mkdtemp(tmpl);
+    REQUIRE_MESSAGE(made != nullptr, "mkdtemp failed");
+    path = made;
+}
+
+TempDir::~TempDir() {
+    const std::string cmd = "rm -rf '" + path + "'";
+    if (std::system(cmd.c_str()) != 0) std::fprintf(stderr, "warning: could not remove %s\n", path.c_str());
+}
+
+CommandResult run_command(const std::string& command_line) {
+    const std::string cmd = command_line + " 2>&1";
+    FILE* pipe = popen(cmd.c_str(), "r");
+    REQUIRE_MESSAGE(pipe != nullptr, "popen failed for: " << command_line);
+    std::string output;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) output.append(buf, n);
+    const int status = pclose(pipe);
+    int code = -1;
+    if (WIFEXITED(status)) code = WEXITSTATUS(status);
+    else if (WIFSIGNALED(status)) code = 128 + WTERMSIG(status);
+    return {code, output};
+}
+
+std::string python() {
+    const char* p = std::getenv("COLDSTART_PYTHON");
+    return p && *p ? p : "/usr/bin/python3";
+}
+
+double relative_error(const float* a, const float* b, size_t n) {
+    double diff = 0, ref = 0;
+    for (size_t i = 0; i < n; ++i) {
+        if (!std::isfinite(a[i]) || !std::isfinite(b[i])) return INFINITY;
+        const double d = double(a[i]) - double(b[i]);
+        diff += d * d;
+        ref += double(b[i]) * double(b[i]);
+    }
+    if (ref == 0) return diff == 0 ? 0 : INFINITY;
+    return std::sqrt(diff / ref);
+}
+
+void write_bytes(const std::string& path, const void* data, size_t n) {
+    std::ofstream f(path, std::ios::binary);
+    REQUIRE_MESSAGE(f.good(), "cannot write " << path);
+    f.write(static_cast<const char*>(data), std::streamsize(n));
+}
+
+std::vector<char> read_bytes(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    REQUIRE_MESSAGE(f.good(), "cannot read " << path);
+    return std::vector<char>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+}  // namespace test_util

@@ -1,0 +1,41 @@
+// Helpers shared by the CPU test suites: where the shared data lives, scratch directories, running the
+// project's binaries as a user would, and comparing float arrays by relative norm error.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace test_util {
+
+// Path of a file under the shared data folder ($COLDSTART_DATA, default ../shared/data). Fails the
+// current test with the full path if the file is missing.
+std::string data_path(const std::string& relative);
+
+// A fresh empty directory under /tmp, removed (recursively) when the object goes out of scope.
+struct TempDir {
+    TempDir();
+    ~TempDir();
+    std::string path;
+    std::string operator/(const std::string& name) const { return path + "/" + name; }
+};
+
+struct CommandResult {
+    int exit_code;       // the process's exit status (128+signal if killed)
+    std::string output;  // stdout and stderr together
+};
+// Runs a shell command line from the repository root and captures its output.
+CommandResult run_command(const std::string& command_line);
+
+// The Python interpreter that has torch and numpy (Debian's): $COLDSTART_PYTHON, default /usr/bin/python3.
+std::string python();
+
+// ||a - b|| / ||b|| over all elements (0 when both are zero); NaN anywhere gives +inf.
+double relative_error(const float* a, const float* b, size_t n);
+inline double relative_error(const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() ? relative_error(a.data(), b.data(), a.size()) : 1e30;
+}
+
+void write_bytes(const std::string& path, const void* data, size_t n);
+std::vector<char> read_bytes(const std::string& path);
+
+}  // namespace test_util

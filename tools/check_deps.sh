@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Finds the build's dependencies by compiling a probe for each, not by asking the package manager.
+# Usage: check_deps.sh CXX [--install] [--with-test-tools]
+# Missing ones are installed from Debian when we are root with apt-get (or with --install); otherwise the
+# message names the package to install.
+set -u
+cxx=${1:-g++}; shift || true
+install=0; test_tools=0; after_install=0
+for a in "$@"; do
+  case $a in --install) install=1 ;; --with-test-tools) test_tools=1 ;; --after-install) after_install=1 ;; esac
+done
+[ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && install=1
+
+probe() {  # probe NAME DEBIAN_PACKAGE SOURCE [LINK_FLAGS]
+  printf '%s\n' "$3" | $cxx -std=c++17 -x c++ - -o /dev/null ${4:-} >/dev/null 2>&1
+}
+missing=()
+probe nlohmann nlohmann-json3-dev '#include <nlohmann/json.hpp>
+int main() { return nlohmann::json::parse("1").get<int>() - 1; }' || missing+=(nlohmann-json3-dev)
+probe doctest doctest-dev '#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>' || missing+=(doctest-dev)
+probe openmp libgomp1 '#include <omp.h>
+int main() { return omp_get_max_threads() > 0 ? 0 : 1; }' -fopenmp || missing+=(libgomp1)
+if [ $test_tools = 1 ]; then
+  /usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1 || missing+=(python3-torch python3-numpy)
+  /usr/bin/python3 -c 'import matplotlib' >/dev/null 2>&1 || missing+=(python3-matplotlib)
+fi
+[ ${#missing[@]} = 0 ] && exit 0
+
+if [ $install = 1 ] && [ $after_install = 0 ]; then
+  echo "check_deps: installing missing Debian packages: ${missing[*]}"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null \
+    && exec "$0" "$cxx" --after-install "$@"
+  echo "check_deps: apt-get failed" >&2
+fi
+echo "check_deps: missing: ${missing[*]}. Install with: sudo apt-get install ${missing[*]} (or run: make deps)" >&2
+exit 1
