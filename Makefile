@@ -13,7 +13,8 @@
 CXX        ?= g++
 ARCH_FLAGS ?= -march=native
 CXXSTD     := -std=c++17
-WARNINGS   := -Wall -Wextra -Wshadow -Wno-unused-parameter
+# -Wno-maybe-uninitialized: GCC 12 reports false positives inside nlohmann/json after inlining.
+WARNINGS   := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wno-maybe-uninitialized
 CXXFLAGS   ?= -O3 $(ARCH_FLAGS)
 ALL_CXXFLAGS := $(CXXSTD) $(CXXFLAGS) $(WARNINGS) -fopenmp -I. -MMD -MP
 LDLIBS     := -fopenmp -lm

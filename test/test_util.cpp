@@ -5,10 +5,13 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <sys/stat.h>
 #include <sys/wait.h>
+
+#include "common/error.h"
 
 namespace test_util {
 
@@ -68,6 +71,26 @@ void write_bytes(const std::string& path, const void* data, size_t n) {
     std::ofstream f(path, std::ios::binary);
     REQUIRE_MESSAGE(f.good(), "cannot write " << path);
     f.write(static_cast<const char*>(data), std::streamsize(n));
+}
+
+void write_shard(const std::string& path, const std::vector<uint16_t>& tokens, int magic, int version, int count) {
+    std::vector<int32_t> header(256, 0);
+    header[0] = magic;
+    header[1] = version;
+    header[2] = count >= 0 ? count : int(tokens.size());
+    std::vector<char> bytes(header.size() * 4 + tokens.size() * 2);
+    std::memcpy(bytes.data(), header.data(), header.size() * 4);
+    std::memcpy(bytes.data() + header.size() * 4, tokens.data(), tokens.size() * 2);
+    write_bytes(path, bytes.data(), bytes.size());
+}
+
+std::string error_of(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const coldstart::Error& e) {
+        return e.what();
+    }
+    return "(no error)";
 }
 
 std::vector<char> read_bytes(const std::string& path) {

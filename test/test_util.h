@@ -2,6 +2,8 @@
 // project's binaries as a user would, and comparing float arrays by relative norm error.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -36,6 +38,13 @@ inline double relative_error(const std::vector<float>& a, const std::vector<floa
 }
 
 void write_bytes(const std::string& path, const void* data, size_t n);
+
+// Writes an llm.c token shard; the header fields can be overridden to make bad files.
+void write_shard(const std::string& path, const std::vector<uint16_t>& tokens, int magic = 20240520, int version = 1,
+                 int count = -1);
+
+// The message of the coldstart::Error that f throws, or "(no error)".
+std::string error_of(const std::function<void()>& f);
 std::vector<char> read_bytes(const std::string& path);
 
 }  // namespace test_util

@@ -1,0 +1,29 @@
+#include "common/run_log.h"
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/error.h"
+
+namespace coldstart {
+
+void RunLog::open(const std::string& path) {
+    if (f_) std::fclose(f_);
+    path_ = path;
+    f_ = std::fopen(path.c_str(), "w");
+    if (!f_) fail("cannot open %s for writing: %s", path.c_str(), std::strerror(errno));
+}
+
+RunLog::~RunLog() {
+    if (f_) std::fclose(f_);
+}
+
+void RunLog::write(const nlohmann::json& record) {
+    if (!f_) return;
+    // Samples can end inside a multi-byte character: invalid UTF-8 becomes U+FFFD instead of an exception.
+    const std::string line = record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    if (std::fwrite(line.data(), 1, line.size(), f_) != line.size() || std::fflush(f_) != 0)
+        fail("%s: write failed: %s", path_.c_str(), std::strerror(errno));
+}
+
+}  // namespace coldstart

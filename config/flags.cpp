@@ -1,0 +1,230 @@
+#include "config/flags.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <variant>
+
+#include "common/error.h"
+#include "optim/schedule.h"
+
+namespace coldstart {
+
+namespace {
+
+using Field = std::variant<int Config::*, int64_t Config::*, uint64_t Config::*, float Config::*, std::string Config::*>;
+
+struct Option {
+    const char* short_name;  // llm.c's flag ("-b"), or nullptr
+    const char* long_name;   // "batch-size": the flag is --batch-size, the JSON key "batch-size"
+    Field field;
+    double min, max;         // inclusive range for numbers
+    const char* choices;     // "a|b|c" for strings with a fixed set of values, else nullptr
+    const char* help;
+};
+
+constexpr double kNoMin = -1e300, kNoMax = 1e300;
+
+// The one table: parser, --help, JSON config and config.json all read it.
+const std::vector<Option>& options() {
+    static const std::vector<Option> table = {
+        {"-i", "train-data", &Config::train_data, 0, 0, nullptr, "glob of llm.c token shards to train on"},
+        {"-j", "val-data", &Config::val_data, 0, 0, nullptr, "glob of validation shards (empty: no validation)"},
+        {"-e", "init", &Config::init, 0, 0, nullptr,
+         "model file (llm.c format, fp32 or bf16) or descriptor dN / gpt2:dN (d12 = GPT-2 124M)"},
+        {"-o", "output-dir", &Config::output_dir, 0, 0, nullptr,
+         "folder for the log, config.json and checkpoints (empty: write nothing)"},
+        {nullptr, "tokenizer", &Config::tokenizer, 0, 0, nullptr,
+         "folder with encoder.json and vocab.bpe, or llm.c's gpt2_tokenizer.bin (to decode samples)"},
+        {nullptr, "config", &Config::config_file, 0, 0, nullptr, "JSON file of {option: value}; flags override it"},
+        {"-b", "batch-size", &Config::batch_size, 1, 1 << 20, nullptr, "micro-batch size B (sequences)"},
+        {"-t", "seq-len", &Config::seq_len, 1, 1 << 20, nullptr, "sequence length T (at most the model's maximum)"},
+        {"-d", "total-batch-tokens", &Config::total_batch_tokens, -1, 1e15, nullptr,
+         "tokens per optimizer step, a multiple of B*T (gradient accumulation); -1: B*T"},
+        {"-x", "max-steps", &Config::max_steps, -1, 1e15, nullptr, "optimizer steps; -1: one epoch of the training data"},
+        {nullptr, "shuffle", &Config::shuffle, 0, 1, nullptr, "1: shuffle shards and batches each epoch (seeded)"},
+        {nullptr, "seed", &Config::seed, 0, 1.8e19, nullptr, "seed of initialisation, shuffling and sampling"},
+        {nullptr, "optimizer", &Config::optimizer, 0, 0, "adamw", "optimizer"},
+        {"-l", "lr", &Config::lr, 0, kNoMax, nullptr, "peak learning rate"},
+        {"-u", "warmup-steps", &Config::warmup_steps, 0, 1e9, nullptr, "linear warmup steps"},
+        {"-q", "final-lr-frac", &Config::final_lr_frac, 0, 1, nullptr, "final learning rate as a fraction of the peak"},
+        {"-k", "schedule", &Config::schedule, 0, 0, kScheduleKinds, "learning-rate schedule after warmup"},
+        {nullptr, "cooldown-frac", &Config::cooldown_frac, 0, 1, nullptr,
+         "trapezoid/wsd: fraction of training spent in the final linear cooldown"},
+        {"-c", "weight-decay", &Config::weight_decay, 0, kNoMax, nullptr, "decoupled weight decay (matrices only)"},
+        {nullptr, "beta1", &Config::beta1, 0, 0.999999, nullptr, "AdamW beta1"},
+        {nullptr, "beta2", &Config::beta2, 0, 0.999999, nullptr, "AdamW beta2"},
+        {nullptr, "eps", &Config::eps, 0, 1, nullptr, "AdamW epsilon"},
+        {nullptr, "grad-clip", &Config::grad_clip, 0, kNoMax, nullptr, "clip the global gradient norm to this; 0: off"},
+        {"-v", "val-every", &Config::val_every, 0, 1e9, nullptr, "validate every N steps and at the end; 0: only at the end"},
+        {"-m", "val-batches", &Config::val_batches, 1, 1e9, nullptr, "batches per validation"},
+        {"-s", "sample-every", &Config::sample_every, 0, 1e9, nullptr, "print a text sample every N steps; 0: never"},
+        {"-g", "gen-tokens", &Config::gen_tokens, 1, 1e6, nullptr, "tokens per sample"},
+        {"-n", "checkpoint-every", &Config::checkpoint_every, 0, 1e9, nullptr,
+         "write model and optimizer state every N steps and at the end (needs -o); 0: never"},
+        {nullptr, "save-bf16", &Config::save_bf16, 0, 1, nullptr, "1: write model files in bf16 (llm.c version 5)"},
+        {nullptr, "device", &Config::device, 0, 0, "auto|cpu|cuda", "where to train; auto: a CUDA GPU if present"},
+        {nullptr, "threads", &Config::threads, 0, 4096, nullptr, "CPU threads; 0: OpenMP's default"},
+    };
+    return table;
+}
+
+const Option* find_option(const std::string& arg) {
+    for (const Option& o : options()) {
+        if (o.short_name && arg == o.short_name) return &o;
+        if (arg == std::string("--") + o.long_name) return &o;
+    }
+    return nullptr;
+}
+
+std::string flag_names(const Option& o) {
+    return o.short_name ? format("%s/--%s", o.short_name, o.long_name) : format("--%s", o.long_name);
+}
+
+bool is_one_of(const std::string& value, const char* choices) {
+    std::stringstream ss(choices);
+    std::string item;
+    while (std::getline(ss, item, '|'))
+        if (item == value) return true;
+    return false;
+}
+
+const char* kind_name(const Field& f) {
+    if (std::holds_alternative<float Config::*>(f)) return "a number";
+    if (std::holds_alternative<std::string Config::*>(f)) return "a string";
+    return "an integer";
+}
+
+std::string range_text(const Option& o) {
+    if (o.min > kNoMin && o.max < kNoMax) return format(" in [%g, %g]", o.min, o.max);
+    if (o.min > kNoMin) return format(" >= %g", o.min);
+    return "";
+}
+
+void check_range(const Option& o, double v, const std::string& where, const std::string& text) {
+    if (std::isnan(v) || v < o.min || v > o.max)
+        fail("%s: expected %s%s, got %s", where.c_str(), kind_name(o.field), range_text(o).c_str(), text.c_str());
+}
+
+// Sets o's field from text; `where` names the flag or the config key in errors.
+void set_from_text(const Option& o, const std::string& text, const std::string& where, Config& c) {
+    if (auto s = std::get_if<std::string Config::*>(&o.field)) {
+        if (o.choices && !is_one_of(text, o.choices))
+            fail("%s: expected one of %s, got '%s'", where.c_str(), o.choices, text.c_str());
+        c.*(*s) = text;
+        return;
+    }
+    const bool is_float = std::holds_alternative<float Config::*>(o.field);
+    char* end = nullptr;
+    errno = 0;
+    const double v = is_float ? std::strtod(text.c_str(), &end) : double(std::strtoll(text.c_str(), &end, 10));
+    if (text.empty() || *end != '\0' || errno == ERANGE)
+        fail("%s: expected %s%s, got '%s'", where.c_str(), kind_name(o.field), range_text(o).c_str(), text.c_str());
+    check_range(o, v, where, "'" + text + "'");
+    if (auto f = std::get_if<float Config::*>(&o.field)) c.*(*f) = float(v);
+    else if (auto i = std::get_if<int Config::*>(&o.field)) c.*(*i) = int(v);
+    else if (auto l = std::get_if<int64_t Config::*>(&o.field)) c.*(*l) = int64_t(v);
+    else if (auto u = std::get_if<uint64_t Config::*>(&o.field)) c.*(*u) = uint64_t(std::strtoull(text.c_str(), nullptr, 10));
+}
+
+void set_from_json(const Option& o, const nlohmann::json& value, const std::string& where, Config& c) {
+    if (std::holds_alternative<std::string Config::*>(o.field)) {
+        if (!value.is_string()) fail("%s: expected a string, got %s", where.c_str(), value.dump().c_str());
+        set_from_text(o, value.get<std::string>(), where, c);
+        return;
+    }
+    const bool is_float = std::holds_alternative<float Config::*>(o.field);
+    if (!value.is_number() || (!is_float && !value.is_number_integer()))
+        fail("%s: expected %s%s, got %s", where.c_str(), kind_name(o.field), range_text(o).c_str(), value.dump().c_str());
+    set_from_text(o, is_float ? format("%.17g", value.get<double>()) : value.dump(), where, c);
+}
+
+nlohmann::json field_to_json(const Option& o, const Config& c) {
+    // Floats go through their shortest decimal form, so 3e-4 reads 0.0003 and not 0.000300000014.
+    if (auto f = std::get_if<float Config::*>(&o.field)) return std::strtod(format("%.7g", double(c.*(*f))).c_str(), nullptr);
+    return std::visit([&](auto member) { return nlohmann::json(c.*member); }, o.field);
+}
+
+}  // namespace
+
+void apply_json_config(const nlohmann::json& object, const std::string& source, Config& c) {
+    if (!object.is_object()) fail("%s: expected a JSON object of {\"option\": value}", source.c_str());
+    for (const auto& [key, value] : object.items()) {
+        const Option* o = find_option("--" + key);
+        if (!o || key == "config") fail("%s: unknown option '%s' (see --help for the names)", source.c_str(), key.c_str());
+        set_from_json(*o, value, source + ": " + key, c);
+    }
+}
+
+void load_json_config_file(const std::string& path, Config& c) {
+    std::ifstream in(path);
+    if (!in) fail("--config %s: cannot open the file", path.c_str());
+    nlohmann::json object;
+    try {
+        object = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::parse_error& e) {
+        fail("%s: malformed JSON at byte %zu: %s", path.c_str(), size_t(e.byte), e.what());
+    }
+    apply_json_config(object, path, c);
+    c.config_file = path;
+}
+
+ParseOutcome parse_command_line(int argc, const char* const* argv, Config& c) {
+    for (int i = 1; i < argc; ++i) {
+        const std::string arg = argv[i];
+        if (arg == "--help") {
+            std::fputs(help_text().c_str(), stdout);
+            return ParseOutcome::help_shown;
+        }
+        if (arg == "--config") {
+            if (i + 1 >= argc) fail("--config: expected a JSON file after the flag");
+            load_json_config_file(argv[i + 1], c);
+        }
+    }
+    for (int i = 1; i < argc; ++i) {
+        std::string arg = argv[i], value;
+        bool has_inline_value = false;
+        if (arg.rfind("--", 0) == 0 && arg.find('=') != std::string::npos) {
+            value = arg.substr(arg.find('=') + 1);
+            arg = arg.substr(0, arg.find('='));
+            has_inline_value = true;
+        }
+        const Option* o = find_option(arg);
+        if (!o) fail("unknown flag '%s' (see --help)", arg.c_str());
+        if (!has_inline_value) {
+            if (i + 1 >= argc) fail("%s: expected a value after the flag", flag_names(*o).c_str());
+            value = argv[++i];
+        }
+        if (std::string(o->long_name) == "config") continue;  // applied above
+        set_from_text(*o, value, flag_names(*o), c);
+    }
+    return ParseOutcome::run;
+}
+
+nlohmann::json config_to_json(const Config& c) {
+    nlohmann::json j = nlohmann::json::object();
+    for (const Option& o : options())
+        if (std::string(o.long_name) != "config") j[o.long_name] = field_to_json(o, c);
+    return j;
+}
+
+std::string help_text() {
+    const Config defaults;
+    std::string s =
+        "usage: train_gpt2 [options]\n"
+        "Trains GPT-2 on llm.c token shards. Every option has a long name (also its key in a --config JSON\n"
+        "file); llm.c's short flags keep llm.c's meanings. Values follow the flag: -b 8, --lr 1e-3 or --lr=1e-3.\n\n";
+    for (const Option& o : options()) {
+        std::string def = field_to_json(o, defaults).dump();
+        std::string names = o.short_name ? format("  %-4s --%s", o.short_name, o.long_name) : format("       --%s", o.long_name);
+        std::string choices = o.choices ? format(" (%s)", o.choices) : "";
+        s += format("%-30s %s%s [default %s]\n", names.c_str(), o.help, choices.c_str(), def.c_str());
+    }
+    s += "       --help                 this text\n";
+    return s;
+}
+
+}  // namespace coldstart

@@ -1,0 +1,40 @@
+// The seam between the training loop and the hardware. The loop (train_gpt2.cu) drives a Backend; the
+// CPU reference backend implements it with plain C++ and OpenMP, the CUDA backend with kernels and
+// cuBLASLt. Both hold the parameters, gradients and optimizer state in their own memory and exchange
+// only tokens, scalars and (for checkpoints) the fp32 parameters with the host.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "layers/gpt2_config.h"
+#include "optim/optimizer.h"
+
+namespace coldstart {
+
+class Backend {
+public:
+    virtual ~Backend() = default;
+    virtual std::string device_name() const = 0;
+    virtual const GPT2Config& config() const = 0;
+
+    virtual void zero_grad() = 0;
+    // One micro-batch: tokens and targets (B,T). Returns its mean loss and accumulates the gradient of
+    // loss * loss_scale (loss_scale = 1 / gradient-accumulation steps).
+    virtual float forward_backward(const int* inputs, const int* targets, float loss_scale) = 0;
+    virtual float evaluate(const int* inputs, const int* targets) = 0;  // mean loss, no gradient
+    virtual float grad_norm() = 0;                                      // global l2 norm of the gradient
+    virtual void optimizer_step(const StepContext& ctx) = 0;
+
+    // Next-token probabilities (V) after the sequence tokens[0..n), for sampling.
+    virtual void next_token_probs(const int* tokens, int n, std::vector<float>& probs) = 0;
+
+    virtual void get_parameters(float* host_params) = 0;        // (ParamLayout.total) fp32
+    virtual void set_parameters(const float* host_params) = 0;  // (ParamLayout.total) fp32
+    virtual Optimizer& optimizer() = 0;
+};
+
+std::unique_ptr<Backend> make_cpu_backend(const GPT2Config& config, int B, int T, const OptimizerConfig& opt);
+
+}  // namespace coldstart

@@ -1,0 +1,130 @@
+// The command line and JSON config: llm.c's flags, long names, ranges, errors that name the flag.
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "config/flags.h"
+#include "test/test_util.h"
+
+using namespace coldstart;
+
+namespace {
+
+Config parse(std::vector<std::string> args) {
+    args.insert(args.begin(), "train_gpt2");
+    std::vector<const char*> argv;
+    for (const auto& a : args) argv.push_back(a.c_str());
+    Config c;
+    const ParseOutcome outcome = parse_command_line(int(argv.size()), argv.data(), c);  // errors propagate
+    REQUIRE(outcome == ParseOutcome::run);
+    return c;
+}
+
+std::string parse_error(std::vector<std::string> args) {
+    try {
+        parse(std::move(args));
+    } catch (const Error& e) {
+        return e.what();
+    }
+    return "(no error)";
+}
+
+void write_text(const std::string& path, const std::string& text) {
+    std::ofstream(path) << text;
+}
+
+}  // namespace
+
+TEST_CASE("flags: llm.c short flags and long names set the same fields") {
+    const Config a = parse({"-i", "tr*.bin", "-j", "va*.bin", "-e", "d4", "-o", "out", "-b", "8", "-t", "64", "-d", "1024",
+                            "-x", "100", "-l", "0.001", "-u", "10", "-q", "0.1", "-c", "0.1", "-k", "linear", "-v", "5",
+                            "-m", "3", "-s", "7", "-g", "16", "-n", "50"});
+    const Config b = parse({"--train-data", "tr*.bin", "--val-data=va*.bin", "--init", "d4", "--output-dir", "out",
+                            "--batch-size", "8", "--seq-len", "64", "--total-batch-tokens", "1024", "--max-steps", "100",
+                            "--lr", "1e-3", "--warmup-steps", "10", "--final-lr-frac", "0.1", "--weight-decay", "0.1",
+                            "--schedule", "linear", "--val-every", "5", "--val-batches", "3", "--sample-every", "7",
+                            "--gen-tokens", "16", "--checkpoint-every", "50"});
+    CHECK(config_to_json(a) == config_to_json(b));
+    CHECK(a.train_data == "tr*.bin");
+    CHECK(a.batch_size == 8);
+    CHECK(a.total_batch_tokens == 1024);
+    CHECK(a.lr == doctest::Approx(1e-3));
+    CHECK(a.schedule == "linear");
+    CHECK(a.checkpoint_every == 50);
+}
+
+TEST_CASE("flags: negative values are values, not flags") {
+    CHECK(parse({"-x", "-1"}).max_steps == -1);
+    CHECK(parse({"-d", "-1"}).total_batch_tokens == -1);
+}
+
+TEST_CASE("flags: errors name the flag and what was expected") {
+    CHECK(parse_error({"--bogus", "1"}) == "unknown flag '--bogus' (see --help)");
+    CHECK(parse_error({"-h", "1"}) == "unknown flag '-h' (see --help)");
+    CHECK(parse_error({"-b"}) == "-b/--batch-size: expected a value after the flag");
+    CHECK(parse_error({"-b", "0"}) == "-b/--batch-size: expected an integer in [1, 1.04858e+06], got '0'");
+    CHECK(parse_error({"-b", "four"}) == "-b/--batch-size: expected an integer in [1, 1.04858e+06], got 'four'");
+    CHECK(parse_error({"-b", "4.5"}) == "-b/--batch-size: expected an integer in [1, 1.04858e+06], got '4.5'");
+    CHECK(parse_error({"-q", "1.5"}) == "-q/--final-lr-frac: expected a number in [0, 1], got '1.5'");
+    CHECK(parse_error({"-l", "nan"}).find("-l/--lr: expected a number") == 0);
+    CHECK(parse_error({"-k", "exponential"}) ==
+          "-k/--schedule: expected one of cosine|linear|constant|trapezoid|wsd, got 'exponential'");
+    CHECK(parse_error({"--device", "tpu"}) == "--device: expected one of auto|cpu|cuda, got 'tpu'");
+    CHECK(parse_error({"--shuffle", "2"}) == "--shuffle: expected an integer in [0, 1], got '2'");
+}
+
+TEST_CASE("flags: a JSON config file, overridden by flags, round-trips through config_to_json") {
+    test_util::TempDir dir;
+    write_text(dir / "c.json", R"({"batch-size": 16, "lr": 0.002, "schedule": "trapezoid", "init": "d2"})");
+    const Config c = parse({"--config", dir / "c.json", "-b", "32"});
+    CHECK(c.batch_size == 32);  // the flag wins, wherever it stands
+    CHECK(c.lr == doctest::Approx(0.002));
+    CHECK(c.schedule == "trapezoid");
+    CHECK(c.init == "d2");
+    const Config flag_first = parse({"-b", "32", "--config", dir / "c.json"});
+    CHECK(flag_first.batch_size == 32);
+
+    // The written config.json reproduces the run's options.
+    write_text(dir / "final.json", config_to_json(c).dump());
+    const Config again = parse({"--config", dir / "final.json"});
+    CHECK(config_to_json(again) == config_to_json(c));
+}
+
+TEST_CASE("flags: JSON config errors name the file and the key") {
+    test_util::TempDir dir;
+    Config c;
+    write_text(dir / "bad.json", "{\"batch-size\": 4,,}");
+    try {
+        load_json_config_file(dir / "bad.json", c);
+        FAIL("malformed JSON was accepted");
+    } catch (const Error& e) {
+        CHECK(std::string(e.what()).find(dir / "bad.json" + ": malformed JSON at byte") == 0);
+    }
+    write_text(dir / "unknown.json", R"({"batch_size": 4})");
+    CHECK_THROWS_WITH_AS(load_json_config_file(dir / "unknown.json", c),
+                         (dir / "unknown.json" + ": unknown option 'batch_size' (see --help for the names)").c_str(), Error);
+    write_text(dir / "type.json", R"({"batch-size": "4"})");
+    CHECK_THROWS_WITH_AS(load_json_config_file(dir / "type.json", c),
+                         (dir / "type.json" + ": batch-size: expected an integer in [1, 1.04858e+06], got \"4\"").c_str(), Error);
+    write_text(dir / "range.json", R"({"final-lr-frac": 2})");
+    CHECK_THROWS_WITH_AS(load_json_config_file(dir / "range.json", c),
+                         (dir / "range.json" + ": final-lr-frac: expected a number in [0, 1], got '2'").c_str(), Error);
+    write_text(dir / "array.json", "[1, 2]");
+    CHECK_THROWS_AS(load_json_config_file(dir / "array.json", c), Error);
+    CHECK_THROWS_WITH_AS(load_json_config_file(dir / "missing.json", c),
+                         ("--config " + dir / "missing.json" + ": cannot open the file").c_str(), Error);
+}
+
+TEST_CASE("flags: --help lists every option the parser accepts, with its default") {
+    const std::string help = help_text();
+    const nlohmann::json all_options = config_to_json(Config{});
+    for (const auto& [key, value] : all_options.items()) {
+        CHECK_MESSAGE(help.find("--" + key + " ") != std::string::npos, "--help misses --" << key);
+        CHECK_MESSAGE(parse_error({"--" + key}) != "unknown flag '--" + key + "' (see --help)", key);
+    }
+    for (const char* short_flag : {"-i", "-j", "-e", "-o", "-b", "-t", "-d", "-x", "-l", "-u", "-q", "-c", "-k", "-v", "-m", "-s", "-g", "-n"})
+        CHECK_MESSAGE(help.find(std::string("  ") + short_flag + " ") != std::string::npos, "--help misses " << short_flag);
+}

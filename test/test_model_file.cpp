@@ -1,0 +1,154 @@
+// llm.c model files, descriptors, parameter layout, checkpoints.
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <functional>
+#include <vector>
+
+#include "common/error.h"
+#include "data/checkpoint.h"
+#include "data/model_file.h"
+#include "layers/gpt2_config.h"
+#include "optim/adamw.h"
+#include "test/test_util.h"
+
+using namespace coldstart;
+using test_util::error_of;
+
+namespace {
+
+GPT2Config tiny() {
+    GPT2Config c;
+    c.max_seq_len = 8;
+    c.vocab_size = 10;
+    c.padded_vocab_size = 16;
+    c.num_layers = 2;
+    c.num_heads = 2;
+    c.channels = 6;
+    return c;
+}
+
+}  // namespace
+
+TEST_CASE("model file: descriptors follow GPT-2's sizes") {
+    const GPT2Config d12 = config_from_descriptor("d12");
+    CHECK(d12.channels == 768);
+    CHECK(d12.num_heads == 12);
+    CHECK(d12.padded_vocab_size == 50304);
+    CHECK(ParamLayout(d12).total == 124475904);  // llm.c's count for GPT-2 124M with the padded vocabulary
+    CHECK(config_from_descriptor("gpt2:d24").channels == 1024);
+    CHECK(config_from_descriptor("d48").num_heads == 25);
+    CHECK(config_from_descriptor("d4").channels == 256);
+    CHECK(error_of([] { config_from_descriptor("d13"); }) == "-e d13: GPT-2 descriptors exist for d1..d12, d24, d36 and d48");
+    CHECK_FALSE(looks_like_descriptor("model.bin"));
+    CHECK(looks_like_descriptor("gpt2:d2"));
+}
+
+TEST_CASE("model file: parameter tensors cover the buffer exactly once, in order") {
+    const GPT2Config c = tiny();
+    const auto slices = parameter_tensors(c);
+    CHECK(slices.size() == 4 + 12 * size_t(c.num_layers));
+    size_t next = 0;
+    for (const TensorSlice& s : slices) {
+        if (s.kind == QKVW && s.layer == 0) CHECK(s.offset == next);
+        next = s.offset + s.numel;
+        CHECK(size_t(s.rows) * size_t(s.cols) == s.numel);
+    }
+    CHECK(next == ParamLayout(c).total);
+    CHECK(slices[0].name == "wte");
+    CHECK(slices[0].is_matrix);
+    CHECK(slices[2].name == "h0.ln1w");
+    CHECK_FALSE(slices[2].is_matrix);
+    CHECK(slices.back().name == "lnfb");
+}
+
+TEST_CASE("model file: fp32 and bf16 round trips; bf16 rounds to nearest even") {
+    const GPT2Config c = tiny();
+    std::vector<float> params(ParamLayout(c).total);
+    init_parameters(params.data(), c, 7);
+    test_util::TempDir dir;
+    save_model_file(dir / "m32.bin", c, params.data(), ModelDtype::fp32);
+    const LoadedModel m32 = load_model_file(dir / "m32.bin");
+    CHECK(m32.params == params);
+    CHECK(m32.config.describe() == c.describe());
+    save_model_file(dir / "m16.bin", c, params.data(), ModelDtype::bf16);
+    const LoadedModel m16 = load_model_file(dir / "m16.bin");
+    CHECK(m16.stored_as == ModelDtype::bf16);
+    for (size_t i = 0; i < params.size(); ++i) REQUIRE(m16.params[i] == bf16_to_float(float_to_bf16(params[i])));
+    CHECK(test_util::relative_error(m16.params, params) < 4e-3);  // bf16 keeps 8 significant bits
+    CHECK(float_to_bf16(1.0f + 1.0f / 256) == 0x3f80);            // a tie rounds to even (down)
+    CHECK(float_to_bf16(1.0f + 3.0f / 256) == 0x3f82);            // a tie rounds to even (up)
+    CHECK_FALSE(file_exists(dir / "m32.bin.tmp"));
+}
+
+TEST_CASE("model file: bad files are named with what was expected") {
+    const GPT2Config c = tiny();
+    std::vector<float> params(ParamLayout(c).total, 0.5f);
+    test_util::TempDir dir;
+    const std::string good = dir / "good.bin";
+    save_model_file(good, c, params.data(), ModelDtype::fp32);
+    std::vector<char> bytes = test_util::read_bytes(good);
+
+    CHECK(error_of([&] { load_model_file(dir / "missing.bin"); }) ==
+          "cannot open " + dir / "missing.bin" + " for reading: No such file or directory");
+    auto with_header_int = [&](int index, int32_t value) {
+        std::vector<char> b = bytes;
+        std::memcpy(b.data() + 4 * index, &value, 4);
+        test_util::write_bytes(dir / "bad.bin", b.data(), b.size());
+        return error_of([&] { load_model_file(dir / "bad.bin"); });
+    };
+    CHECK(with_header_int(0, 1234) == dir / "bad.bin" + ": not an llm.c model file: header magic is 1234, expected 20240326");
+    CHECK(with_header_int(1, 4) == dir / "bad.bin" + ": unsupported model file version 4, expected 3 (fp32) or 5 (bf16)");
+    CHECK(with_header_int(5, 4) == dir / "bad.bin" + ": channels 6 is not a multiple of num_heads 4");
+    CHECK(with_header_int(7, 5) == dir / "bad.bin" + ": padded_vocab_size 5 is smaller than vocab_size 10");
+
+    test_util::write_bytes(dir / "short.bin", bytes.data(), bytes.size() - 4);
+    CHECK(error_of([&] { load_model_file(dir / "short.bin"); }).find(dir / "short.bin" + ": file is " + std::to_string(bytes.size() - 4) +
+                                                                      " bytes, but a model with") == 0);
+    CHECK(error_of([&] { load_model_file(dir / "short.bin"); }).find("(truncated)") != std::string::npos);
+    test_util::write_bytes(dir / "header.bin", bytes.data(), 100);
+    CHECK(error_of([&] { load_model_file(dir / "header.bin"); }) ==
+          dir / "header.bin" + ": file is truncated: the 1024-byte header needs 1024 bytes, only 100 remain");
+}
+
+TEST_CASE("checkpoint: state files round-trip the optimizer and positions; mismatches are named") {
+    const GPT2Config c = tiny();
+    const auto tensors = parameter_tensors(c);
+    const size_t n = ParamLayout(c).total;
+    std::vector<float> params(n), grads(n);
+    init_parameters(params.data(), c, 3);
+    for (size_t i = 0; i < n; ++i) grads[i] = float(i % 7) - 3.0f;
+    AdamWCpu opt({"adamw", 0.9f, 0.95f, 1e-8f, 0.1f}, tensors);
+    opt.step(params.data(), grads.data(), {1e-3f, 1.0f, 1});
+
+    test_util::TempDir dir;
+    TrainingState state;
+    state.step = 5;
+    state.loader_epoch = 1;
+    state.loader_shard = 2;
+    state.loader_batch = 3;
+    state.rng = Rng(11).state();
+    write_checkpoint(dir.path, c, params.data(), ModelDtype::fp32, state, "adamw", opt);
+    const CheckpointFiles files = checkpoint_files(dir.path, 5);
+    CHECK(files.model == dir / "model_00000005.bin");
+    CHECK(files.state == dir / "state_00000005_00000.bin");
+    CHECK(file_exists(files.done));
+    CHECK(load_model_file(files.model).params == params);
+
+    AdamWCpu restored({"adamw", 0.9f, 0.95f, 1e-8f, 0.1f}, tensors);
+    TrainingState read;
+    read_state_file(files.state, n, "adamw", read, restored);
+    CHECK(read.step == 5);
+    CHECK(read.loader_shard == 2);
+    CHECK(read.rng == state.rng);
+    // Same moments: the next step from the restored optimizer matches the original's bit for bit.
+    std::vector<float> p1 = params, p2 = params;
+    opt.step(p1.data(), grads.data(), {1e-3f, 1.0f, 2});
+    restored.step(p2.data(), grads.data(), {1e-3f, 1.0f, 2});
+    CHECK(p1 == p2);
+
+    CHECK(error_of([&] { read_state_file(files.state, n + 1, "adamw", read, restored); }) ==
+          files.state + ": holds state for " + std::to_string(n) + " parameters, the model has " + std::to_string(n + 1));
+    CHECK(error_of([&] { read_state_file(files.state, n, "lion", read, restored); }) ==
+          files.state + ": optimizer state is for 'adamw', this run uses 'lion'");
+}

@@ -1,0 +1,253 @@
+// coldstart: train GPT-2 on llm.c token shards.
+//
+// Read this file top to bottom for the whole pipeline:
+//   flags + JSON config (config/)  ->  model from a descriptor or file (layers/, data/model_file)
+//   -> data loaders (data/shards) and tokenizer (data/tokenizer) -> a backend that holds the model and
+//   optimizer on the CPU or GPU (layers/backend.h, optim/) -> the training loop below: validation, samples,
+//   checkpoints (data/checkpoint), gradient accumulation, clipping, the schedule, and the logs.
+//
+// Built by nvcc (COLDSTART_CUDA defined) where the CUDA Toolkit exists, or by the C++ compiler alone.
+
+#include <omp.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "common/error.h"
+#include "common/random.h"
+#include "common/run_log.h"
+#include "config/flags.h"
+#include "data/checkpoint.h"
+#include "data/model_file.h"
+#include "data/shards.h"
+#include "data/tokenizer.h"
+#include "layers/backend.h"
+#include "layers/sampling.h"
+#include "optim/grad_norm.h"
+#include "optim/schedule.h"
+
+#ifdef COLDSTART_CUDA
+#include <cuda_runtime.h>
+#endif
+
+using namespace coldstart;
+
+// ---------------------------------------------------------------------------------------------------
+// Device: a CUDA GPU when one is present and asked for; otherwise the CPU reference path, said aloud.
+
+#ifdef COLDSTART_CUDA
+static std::string find_cuda_gpu() {  // the GPU's name, or "" with the reason printed
+    int count = 0;
+    const cudaError_t err = cudaGetDeviceCount(&count);
+    if (err != cudaSuccess || count == 0) {
+        std::printf("no CUDA GPU: %s\n", err != cudaSuccess ? cudaGetErrorString(err) : "no device found");
+        return "";
+    }
+    cudaDeviceProp prop;
+    cudaGetDeviceProperties(&prop, 0);
+    return prop.name;
+}
+#endif
+
+static std::string choose_device(const Config& cfg) {
+    if (cfg.device == "cpu") return "cpu";
+#ifdef COLDSTART_CUDA
+    const std::string gpu = find_cuda_gpu();
+    if (!gpu.empty()) {
+        if (cfg.device == "cuda") fail("--device cuda: found %s, but the CUDA backend is not implemented yet; use --device cpu", gpu.c_str());
+        std::printf("found %s, but the CUDA backend is not implemented yet: training on the CPU\n", gpu.c_str());
+        return "cpu";
+    }
+    if (cfg.device == "cuda") fail("--device cuda: no CUDA GPU is available");
+#else
+    if (cfg.device == "cuda") fail("--device cuda: this binary was built without CUDA (rebuild with nvcc)");
+#endif
+    std::printf("training on the CPU reference path (%d threads)\n", omp_get_max_threads());
+    return "cpu";
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Model: a fresh GPT-2 from a descriptor, or the weights of an llm.c model file.
+
+struct InitialModel {
+    GPT2Config config;
+    std::vector<float> params;
+    std::string source;
+};
+
+static InitialModel load_initial_model(const Config& cfg) {
+    if (looks_like_descriptor(cfg.init)) {
+        InitialModel m{config_from_descriptor(cfg.init), {}, "-e " + cfg.init};
+        m.params.resize(ParamLayout(m.config).total);
+        init_parameters(m.params.data(), m.config, cfg.seed);
+        return m;
+    }
+    if (!file_exists(cfg.init))
+        fail("-e %s: no such model file, and not a descriptor (dN or gpt2:dN, e.g. d12 = GPT-2 124M)", cfg.init.c_str());
+    LoadedModel loaded = load_model_file(cfg.init);
+    return {loaded.config, std::move(loaded.params), cfg.init};
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Checks between options that the option table cannot express alone.
+
+static int gradient_accumulation_steps(const Config& cfg) {
+    const int64_t tokens_per_micro = int64_t(cfg.batch_size) * cfg.seq_len;
+    if (cfg.total_batch_tokens == -1) return 1;
+    if (cfg.total_batch_tokens <= 0 || cfg.total_batch_tokens % tokens_per_micro != 0)
+        fail("-d %lld: expected a positive multiple of B*T = %d*%d = %lld", (long long)cfg.total_batch_tokens,
+             cfg.batch_size, cfg.seq_len, (long long)tokens_per_micro);
+    return int(cfg.total_batch_tokens / tokens_per_micro);
+}
+
+static void check_sequence_length(const Config& cfg, const InitialModel& model) {
+    if (cfg.seq_len > model.config.max_seq_len)
+        fail("-t %d: exceeds the model's maximum sequence length %d (from %s)", cfg.seq_len,
+             model.config.max_seq_len, model.source.c_str());
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Validation and samples.
+
+static float validation_loss(Backend& backend, DataLoader& val, int batches) {
+    val.reset();
+    double sum = 0;
+    for (int i = 0; i < batches; ++i) {
+        val.next_batch();
+        sum += backend.evaluate(val.inputs(), val.targets());
+    }
+    return float(sum / batches);
+}
+
+static void print_sample(Backend& backend, const Tokenizer* tokenizer, int n, Rng& rng, RunLog& log, int64_t step) {
+    const int eot = tokenizer ? tokenizer->eot_token() : backend.config().vocab_size - 1;
+    const std::vector<int> tokens = generate(backend, eot, n, rng);
+    std::string text;
+    if (tokenizer) {
+        text = tokenizer->decode(tokens);
+    } else {
+        for (int t : tokens) text += std::to_string(t) + " ";
+    }
+    std::printf("--- sample at step %lld ---\n%s\n---\n", (long long)step, text.c_str());
+    log.write({{"type", "sample"}, {"step", step}, {"tokens", tokens}, {"text", text}});
+}
+
+static std::string duration_text(double seconds) {
+    const long s = long(seconds + 0.5);
+    if (s >= 3600) return format("%ldh%02ldm", s / 3600, (s / 60) % 60);
+    if (s >= 60) return format("%ldm%02lds", s / 60, s % 60);
+    return format("%lds", s);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The run.
+
+static void train(const Config& cfg) {
+    if (cfg.train_data.empty()) fail("-i/--train-data: no training shards given (a glob of llm.c .bin files)");
+    if (cfg.threads > 0) omp_set_num_threads(cfg.threads);
+    const std::string device = choose_device(cfg);
+
+    InitialModel model = load_initial_model(cfg);
+    check_sequence_length(cfg, model);
+    const int B = cfg.batch_size, T = cfg.seq_len;
+    const int accum = gradient_accumulation_steps(cfg);
+    const int V = model.config.vocab_size;
+
+    DataLoader train_loader(cfg.train_data, "-i", B, T, V, cfg.shuffle != 0, cfg.seed);
+    std::unique_ptr<DataLoader> val_loader;
+    if (!cfg.val_data.empty()) val_loader = std::make_unique<DataLoader>(cfg.val_data, "-j", B, T, V, false, cfg.seed);
+    std::unique_ptr<Tokenizer> tokenizer;
+    if (!cfg.tokenizer.empty()) tokenizer = std::make_unique<Tokenizer>(Tokenizer::load(cfg.tokenizer));
+
+    const int64_t steps = cfg.max_steps >= 0 ? cfg.max_steps : int64_t(train_loader.batches_per_epoch() / accum);
+    if (steps == 0 && cfg.max_steps == -1)
+        fail("-x -1: one epoch of %s holds no full step of %d micro-batches; set -x", cfg.train_data.c_str(), accum);
+    const int val_batches = val_loader ? int(std::min<size_t>(size_t(cfg.val_batches), val_loader->batches_per_epoch())) : 0;
+
+    const OptimizerConfig opt{cfg.optimizer, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay};
+    std::unique_ptr<Backend> backend = make_cpu_backend(model.config, B, T, opt);
+    backend->set_parameters(model.params.data());
+    const Schedule schedule{cfg.schedule, cfg.lr, cfg.warmup_steps, cfg.final_lr_frac, cfg.cooldown_frac, int(steps)};
+
+    std::printf("model: %s (%s), %zu parameters\n", model.source.c_str(), model.config.describe().c_str(), model.params.size());
+    std::printf("batch: B=%d T=%d, %d micro-batches per step = %lld tokens; %lld steps; train tokens %zu\n", B, T, accum,
+                (long long)B * T * accum, (long long)steps, train_loader.total_tokens());
+    std::printf("optimizer: %s lr %g, schedule %s, warmup %d, weight decay %g, grad clip %g\n", cfg.optimizer.c_str(),
+                cfg.lr, cfg.schedule.c_str(), cfg.warmup_steps, cfg.weight_decay, cfg.grad_clip);
+
+    // Output files are created only now that every input has been checked.
+    RunLog log;
+    if (!cfg.output_dir.empty()) {
+        make_directories(cfg.output_dir);
+        const std::string config_json = config_to_json(cfg).dump(2) + "\n";
+        write_atomically(cfg.output_dir + "/config.json", [&](File& f) { f.write_all(config_json.data(), config_json.size()); });
+        log.open(cfg.output_dir + "/log.jsonl");
+        log.write({{"type", "run"}, {"device", device}, {"model", model.config.describe()}, {"parameters", model.params.size()},
+                   {"B", B}, {"T", T}, {"grad_accum", accum}, {"steps", steps}, {"config", config_to_json(cfg)}});
+    }
+    if (cfg.sample_every > 0 && !tokenizer) std::printf("no --tokenizer given: samples are shown as token ids\n");
+
+    Rng sample_rng(cfg.seed ^ 0x5A4D504CULL);
+    std::vector<float> host_params(model.params.size());
+    double smoothed_step_s = 0;
+    for (int64_t step = 0; step <= steps; ++step) {  // step = updates done so far
+        const bool last = step == steps;
+        if (val_loader && (last || (cfg.val_every > 0 && step % cfg.val_every == 0))) {
+            const float val = validation_loss(*backend, *val_loader, val_batches);
+            std::printf("val loss %.6f at step %lld\n", val, (long long)step);
+            log.write({{"type", "val"}, {"step", step}, {"loss", val}});
+        }
+        if (cfg.sample_every > 0 && step > 0 && (last || step % cfg.sample_every == 0))
+            print_sample(*backend, tokenizer.get(), cfg.gen_tokens, sample_rng, log, step);
+        if (cfg.checkpoint_every > 0 && !cfg.output_dir.empty() && step > 0 && (last || step % cfg.checkpoint_every == 0)) {
+            backend->get_parameters(host_params.data());
+            const auto pos = train_loader.position();
+            const TrainingState state{step, int64_t(pos.epoch), int64_t(pos.shard_index), int64_t(pos.batch_index), sample_rng.state()};
+            write_checkpoint(cfg.output_dir, model.config, host_params.data(), cfg.save_bf16 ? ModelDtype::bf16 : ModelDtype::fp32,
+                             state, cfg.optimizer, backend->optimizer());
+            std::printf("checkpoint: %s\n", checkpoint_files(cfg.output_dir, step).model.c_str());
+        }
+        if (last) break;
+
+        const auto start = std::chrono::steady_clock::now();
+        backend->zero_grad();
+        double loss = 0;
+        for (int micro = 0; micro < accum; ++micro) {
+            train_loader.next_batch();
+            loss += backend->forward_backward(train_loader.inputs(), train_loader.targets(), 1.0f / float(accum));
+        }
+        loss /= accum;
+        const float norm = backend->grad_norm();
+        const float lr = schedule.at(int(step));
+        backend->optimizer_step({lr, clip_scale(norm, cfg.grad_clip), step + 1});
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+        smoothed_step_s = step == 0 ? seconds : 0.9 * smoothed_step_s + 0.1 * seconds;
+        const double tokens_per_s = double(B) * T * accum / seconds;
+        std::printf("step %5lld/%lld | loss %.6f | norm %.4f | lr %.2e | %.1f ms | %.0f tok/s | eta %s\n",
+                    (long long)step + 1, (long long)steps, loss, norm, lr, seconds * 1e3, tokens_per_s,
+                    duration_text(smoothed_step_s * double(steps - step - 1)).c_str());
+        std::fflush(stdout);
+        log.write({{"type", "train"}, {"step", step}, {"loss", loss}, {"grad_norm", norm}, {"lr", lr},
+                   {"ms", seconds * 1e3}, {"tokens_per_s", tokens_per_s}});
+    }
+}
+
+int main(int argc, char** argv) {
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines appear at once when piped to tee or a log
+    try {
+        Config cfg;
+        if (parse_command_line(argc, argv, cfg) == ParseOutcome::help_shown) return 0;
+        train(cfg);
+        return 0;
+    } catch (const Error& e) {
+        std::fprintf(stderr, "error: %s\n", e.what());
+        return 1;
+    } catch (const std::bad_alloc&) {
+        std::fprintf(stderr, "error: out of memory (try a smaller -b or -t, or a smaller model)\n");
+        return 1;
+    }
+}
