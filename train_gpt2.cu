@@ -10,10 +10,13 @@
 
 #include <omp.h>
 
+#include <csignal>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <memory>
+#include <set>
+#include <sstream>
 #include <string>
 
 #include "common/error.h"
@@ -27,6 +30,7 @@
 #include "layers/backend.h"
 #include "layers/sampling.h"
 #include "optim/grad_norm.h"
+#include "optim/outlier.h"
 #include "optim/schedule.h"
 
 #ifdef COLDSTART_CUDA
@@ -143,10 +147,80 @@ static std::string duration_text(double seconds) {
 }
 
 // ---------------------------------------------------------------------------------------------------
+// Resume: what a checkpoint's data position means, and putting a run back exactly where it was.
+
+// The settings a saved position and optimizer state depend on; a resumed run must match them.
+static nlohmann::json run_identity(const Config& cfg, size_t parameters, int accum) {
+    return {{"train-data", cfg.train_data}, {"batch-size", cfg.batch_size}, {"seq-len", cfg.seq_len}, {"grad_accum", accum},
+            {"shuffle", cfg.shuffle}, {"seed", cfg.seed}, {"optimizer", cfg.optimizer}, {"parameters", parameters}};
+}
+
+// Everything that changes from step to step besides weights and optimizer state.
+struct Progress {
+    int64_t step = 0;            // updates done, skipped ones included (the schedule's clock)
+    int64_t optimizer_t = 0;     // updates taken (Adam's bias-correction clock)
+    int64_t skipped = 0;         // steps skipped (non-finite or spikes)
+    int bad_in_row = 0;          // consecutive non-finite steps
+    OutlierDetector loss_detector, norm_detector;
+};
+
+static nlohmann::json progress_to_json(const Progress& p, const DataLoader& loader, const Rng& rng, size_t log_bytes) {
+    const LoaderPosition pos = loader.position();
+    return {{"optimizer_t", p.optimizer_t}, {"skipped", p.skipped}, {"bad_in_row", p.bad_in_row},
+            {"loss_detector", p.loss_detector.to_json()}, {"norm_detector", p.norm_detector.to_json()},
+            {"loader", {pos.epoch, pos.shard_index, pos.batch_index}}, {"sample_rng", rng.state()}, {"log_bytes", log_bytes}};
+}
+
+// Loads the newest complete checkpoint of cfg.output_dir into backend, loader, rng and progress.
+// Returns the log length to keep, or -1 when there is no checkpoint (a fresh start).
+static int64_t resume(const Config& cfg, const nlohmann::json& identity, Backend& backend, DataLoader& loader, Rng& rng,
+                      Progress& p) {
+    const int64_t step = latest_checkpoint(cfg.output_dir);
+    if (step < 0) {
+        std::printf("-y 1: no complete checkpoint in %s: starting from the beginning\n", cfg.output_dir.c_str());
+        return -1;
+    }
+    const CheckpointFiles files = checkpoint_files(cfg.output_dir, step);
+    LoadedModel model = load_model_file(files.model);
+    if (model.config.describe() != backend.config().describe())
+        fail("%s: the checkpoint's model (%s) is not this run's (%s)", files.model.c_str(), model.config.describe().c_str(),
+             backend.config().describe().c_str());
+    std::vector<float> master;
+    const TrainingState state = read_state_file(files.state, model.params.size(), backend.optimizer(), master);
+    for (const auto& [key, value] : identity.items())
+        if (state.run.value(key, nlohmann::json()) != value)
+            fail("%s: the checkpoint was written with %s = %s, this run has %s; resuming needs the same", files.state.c_str(),
+                 key.c_str(), state.run.value(key, nlohmann::json()).dump().c_str(), value.dump().c_str());
+    backend.set_parameters(master.empty() ? model.params.data() : master.data());
+    const nlohmann::json& j = state.progress;
+    p.step = state.step;
+    p.optimizer_t = j.at("optimizer_t");
+    p.skipped = j.at("skipped");
+    p.bad_in_row = j.at("bad_in_row");
+    p.loss_detector.from_json(j.at("loss_detector"));
+    p.norm_detector.from_json(j.at("norm_detector"));
+    const auto pos = j.at("loader");
+    loader.seek({pos.at(0).get<uint64_t>(), pos.at(1).get<uint64_t>(), pos.at(2).get<uint64_t>()});
+    rng.set_state(j.at("sample_rng").get<Rng::State>());
+    std::printf("resumed from %s (step %lld)\n", files.model.c_str(), (long long)step);
+    return j.at("log_bytes").get<int64_t>();
+}
+
+static std::set<int64_t> parse_step_list(const std::string& list) {
+    std::set<int64_t> steps;
+    std::stringstream ss(list);
+    std::string item;
+    while (std::getline(ss, item, ','))
+        if (!item.empty()) steps.insert(std::stoll(item));
+    return steps;
+}
+
+// ---------------------------------------------------------------------------------------------------
 // The run.
 
 static void train(const Config& cfg) {
     if (cfg.train_data.empty()) fail("-i/--train-data: no training shards given (a glob of llm.c .bin files)");
+    if (cfg.resume && cfg.output_dir.empty()) fail("-y 1: resuming needs the run's output folder (-o)");
     if (cfg.threads > 0) omp_set_num_threads(cfg.threads);
     const std::string device = choose_device(cfg);
 
@@ -155,6 +229,12 @@ static void train(const Config& cfg) {
     const int B = cfg.batch_size, T = cfg.seq_len;
     const int accum = gradient_accumulation_steps(cfg);
     const int V = model.config.vocab_size;
+    std::set<int64_t> inject_nonfinite;
+    try {
+        inject_nonfinite = parse_step_list(cfg.inject_nonfinite);
+    } catch (const std::exception&) {
+        fail("--inject-nonfinite: expected comma-separated step numbers, got '%s'", cfg.inject_nonfinite.c_str());
+    }
 
     DataLoader train_loader(cfg.train_data, "-i", B, T, V, cfg.shuffle != 0, cfg.seed);
     std::unique_ptr<DataLoader> val_loader;
@@ -171,6 +251,12 @@ static void train(const Config& cfg) {
     std::unique_ptr<Backend> backend = make_cpu_backend(model.config, B, T, opt);
     backend->set_parameters(model.params.data());
     const Schedule schedule{cfg.schedule, cfg.lr, cfg.warmup_steps, cfg.final_lr_frac, cfg.cooldown_frac, int(steps)};
+    const nlohmann::json identity = run_identity(cfg, model.params.size(), accum);
+
+    Rng sample_rng(cfg.seed ^ 0x5A4D504CULL);
+    Progress p;
+    const int64_t log_bytes = cfg.resume ? resume(cfg, identity, *backend, train_loader, sample_rng, p) : -1;
+    const int64_t resumed_at = log_bytes >= 0 ? p.step : -1;
 
     std::printf("model: %s (%s), %zu parameters\n", model.source.c_str(), model.config.describe().c_str(), model.params.size());
     std::printf("batch: B=%d T=%d, %d micro-batches per step = %lld tokens; %lld steps; train tokens %zu\n", B, T, accum,
@@ -184,31 +270,38 @@ static void train(const Config& cfg) {
         make_directories(cfg.output_dir);
         const std::string config_json = config_to_json(cfg).dump(2) + "\n";
         write_atomically(cfg.output_dir + "/config.json", [&](File& f) { f.write_all(config_json.data(), config_json.size()); });
-        log.open(cfg.output_dir + "/log.jsonl");
-        log.write({{"type", "run"}, {"device", device}, {"model", model.config.describe()}, {"parameters", model.params.size()},
-                   {"B", B}, {"T", T}, {"grad_accum", accum}, {"steps", steps}, {"config", config_to_json(cfg)}});
+        if (resumed_at >= 0) {
+            log.reopen_at(cfg.output_dir + "/log.jsonl", size_t(log_bytes));
+            log.write({{"type", "resume"}, {"step", resumed_at}});
+        } else {
+            log.open(cfg.output_dir + "/log.jsonl");
+            log.write({{"type", "run"}, {"device", device}, {"model", model.config.describe()}, {"parameters", model.params.size()},
+                       {"B", B}, {"T", T}, {"grad_accum", accum}, {"steps", steps}, {"config", config_to_json(cfg)}});
+        }
     }
     if (cfg.sample_every > 0 && !tokenizer) std::printf("no --tokenizer given: samples are shown as token ids\n");
 
-    Rng sample_rng(cfg.seed ^ 0x5A4D504CULL);
     std::vector<float> host_params(model.params.size());
     double smoothed_step_s = 0;
-    for (int64_t step = 0; step <= steps; ++step) {  // step = updates done so far
+    for (; p.step <= steps; ++p.step) {
+        const int64_t step = p.step;
         const bool last = step == steps;
-        if (val_loader && (last || (cfg.val_every > 0 && step % cfg.val_every == 0))) {
-            const float val = validation_loss(*backend, *val_loader, val_batches);
-            std::printf("val loss %.6f at step %lld\n", val, (long long)step);
-            log.write({{"type", "val"}, {"step", step}, {"loss", val}});
-        }
-        if (cfg.sample_every > 0 && step > 0 && (last || step % cfg.sample_every == 0))
-            print_sample(*backend, tokenizer.get(), cfg.gen_tokens, sample_rng, log, step);
-        if (cfg.checkpoint_every > 0 && !cfg.output_dir.empty() && step > 0 && (last || step % cfg.checkpoint_every == 0)) {
-            backend->get_parameters(host_params.data());
-            const auto pos = train_loader.position();
-            const TrainingState state{step, int64_t(pos.epoch), int64_t(pos.shard_index), int64_t(pos.batch_index), sample_rng.state()};
-            write_checkpoint(cfg.output_dir, model.config, host_params.data(), cfg.save_bf16 ? ModelDtype::bf16 : ModelDtype::fp32,
-                             state, cfg.optimizer, backend->optimizer());
-            std::printf("checkpoint: %s\n", checkpoint_files(cfg.output_dir, step).model.c_str());
+        if (step != resumed_at) {  // what a checkpoint's step already did is not done again
+            if (val_loader && (last || (cfg.val_every > 0 && step % cfg.val_every == 0))) {
+                const float val = validation_loss(*backend, *val_loader, val_batches);
+                std::printf("val loss %.6f at step %lld\n", val, (long long)step);
+                log.write({{"type", "val"}, {"step", step}, {"loss", val}});
+            }
+            if (cfg.sample_every > 0 && step > 0 && (last || step % cfg.sample_every == 0))
+                print_sample(*backend, tokenizer.get(), cfg.gen_tokens, sample_rng, log, step);
+            if (cfg.checkpoint_every > 0 && !cfg.output_dir.empty() && step > 0 && (last || step % cfg.checkpoint_every == 0)) {
+                backend->get_parameters(host_params.data());
+                const TrainingState state{step, identity, progress_to_json(p, train_loader, sample_rng, log.bytes_written())};
+                write_checkpoint(cfg.output_dir, model.config, host_params.data(), cfg.save_bf16 ? ModelDtype::bf16 : ModelDtype::fp32,
+                                 state, backend->optimizer());
+                prune_checkpoints(cfg.output_dir, cfg.checkpoint_keep, int64_t(cfg.checkpoint_keep_every) * cfg.checkpoint_every);
+                std::printf("checkpoint: %s\n", checkpoint_files(cfg.output_dir, step).model.c_str());
+            }
         }
         if (last) break;
 
@@ -220,24 +313,50 @@ static void train(const Config& cfg) {
             loss += backend->forward_backward(train_loader.inputs(), train_loader.targets(), 1.0f / float(accum));
         }
         loss /= accum;
+        if (inject_nonfinite.count(step)) loss = NAN;
         const float norm = backend->grad_norm();
         const float lr = schedule.at(int(step));
-        backend->optimizer_step({lr, clip_scale(norm, cfg.grad_clip), step + 1});
+
+        // A step with a non-finite or spiking loss or gradient norm is skipped: its batch is consumed,
+        // the weights and optimizer state stay as they were.
+        const bool finite = std::isfinite(loss) && std::isfinite(norm);
+        const char* skip = !finite ? "non-finite loss or gradient norm"
+                         : cfg.skip_loss_z > 0 && p.loss_detector.z_score(loss) > cfg.skip_loss_z ? "loss spike"
+                         : cfg.skip_norm_z > 0 && p.norm_detector.z_score(norm) > cfg.skip_norm_z ? "gradient-norm spike"
+                         : nullptr;
+        if (!skip) {
+            backend->optimizer_step({lr, clip_scale(norm, cfg.grad_clip), ++p.optimizer_t});
+            p.loss_detector.add(loss);
+            p.norm_detector.add(norm);
+            p.bad_in_row = 0;
+        } else {
+            ++p.skipped;
+            p.bad_in_row = finite ? 0 : p.bad_in_row + 1;
+        }
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
         smoothed_step_s = step == 0 ? seconds : 0.9 * smoothed_step_s + 0.1 * seconds;
         const double tokens_per_s = double(B) * T * accum / seconds;
-        std::printf("step %5lld/%lld | loss %.6f | norm %.4f | lr %.2e | %.1f ms | %.0f tok/s | eta %s\n",
+        std::printf("step %5lld/%lld | loss %.6f | norm %.4f | lr %.2e | %.1f ms | %.0f tok/s | eta %s%s%s\n",
                     (long long)step + 1, (long long)steps, loss, norm, lr, seconds * 1e3, tokens_per_s,
-                    duration_text(smoothed_step_s * double(steps - step - 1)).c_str());
-        std::fflush(stdout);
-        log.write({{"type", "train"}, {"step", step}, {"loss", loss}, {"grad_norm", norm}, {"lr", lr},
-                   {"ms", seconds * 1e3}, {"tokens_per_s", tokens_per_s}});
+                    duration_text(smoothed_step_s * double(steps - step - 1)).c_str(), skip ? " | skipped: " : "", skip ? skip : "");
+        nlohmann::json record = {{"type", "train"}, {"step", step}, {"loss", loss}, {"grad_norm", norm}, {"lr", lr},
+                                 {"ms", seconds * 1e3}, {"tokens_per_s", tokens_per_s}};
+        if (skip) record["skipped"] = skip;
+        log.write(record);
+        if (p.bad_in_row >= cfg.max_bad_steps) {
+            const int64_t good = cfg.output_dir.empty() ? -1 : latest_checkpoint(cfg.output_dir);
+            fail("step %lld: %d steps in a row had a non-finite loss or gradient norm; stopping (%s)", (long long)step + 1,
+                 p.bad_in_row, good >= 0 ? ("the last complete checkpoint is " + checkpoint_files(cfg.output_dir, good).model).c_str()
+                                         : "no checkpoint was written");
+        }
     }
+    if (p.skipped > 0) std::printf("%lld steps were skipped\n", (long long)p.skipped);
 }
 
 int main(int argc, char** argv) {
     std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines appear at once when piped to tee or a log
+    std::signal(SIGXFSZ, SIG_IGN);             // a file-size limit makes writes fail with EFBIG, which we report
     try {
         Config cfg;
         if (parse_command_line(argc, argv, cfg) == ParseOutcome::help_shown) return 0;

@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <unistd.h>
 
 #include "common/error.h"
 
@@ -17,6 +18,17 @@ void RunLog::open(const std::string& path) {
 RunLog::~RunLog() {
     if (f_) std::fclose(f_);
 }
+
+void RunLog::reopen_at(const std::string& path, size_t keep_bytes) {
+    if (f_) std::fclose(f_);
+    path_ = path;
+    if (truncate(path.c_str(), off_t(keep_bytes)) != 0)
+        fail("cannot cut %s back to the %zu bytes of the checkpoint: %s", path.c_str(), keep_bytes, std::strerror(errno));
+    f_ = std::fopen(path.c_str(), "a");
+    if (!f_) fail("cannot open %s for appending: %s", path.c_str(), std::strerror(errno));
+}
+
+size_t RunLog::bytes_written() const { return f_ ? size_t(std::ftell(f_)) : 0; }
 
 void RunLog::write(const nlohmann::json& record) {
     if (!f_) return;

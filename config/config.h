@@ -41,6 +41,14 @@ struct Config {
     int sample_every = 20;             // -s 0: never
     int gen_tokens = 64;               // -g
     int checkpoint_every = 0;          // -n every N steps and at the end (needs -o); 0: never
+    int checkpoint_keep = 0;           // -nk keep the last N checkpoints; 0: all
+    int checkpoint_keep_every = 0;     // -nm also keep every M-th checkpoint forever; 0: none
+    int resume = 0;                    // -y 1: continue from the newest complete checkpoint in -o
+    // robustness
+    float skip_loss_z = 0.0f;          // -sl skip a step whose loss z-score exceeds this; 0: off
+    float skip_norm_z = 0.0f;          // -sg skip a step whose grad-norm z-score exceeds this; 0: off
+    int max_bad_steps = 5;             // --max-bad-steps stop after this many non-finite steps in a row
+    std::string inject_nonfinite;      // --inject-nonfinite "5,6": testing: make these steps' loss NaN
     int save_bf16 = 0;                 // --save-bf16 model files in bf16 (version 5)
     std::string device = "auto";       // --device auto|cpu|cuda
     int threads = 0;                   // --threads CPU threads; 0: OpenMP's default

@@ -65,6 +65,19 @@ const std::vector<Option>& options() {
         {"-g", "gen-tokens", &Config::gen_tokens, 1, 1e6, nullptr, "tokens per sample"},
         {"-n", "checkpoint-every", &Config::checkpoint_every, 0, 1e9, nullptr,
          "write model and optimizer state every N steps and at the end (needs -o); 0: never"},
+        {"-nk", "checkpoint-keep", &Config::checkpoint_keep, 0, 1e9, nullptr, "keep only the last N checkpoints; 0: all"},
+        {"-nm", "checkpoint-keep-every", &Config::checkpoint_keep_every, 0, 1e9, nullptr,
+         "with -nk: also keep every M-th checkpoint forever; 0: none"},
+        {"-y", "resume", &Config::resume, 0, 1, nullptr,
+         "1: continue from the newest complete checkpoint in -o (the same run, bit for bit)"},
+        {"-sl", "skip-loss-z", &Config::skip_loss_z, 0, kNoMax, nullptr,
+         "skip the update when the loss's z-score over the last 128 steps exceeds this; 0: off"},
+        {"-sg", "skip-norm-z", &Config::skip_norm_z, 0, kNoMax, nullptr,
+         "skip the update when the grad norm's z-score over the last 128 steps exceeds this; 0: off"},
+        {nullptr, "max-bad-steps", &Config::max_bad_steps, 1, 1e9, nullptr,
+         "stop after this many steps in a row with a non-finite loss or gradient norm (each is skipped)"},
+        {nullptr, "inject-nonfinite", &Config::inject_nonfinite, 0, 0, nullptr,
+         "testing: comma-separated steps whose loss is replaced by NaN (fault injection)"},
         {nullptr, "save-bf16", &Config::save_bf16, 0, 1, nullptr, "1: write model files in bf16 (llm.c version 5)"},
         {nullptr, "device", &Config::device, 0, 0, "auto|cpu|cuda", "where to train; auto: a CUDA GPU if present"},
         {nullptr, "threads", &Config::threads, 0, 4096, nullptr, "CPU threads; 0: OpenMP's default"},
@@ -223,7 +236,7 @@ std::string help_text() {
         std::string choices = o.choices ? format(" (%s)", o.choices) : "";
         s += format("%-30s %s%s [default %s]\n", names.c_str(), o.help, choices.c_str(), def.c_str());
     }
-    s += "       --help                 this text\n";
+    s += format("%-30s %s\n", "       --help", "this text");
     return s;
 }
 

@@ -1,5 +1,10 @@
 #include "data/checkpoint.h"
 
+#include <dirent.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
 
 #include "common/error.h"
@@ -7,8 +12,7 @@
 namespace coldstart {
 
 static constexpr int32_t kStateMagic = 20261125;
-static constexpr int32_t kStateVersion = 1;
-static constexpr size_t kNameBytes = 32;
+static constexpr int32_t kStateVersion = 2;
 
 CheckpointFiles checkpoint_files(const std::string& dir, int64_t step, int rank) {
     const long long s = step;
@@ -16,53 +20,100 @@ CheckpointFiles checkpoint_files(const std::string& dir, int64_t step, int rank)
             format("%s/DONE_%08lld", dir.c_str(), s)};
 }
 
+void crash_point(const char* point, int64_t step) {
+    const char* at = std::getenv("COLDSTART_CRASH_AT");
+    if (at && format("%s:%lld", point, (long long)step) == at) std::raise(SIGKILL);
+}
+
 void write_checkpoint(const std::string& dir, const GPT2Config& config, const float* params, ModelDtype dtype,
-                      const TrainingState& state, const std::string& optimizer_name, const Optimizer& optimizer) {
+                      const TrainingState& state, const Optimizer& optimizer) {
     const CheckpointFiles files = checkpoint_files(dir, state.step);
     remove_quietly(files.done);  // an overwritten checkpoint is incomplete until its marker is back
     save_model_file(files.model, config, params, dtype);
+    crash_point("model-written", state.step);
+    const bool master_weights = dtype != ModelDtype::fp32;
+    const std::string meta = nlohmann::json{{"step", state.step}, {"run", state.run}, {"progress", state.progress}}.dump();
     write_atomically(files.state, [&](File& f) {
         int32_t header[256] = {};
         header[0] = kStateMagic;
         header[1] = kStateVersion;
         header[2] = 1;  // world size
-        header[3] = 0;  // fp32 master weights
+        header[3] = master_weights ? 1 : 0;
+        header[4] = int32_t(meta.size());
         f.write_all(header, sizeof header);
-        const int64_t fields[5] = {state.step, int64_t(ParamLayout(config).total), state.loader_epoch,
-                                   state.loader_shard, state.loader_batch};
-        f.write_all(fields, sizeof fields);
-        f.write_all(state.rng.data(), sizeof(uint64_t) * state.rng.size());
-        char name[kNameBytes] = {};
-        std::strncpy(name, optimizer_name.c_str(), kNameBytes - 1);
-        f.write_all(name, kNameBytes);
+        f.write_all(meta.data(), meta.size());
         optimizer.save_state(f);
+        if (master_weights) f.write_all(params, ParamLayout(config).total * sizeof(float));
+        crash_point("state-written", state.step);
     });
+    crash_point("before-done", state.step);
     write_atomically(files.done, [](File&) {});
 }
 
-void read_state_file(const std::string& path, size_t num_params, const std::string& optimizer_name,
-                     TrainingState& state, Optimizer& optimizer) {
+// Steps of the complete checkpoints in dir (those with a DONE marker), ascending.
+static std::vector<int64_t> complete_checkpoints(const std::string& dir) {
+    std::vector<int64_t> steps;
+    DIR* d = opendir(dir.c_str());
+    if (!d) return steps;
+    while (const dirent* e = readdir(d)) {
+        long long step;
+        char tail;
+        if (std::sscanf(e->d_name, "DONE_%lld%c", &step, &tail) == 1) steps.push_back(step);  // not DONE_*.tmp
+    }
+    closedir(d);
+    std::sort(steps.begin(), steps.end());
+    return steps;
+}
+
+int64_t latest_checkpoint(const std::string& dir) {
+    const std::vector<int64_t> steps = complete_checkpoints(dir);
+    return steps.empty() ? -1 : steps.back();
+}
+
+void prune_checkpoints(const std::string& dir, int keep_last, int64_t keep_every_steps) {
+    if (keep_last <= 0) return;
+    const std::vector<int64_t> steps = complete_checkpoints(dir);
+    for (size_t i = 0; i + size_t(keep_last) < steps.size(); ++i) {
+        if (keep_every_steps > 0 && steps[i] % keep_every_steps == 0) continue;
+        const CheckpointFiles files = checkpoint_files(dir, steps[i]);
+        remove_quietly(files.done);  // first: a half-deleted checkpoint must never look complete
+        remove_quietly(files.state);
+        remove_quietly(files.model);
+    }
+}
+
+TrainingState read_state_file(const std::string& path, size_t num_params, Optimizer& optimizer,
+                              std::vector<float>& master_params) {
     File f(path, "rb");
+    const size_t file_size = f.size();
     int32_t header[256];
     f.read_exact(header, sizeof header, "the header");
     if (header[0] != kStateMagic) fail("%s: not a coldstart state file: magic %d, expected %d", path.c_str(), header[0], kStateMagic);
     if (header[1] != kStateVersion) fail("%s: state file version %d, expected %d", path.c_str(), header[1], kStateVersion);
     if (header[2] != 1) fail("%s: written by %d ranks, this run has 1", path.c_str(), header[2]);
-    int64_t fields[5];
-    f.read_exact(fields, sizeof fields, "the step and loader position");
-    if (fields[1] != int64_t(num_params))
-        fail("%s: holds state for %lld parameters, the model has %zu", path.c_str(), (long long)fields[1], num_params);
-    f.read_exact(state.rng.data(), sizeof(uint64_t) * state.rng.size(), "the random state");
-    char name[kNameBytes];
-    f.read_exact(name, kNameBytes, "the optimizer name");
-    name[kNameBytes - 1] = '\0';
-    if (optimizer_name != name)
-        fail("%s: optimizer state is for '%s', this run uses '%s'", path.c_str(), name, optimizer_name.c_str());
+    if (header[4] <= 0 || size_t(header[4]) > file_size - sizeof header)
+        fail("%s: the JSON block's length %d does not fit the file's %zu bytes", path.c_str(), header[4], file_size);
+    std::string meta(size_t(header[4]), '\0');
+    f.read_exact(meta.data(), meta.size(), "the JSON block");
+    TrainingState state;
+    try {
+        const nlohmann::json j = nlohmann::json::parse(meta);
+        state.step = j.at("step").get<int64_t>();
+        state.run = j.at("run");
+        state.progress = j.at("progress");
+    } catch (const nlohmann::json::exception& e) {
+        fail("%s: the JSON block is malformed: %s", path.c_str(), e.what());
+    }
+    const int64_t params_in_run = state.run.value("parameters", int64_t(-1));
+    if (params_in_run != int64_t(num_params))
+        fail("%s: holds state for %lld parameters, the model has %zu", path.c_str(), (long long)params_in_run, num_params);
     optimizer.load_state(f);
-    state.step = fields[0];
-    state.loader_epoch = fields[2];
-    state.loader_shard = fields[3];
-    state.loader_batch = fields[4];
+    master_params.clear();
+    if (header[3] == 1) {
+        master_params.resize(num_params);
+        f.read_exact(master_params.data(), num_params * sizeof(float), "the fp32 master weights");
+    }
+    return state;
 }
 
 }  // namespace coldstart

@@ -3,27 +3,31 @@
 //   state_%08d_%05d.bin   the training state of rank r (below)
 //   DONE_%08d             written last: a checkpoint is complete only when this marker exists.
 // Each file is written to a temporary name, flushed to disk and renamed, so a crash at any moment leaves
-// every earlier complete checkpoint intact.
+// every earlier complete checkpoint intact, and -y resumes from the newest complete one.
 //
-// State file: a header of 256 int32 ([0] = 20261125 magic, [1] = 1 version, [2] = world size,
-// [3] = 0 fp32 master weights), then int64 step, int64 parameter count, the data loader's position
-// (int64 epoch, shard, batch), the sampler's random state (4 x uint64), the optimizer's name (32 bytes,
-// zero padded), then the optimizer's own state.
+// State file: a header of 256 int32 ([0] = 20261125 magic, [1] = 2 version, [2] = world size,
+// [3] = 1 if fp32 master weights follow the optimizer state, [4] = bytes of the JSON block), then a JSON
+// object with everything small (step, the data loader's position, the random state, the batch shape the
+// position refers to, the outlier detectors, the log's length), then the optimizer's own state, then
+// (when the model file is bf16) the fp32 parameters, so that a resumed run continues bit for bit.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
-#include "common/random.h"
+#include <nlohmann/json.hpp>
+
 #include "data/model_file.h"
 #include "optim/optimizer.h"
 
 namespace coldstart {
 
+// Everything besides the weights and the optimizer state that a resumed run needs to continue exactly.
 struct TrainingState {
-    int64_t step = 0;  // updates done
-    int64_t loader_epoch = 0, loader_shard = 0, loader_batch = 0;
-    Rng::State rng{};
+    int64_t step = 0;             // updates done
+    nlohmann::json run;           // what the saved position means: B, T, grad_accum, shuffle, seed, optimizer
+    nlohmann::json progress;      // loader position, random state, outlier detectors, skipped steps, log bytes
 };
 
 struct CheckpointFiles {
@@ -31,11 +35,25 @@ struct CheckpointFiles {
 };
 CheckpointFiles checkpoint_files(const std::string& dir, int64_t step, int rank = 0);
 
+// Writes model, state and the DONE marker, in that order, each atomically.
 void write_checkpoint(const std::string& dir, const GPT2Config& config, const float* params, ModelDtype dtype,
-                      const TrainingState& state, const std::string& optimizer_name, const Optimizer& optimizer);
+                      const TrainingState& state, const Optimizer& optimizer);
 
-// Reads a state file into state and optimizer; errors name the file and the field that does not match.
-void read_state_file(const std::string& path, size_t num_params, const std::string& optimizer_name,
-                     TrainingState& state, Optimizer& optimizer);
+// The step of the newest complete checkpoint in dir (its DONE marker exists), or -1 if there is none.
+int64_t latest_checkpoint(const std::string& dir);
+
+// Retention: keeps the newest keep_last complete checkpoints (0: all) and every checkpoint whose step is
+// a multiple of keep_every_steps (0: none besides), deleting the others marker first.
+void prune_checkpoints(const std::string& dir, int keep_last, int64_t keep_every_steps);
+
+// Reads a state file: the optimizer state goes into optimizer, fp32 master weights (if the file has them)
+// into master_params (else it is left empty). Errors name the file and the field that does not match.
+TrainingState read_state_file(const std::string& path, size_t num_params, Optimizer& optimizer,
+                              std::vector<float>& master_params);
+
+// Fault injection for the crash tests: if $COLDSTART_CRASH_AT equals "<point>:<step>", the process kills
+// itself with SIGKILL at that point. Points: model-written, state-written (temporary files written, not
+// yet renamed), before-done.
+void crash_point(const char* point, int64_t step);
 
 }  // namespace coldstart

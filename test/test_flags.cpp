@@ -128,3 +128,11 @@ TEST_CASE("flags: --help lists every option the parser accepts, with its default
     for (const char* short_flag : {"-i", "-j", "-e", "-o", "-b", "-t", "-d", "-x", "-l", "-u", "-q", "-c", "-k", "-v", "-m", "-s", "-g", "-n"})
         CHECK_MESSAGE(help.find(std::string("  ") + short_flag + " ") != std::string::npos, "--help misses " << short_flag);
 }
+
+TEST_CASE("flags: the README documents every option") {
+    const std::vector<char> bytes = test_util::read_bytes("README.md");
+    const std::string readme(bytes.begin(), bytes.end());
+    const nlohmann::json all_options = config_to_json(Config{});
+    for (const auto& [key, value] : all_options.items())
+        CHECK_MESSAGE(readme.find("| --" + key + " |") != std::string::npos, "README.md's option table misses --" << key);
+}

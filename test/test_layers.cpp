@@ -8,12 +8,13 @@
 // backward accumulates (+=) instead of overwriting. Sizes are deliberately awkward (primes, not
 // multiples of any tile or vector width).
 //
-// Tolerances. fp32 has unit round-off u = 6e-8. An fp32 result built from a chain of k rounded
-// operations is off by at most ~k*u relative (typically sqrt(k)*u). The sums here have at most a few
-// hundred terms in the forward comparisons and a few dozen in the gradient checks, so the fp32 results
-// should be within ~1e-6 of the reference; the softmax and layernorm backward subtract means and can
-// lose a further factor of a few to cancellation. kForwardTolerance = kGradientTolerance = 1e-5 leaves
-// that margin, while a wrong formula, index, scale or a missing accumulation gives errors of 1e-3 to 1.
+// Tolerances. fp32 has unit round-off u = 6e-8. A sum of k rounded terms is off by up to k*u in the
+// worst case, but for terms of random sign the error grows like sqrt(k)*u, and a norm-wise error over
+// many elements sees that typical case. The longest sums here (matmul depth 600) give sqrt(600)*u =
+// 1.5e-6; the gradient checks sum a few dozen terms (~5e-7), and the softmax and layernorm backward
+// subtract means, which can cost a further factor of a few. kForwardTolerance = kGradientTolerance =
+// 1e-5 leaves that margin, while a wrong formula, index or scale, or a missing accumulation, gives
+// errors of 1e-3 to 1.
 #include <doctest/doctest.h>
 #include <omp.h>
 
@@ -33,7 +34,6 @@
 #include "layers/layernorm.h"
 #include "layers/matmul.h"
 #include "layers/residual.h"
-#include "test/test_util.h"
 
 namespace {
 
@@ -178,7 +178,8 @@ Doubles attention_reference(const Doubles& qkv, int B, int T, int C, int NH, Dou
                 for (int t2 = 0; t2 <= t; ++t2) {
                     p[t2] /= sum;
                     if (att) (*att)[((size_t(b) * NH + h) * T + t) * T + t2] = p[t2];
-                    for (int i = 0; i < hs; ++i) out[(size_t(b) * T + t) * C + h * hs + i] += p[t2] * at(b, t2, 2, h)[i];
+                    double* out_bth = &out[(size_t(b) * T + t) * C + h * hs];
+                    for (int i = 0; i < hs; ++i) out_bth[i] += p[t2] * at(b, t2, 2, h)[i];
                 }
             }
     return out;
@@ -214,7 +215,8 @@ TEST_CASE("layers: encoder forward adds the token and position embeddings") {
     const Floats wte = random_floats(rng, size_t(Vp) * C), wpe = random_floats(rng, size_t(maxT) * C);
     Floats out(size_t(B) * T * C);
     cpu::encoder_forward(out.data(), tokens.data(), wte.data(), wpe.data(), B, T, C);
-    CHECK(relative_error(out, encoder_reference(tokens, to_doubles(wte), to_doubles(wpe), B, T, C)) < kForwardTolerance);
+    const Doubles ref = encoder_reference(tokens, to_doubles(wte), to_doubles(wpe), B, T, C);
+    CHECK(relative_error(out, ref) < kForwardTolerance);
 }
 
 TEST_CASE("layers: encoder backward matches finite differences, with repeated tokens") {
@@ -245,7 +247,9 @@ TEST_CASE("layers: layernorm forward matches a double-precision reference") {
     // single-pass E[x^2] - E[x]^2 rounds E[x^2] ~ 1e6 to 0.06 against a variance of 0.33 (~10% off).
     // Even two passes cannot beat the fp32 mean itself, known only to half an ulp of 1000 (3e-5), which
     // shifts every x - mean by up to 3e-5 / 0.6 = 5e-5 relative: hence 1e-3 there instead of 1e-5.
-    for (const auto& [offset, tolerance] : {std::pair{0.0f, kForwardTolerance}, std::pair{1000.0f, 1e-3}}) {
+    for (const auto& offset_tolerance : {std::pair{0.0f, kForwardTolerance}, std::pair{1000.0f, 1e-3}}) {
+        const float offset = offset_tolerance.first;
+        const double tolerance = offset_tolerance.second;
         CAPTURE(offset);
         const Floats inp = random_floats(rng, N * C, offset - 1, offset + 1);
         Floats out(N * C), mean(N), rstd(N);
@@ -284,10 +288,10 @@ struct MatmulSize {
     size_t N;
     int C, OC;
 };
-// Ones, primes, and sizes that span several register tiles (6 x 16) and cache blocks (72 rows,
-// 128 columns, depth 256) with ragged remainders in every dimension.
-const MatmulSize kAwkwardMatmulSizes[] = {{1, 1, 1}, {7, 13, 11}, {1, 300, 17}, {13, 5, 200}, {6, 16, 16},
-                                          {150, 600, 300}, {73, 257, 129}};
+// Ones, primes, and sizes that span several register tiles (6 x 16), depth slices (256) and cache
+// blocks (up to 256 rows x 512 columns) with ragged remainders in every dimension.
+const MatmulSize kAwkwardMatmulSizes[] = {{1, 1, 1},       {7, 13, 11},     {1, 300, 17},  {13, 5, 200},
+                                          {6, 16, 16},     {150, 600, 300}, {73, 257, 129}, {300, 70, 530}};
 }  // namespace
 
 TEST_CASE("layers: matmul forward matches a naive double loop on awkward sizes") {
@@ -569,7 +573,8 @@ TEST_CASE("layers: backward passes give the same bits with 1 and 2 threads") {
     auto run_all = [&] {
         Floats out(N * OC), dinp(N * C, 0.5f), dweight(size_t(OC) * C, 0.5f), dbias(OC, 0.5f);
         cpu::matmul_forward(out.data(), inp.data(), weight.data(), dbias.data(), N, C, OC);
-        cpu::matmul_backward(dinp.data(), dweight.data(), dbias.data(), dout.data(), inp.data(), weight.data(), N, C, OC);
+        cpu::matmul_backward(dinp.data(), dweight.data(), dbias.data(), dout.data(), inp.data(), weight.data(), N, C,
+                             OC);
 
         Floats ln(N * C), mean(N), rstd(N), ln_dinp(N * C, 0.5f), dgamma(C, 0.5f), dbeta(C, 0.5f);
         cpu::layernorm_forward(ln.data(), mean.data(), rstd.data(), inp.data(), gamma.data(), beta.data(), N, C);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/random.h"
 #include "data/checkpoint.h"
 #include "data/model_file.h"
 #include "layers/gpt2_config.h"
@@ -111,7 +112,7 @@ TEST_CASE("model file: bad files are named with what was expected") {
           dir / "header.bin" + ": file is truncated: the 1024-byte header needs 1024 bytes, only 100 remain");
 }
 
-TEST_CASE("checkpoint: state files round-trip the optimizer and positions; mismatches are named") {
+TEST_CASE("checkpoint: state files round-trip the optimizer, master weights and progress; mismatches are named") {
     const GPT2Config c = tiny();
     const auto tensors = parameter_tensors(c);
     const size_t n = ParamLayout(c).total;
@@ -124,31 +125,60 @@ TEST_CASE("checkpoint: state files round-trip the optimizer and positions; misma
     test_util::TempDir dir;
     TrainingState state;
     state.step = 5;
-    state.loader_epoch = 1;
-    state.loader_shard = 2;
-    state.loader_batch = 3;
-    state.rng = Rng(11).state();
-    write_checkpoint(dir.path, c, params.data(), ModelDtype::fp32, state, "adamw", opt);
+    state.run = {{"parameters", n}, {"batch-size", 4}};
+    state.progress = {{"loader", {1, 2, 3}}, {"rng", Rng(11).state()}};
+    write_checkpoint(dir.path, c, params.data(), ModelDtype::bf16, state, opt);
     const CheckpointFiles files = checkpoint_files(dir.path, 5);
     CHECK(files.model == dir / "model_00000005.bin");
     CHECK(files.state == dir / "state_00000005_00000.bin");
     CHECK(file_exists(files.done));
-    CHECK(load_model_file(files.model).params == params);
+    CHECK(latest_checkpoint(dir.path) == 5);
 
     AdamWCpu restored({"adamw", 0.9f, 0.95f, 1e-8f, 0.1f}, tensors);
-    TrainingState read;
-    read_state_file(files.state, n, "adamw", read, restored);
+    std::vector<float> master;
+    const TrainingState read = read_state_file(files.state, n, restored, master);
     CHECK(read.step == 5);
-    CHECK(read.loader_shard == 2);
-    CHECK(read.rng == state.rng);
+    CHECK(read.run == state.run);
+    CHECK(read.progress == state.progress);  // 64-bit random state words survive exactly
+    CHECK(master == params);                  // a bf16 model file keeps fp32 master weights in the state
     // Same moments: the next step from the restored optimizer matches the original's bit for bit.
     std::vector<float> p1 = params, p2 = params;
     opt.step(p1.data(), grads.data(), {1e-3f, 1.0f, 2});
     restored.step(p2.data(), grads.data(), {1e-3f, 1.0f, 2});
     CHECK(p1 == p2);
 
-    CHECK(error_of([&] { read_state_file(files.state, n + 1, "adamw", read, restored); }) ==
+    CHECK(error_of([&] { read_state_file(files.state, n + 1, restored, master); }) ==
           files.state + ": holds state for " + std::to_string(n) + " parameters, the model has " + std::to_string(n + 1));
-    CHECK(error_of([&] { read_state_file(files.state, n, "lion", read, restored); }) ==
-          files.state + ": optimizer state is for 'adamw', this run uses 'lion'");
+    CHECK(error_of([&] { read_state_file(files.model, n, restored, master); }) ==
+          files.model + ": not a coldstart state file: magic 20240326, expected 20261125");
+    std::vector<char> bytes = test_util::read_bytes(files.state);
+    test_util::write_bytes(dir / "short.bin", bytes.data(), bytes.size() - 8);
+    CHECK(error_of([&] { read_state_file(dir / "short.bin", n, restored, master); }).find(dir / "short.bin: file is truncated") == 0);
+}
+
+TEST_CASE("checkpoint: the newest complete one is found; retention keeps the last N and every M-th") {
+    const GPT2Config c = tiny();
+    const size_t n = ParamLayout(c).total;
+    std::vector<float> params(n, 0.25f);
+    AdamWCpu opt({}, parameter_tensors(c));
+    test_util::TempDir dir;
+    CHECK(latest_checkpoint(dir.path) == -1);
+    for (int64_t step : {10, 20, 30, 40, 50, 60}) {
+        TrainingState state;
+        state.step = step;
+        state.run = {{"parameters", n}};
+        write_checkpoint(dir.path, c, params.data(), ModelDtype::fp32, state, opt);
+        prune_checkpoints(dir.path, 2, 40);  // the last two, and every fourth checkpoint of -n 10
+    }
+    for (int64_t step : {10, 20, 30})
+        CHECK_MESSAGE(!file_exists(checkpoint_files(dir.path, step).model), step);
+    for (int64_t step : {40, 50, 60}) {
+        CHECK_MESSAGE(file_exists(checkpoint_files(dir.path, step).done), step);
+        CHECK_MESSAGE(file_exists(checkpoint_files(dir.path, step).state), step);
+    }
+    // A checkpoint without its marker is incomplete: the newest complete one is found instead.
+    remove_quietly(checkpoint_files(dir.path, 60).done);
+    CHECK(latest_checkpoint(dir.path) == 50);
+    test_util::write_bytes(dir / "DONE_00000070.tmp", "", 0);
+    CHECK(latest_checkpoint(dir.path) == 50);
 }

@@ -17,37 +17,14 @@
 
 using namespace coldstart;
 using nlohmann::json;
+using test_util::records_of;
+using test_util::shakespeare_flags;
+using test_util::trainer;
 
 namespace {
 
-std::string trainer() {
-    const char* t = std::getenv("COLDSTART_TRAINER");
-    return t && *t ? t : "./train_gpt2_cpu";
-}
-
-std::string shakespeare_flags() {
-    return " -i " + test_util::data_path("tinyshakespeare/tiny_shakespeare_train.bin") + " -j " +
-           test_util::data_path("tinyshakespeare/tiny_shakespeare_val.bin");
-}
-
 // A tiny GPT-2 (1 layer, 64 channels) and a small batch: a step takes tens of milliseconds.
 const char* kTinyRun = " -e d1 -b 4 -t 16 -l 1e-2 --threads 2";
-
-std::vector<json> read_log(const std::string& path) {
-    std::ifstream in(path);
-    REQUIRE_MESSAGE(in.good(), "no log at " << path);
-    std::vector<json> records;
-    std::string line;
-    while (std::getline(in, line)) records.push_back(json::parse(line));
-    return records;
-}
-
-std::vector<json> records_of(const std::vector<json>& log, const std::string& type) {
-    std::vector<json> out;
-    for (const auto& r : log)
-        if (r["type"] == type) out.push_back(r);
-    return out;
-}
 
 }  // namespace
 
@@ -60,7 +37,7 @@ TEST_CASE("trainer: a short run logs every step, validates, samples, checkpoints
     CHECK(run.output.find("training on the CPU reference path") != std::string::npos);
     CHECK(run.output.find("--- sample at step 12 ---") != std::string::npos);
 
-    const std::vector<json> log = read_log(out + "/log.jsonl");
+    const std::vector<json> log = test_util::read_jsonl(out + "/log.jsonl");
     REQUIRE(records_of(log, "run").size() == 1);
     const auto train = records_of(log, "train");
     REQUIRE(train.size() == 12);
@@ -89,7 +66,7 @@ TEST_CASE("trainer: a short run logs every step, validates, samples, checkpoints
     const auto again = test_util::run_command(trainer() + shakespeare_flags() + kTinyRun + " -x 0 -m 2 -s 0 -e " + out +
                                               "/model_00000012.bin -o " + dir / "eval");
     REQUIRE_MESSAGE(again.exit_code == 0, again.output);
-    const auto val_again = records_of(read_log(dir / "eval/log.jsonl"), "val");
+    const auto val_again = records_of(test_util::read_jsonl(dir / "eval/log.jsonl"), "val");
     REQUIRE(val_again.size() == 1);
     CHECK(val_again[0]["loss"] == val[2]["loss"]);
 }
@@ -103,14 +80,14 @@ TEST_CASE("trainer: the same seed gives the same losses bit for bit, with shuffl
     REQUIRE_MESSAGE(b.exit_code == 0, b.output);
     auto losses = [](const std::string& path) {
         std::vector<json> out;
-        for (const auto& r : read_log(path))
+        for (const auto& r : test_util::read_jsonl(path))
             if (r["type"] == "train" || r["type"] == "val") out.push_back(r["loss"]);
         return out;
     };
     const auto la = losses(dir / "a/log.jsonl");
     CHECK(la.size() == 9);
     CHECK(la == losses(dir / "b/log.jsonl"));  // also across thread counts
-    CHECK(read_log(dir / "a/log.jsonl")[0]["grad_accum"] == 2);
+    CHECK(test_util::read_jsonl(dir / "a/log.jsonl")[0]["grad_accum"] == 2);
 }
 
 TEST_CASE("trainer: bad input gets one clear error line, a non-zero exit, and no output written") {

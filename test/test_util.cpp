@@ -84,6 +84,32 @@ void write_shard(const std::string& path, const std::vector<uint16_t>& tokens, i
     write_bytes(path, bytes.data(), bytes.size());
 }
 
+std::string trainer() {
+    const char* t = std::getenv("COLDSTART_TRAINER");
+    return t && *t ? t : "./train_gpt2_cpu";
+}
+
+std::string shakespeare_flags() {
+    return " -i " + data_path("tinyshakespeare/tiny_shakespeare_train.bin") + " -j " +
+           data_path("tinyshakespeare/tiny_shakespeare_val.bin");
+}
+
+std::vector<nlohmann::json> read_jsonl(const std::string& path) {
+    std::ifstream in(path);
+    REQUIRE_MESSAGE(in.good(), "no log at " << path);
+    std::vector<nlohmann::json> records;
+    std::string line;
+    while (std::getline(in, line)) records.push_back(nlohmann::json::parse(line));
+    return records;
+}
+
+std::vector<nlohmann::json> records_of(const std::vector<nlohmann::json>& log, const std::string& type) {
+    std::vector<nlohmann::json> out;
+    for (const auto& r : log)
+        if (r["type"] == type) out.push_back(r);
+    return out;
+}
+
 std::string error_of(const std::function<void()>& f) {
     try {
         f();

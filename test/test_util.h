@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace test_util {
 
 // Path of a file under the shared data folder ($COLDSTART_DATA, default ../shared/data). Fails the
@@ -42,6 +44,14 @@ void write_bytes(const std::string& path, const void* data, size_t n);
 // Writes an llm.c token shard; the header fields can be overridden to make bad files.
 void write_shard(const std::string& path, const std::vector<uint16_t>& tokens, int magic = 20240520, int version = 1,
                  int count = -1);
+
+// The trainer binary the end-to-end tests run: $COLDSTART_TRAINER, default ./train_gpt2_cpu.
+std::string trainer();
+// " -i <train shard> -j <val shard>" of tinyshakespeare.
+std::string shakespeare_flags();
+// The records of a JSON-lines log, and those of one type.
+std::vector<nlohmann::json> read_jsonl(const std::string& path);
+std::vector<nlohmann::json> records_of(const std::vector<nlohmann::json>& log, const std::string& type);
 
 // The message of the coldstart::Error that f throws, or "(no error)".
 std::string error_of(const std::function<void()>& f);
