@@ -97,3 +97,71 @@ clean:
 	rm -rf $(BUILD) train_gpt2 train_gpt2_cpu
 
 -include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d)
+
+# =====================================================================================================
+# ---- hostile inputs: fuzzing and the sanitized suite (issue 7) ----
+#   make fuzz        builds one libFuzzer target per reader of untrusted files (fuzz/<target>.cpp, bodies in
+#                    fuzz/fuzz_bodies.h) with clang++, ASan and UBSan into build/fuzz/, then runs each for
+#                    FUZZ_SECONDS on a copy of its corpus (fuzz/run_fuzzers.sh); fails if any target crashes
+#   make test-asan   the CPU suite built with g++ -fsanitize=address,undefined into build/asan/, run like
+#                    `make test` (the trainer binary and the tools it drives stay the normal build)
+# Variables: FUZZ_CXX (clang++), FUZZ_SECONDS (20), FUZZ_TARGETS (all of fuzz/*.cpp but make_seeds).
+FUZZ_CXX     ?= clang++
+FUZZ_SECONDS ?= 20
+FUZZ_BUILD   := $(BUILD)/fuzz
+FUZZ_FLAGS   := -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I.
+FUZZ_TARGETS ?= $(filter-out make_seeds,$(patsubst fuzz/%.cpp,%,$(wildcard fuzz/*.cpp)))
+FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
+# The readers and what they use, compiled with the fuzz flags (not the g++ objects). The layers are left
+# out (OpenMP, and no reader needs them but gpt2_config); the archive lets each target take what it uses.
+FUZZ_LIB_SRCS := $(wildcard common/*.cpp config/*.cpp data/*.cpp optim/*.cpp) layers/gpt2_config.cpp
+FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:%.cpp=$(FUZZ_BUILD)/obj/%.o)
+FUZZ_PROBE   := $(FUZZ_BUILD)/.clang-fuzzer-ok
+
+.PHONY: fuzz test-asan
+fuzz: $(FUZZ_BINS) $(FUZZ_BUILD)/make_seeds
+	@COLDSTART_DATA=$(DATA) ./fuzz/run_fuzzers.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+$(FUZZ_PROBE):
+	@mkdir -p $(dir $@)
+	@printf '#include <cstdint>\n#include <cstddef>\nextern "C" int LLVMFuzzerTestOneInput(const uint8_t*, size_t) { return 0; }\n' \
+	  | $(FUZZ_CXX) $(FUZZ_FLAGS) -x c++ - -o $(FUZZ_BUILD)/probe >/dev/null 2>&1 \
+	  || { echo "make fuzz: $(FUZZ_CXX) cannot build a libFuzzer target; install clang and its runtime (Debian: apt-get install clang libclang-rt-14-dev)" >&2; exit 1; }
+	@rm -f $(FUZZ_BUILD)/probe && touch $@
+
+$(FUZZ_BUILD)/obj/%.o: %.cpp | $(DEPS_STAMP) $(FUZZ_PROBE)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -MMD -MP -c $< -o $@
+
+$(FUZZ_BUILD)/libcoldstart_fuzz.a: $(FUZZ_LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_BINS): $(FUZZ_BUILD)/%: $(FUZZ_BUILD)/obj/fuzz/%.o $(FUZZ_BUILD)/libcoldstart_fuzz.a
+	$(FUZZ_CXX) $(FUZZ_FLAGS) $^ -o $@
+
+# Writes valid seed files with the project's own writers (build/fuzz/make_seeds fuzz/corpus refreshes
+# the committed seeds); a plain g++ build against the library.
+$(FUZZ_BUILD)/make_seeds: fuzz/make_seeds.cpp $(BUILD)/libcoldstart.a | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CXX) $(ALL_CXXFLAGS) $< $(BUILD)/libcoldstart.a -o $@ $(LDLIBS)
+
+ASAN_BUILD    := $(BUILD)/asan
+ASAN_FLAGS    := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g
+ASAN_CXXFLAGS := $(CXXSTD) -O1 $(ARCH_FLAGS) $(ASAN_FLAGS) $(WARNINGS) -fopenmp -I. -MMD -MP
+ASAN_OBJS     := $(LIB_SRCS:%.cpp=$(ASAN_BUILD)/%.o) $(TEST_SRCS:%.cpp=$(ASAN_BUILD)/%.o)
+# LeakSanitizer works here (it needs ptrace-free /proc access); halt_on_error stops at the first report.
+ASAN_ENV      := ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1 \
+                 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+$(ASAN_BUILD)/%.o: %.cpp | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CXX) $(ASAN_CXXFLAGS) -c $< -o $@
+
+$(ASAN_BUILD)/test_cpu: $(ASAN_OBJS)
+	$(CXX) $(ASAN_FLAGS) $^ -o $@ $(LDLIBS)
+
+test-asan: $(ASAN_BUILD)/test_cpu train_gpt2_cpu $(TOOL_BINS)
+	$(ASAN_ENV) COLDSTART_DATA=$(DATA) COLDSTART_PYTHON=$(PYTHON) OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(ASAN_BUILD)/test_cpu
+
+-include $(FUZZ_LIB_OBJS:.o=.d) $(FUZZ_BINS:$(FUZZ_BUILD)/%=$(FUZZ_BUILD)/obj/fuzz/%.d) $(ASAN_OBJS:.o=.d)

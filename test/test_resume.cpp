@@ -42,28 +42,33 @@ TEST_CASE("resume: SIGKILL at 20 moments, inside checkpoint writes too; the resu
     const auto reference = run_command(trainer() + shakespeare_flags() + kRun + " -o " + dir / "ref");
     REQUIRE_MESSAGE(reference.exit_code == 0, reference.output);
 
-    const std::string out = dir / "killed";
-    const std::string resume_cmd = trainer() + shakespeare_flags() + kRun + " -y 1 -o " + out;
-    // Kill points inside the checkpoint writes first, then at pseudo-random moments, until 20 kills.
+    // Kill points inside the checkpoint writes first, then at pseudo-random moments. When a series of
+    // killed and resumed runs reaches the end before 20 kills, the next series starts afresh; every
+    // series must end with the reference's bits.
     const std::vector<std::string> write_kills = {"model-written:4", "state-written:8", "before-done:8", "model-written:12",
                                                   "state-written:16", "before-done:20", "model-written:24", "state-written:28"};
     Rng rng(2026);
-    int killed = 0;
-    for (int attempt = 0; killed < 20 && attempt < 60 && latest_checkpoint(out) < 40; ++attempt) {
-        const std::string kill = size_t(attempt) < write_kills.size() ? "COLDSTART_CRASH_AT=" + write_kills[attempt]
-                                                                      : format("timeout -s KILL %.2f", 0.05 + 0.5 * rng.uniform());
-        const auto r = run_command(kill + " " + resume_cmd);
-        CAPTURE(kill);
-        CHECK_MESSAGE((r.exit_code == 137 || r.exit_code == 0), r.output);
-        killed += r.exit_code == 137;
+    int killed = 0, attempts = 0;
+    for (int series = 0; killed < 20 && attempts < 80; ++series) {
+        const std::string out = dir / format("killed%d", series);
+        const std::string resume_cmd = trainer() + shakespeare_flags() + kRun + " -y 1 -o " + out;
+        while (killed < 20 && attempts < 80 && latest_checkpoint(out) < 40) {
+            const std::string kill = size_t(attempts) < write_kills.size() ? "COLDSTART_CRASH_AT=" + write_kills[attempts]
+                                                                           : format("timeout -s KILL %.2f", 0.05 + 0.5 * rng.uniform());
+            ++attempts;
+            const auto r = run_command(kill + " " + resume_cmd);
+            CAPTURE(kill);
+            CHECK_MESSAGE((r.exit_code == 137 || r.exit_code == 0), r.output);
+            killed += r.exit_code == 137;
+        }
+        const auto last = run_command(resume_cmd);  // finishes whatever is left (or finds it done)
+        REQUIRE_MESSAGE(last.exit_code == 0, last.output);
+        CAPTURE(series);
+        CHECK(test_util::read_bytes(out + "/model_00000040.bin") == test_util::read_bytes(dir / "ref/model_00000040.bin"));
+        CHECK(losses(out + "/log.jsonl") == losses(dir / "ref/log.jsonl"));  // appended, never duplicated
+        CHECK(records_of(test_util::read_jsonl(out + "/log.jsonl"), "sample").size() == 5);
     }
     CHECK(killed == 20);
-    const auto last = run_command(resume_cmd);  // finishes whatever is left (or finds it done)
-    REQUIRE_MESSAGE(last.exit_code == 0, last.output);
-
-    CHECK(test_util::read_bytes(out + "/model_00000040.bin") == test_util::read_bytes(dir / "ref/model_00000040.bin"));
-    CHECK(losses(out + "/log.jsonl") == losses(dir / "ref/log.jsonl"));  // appended, never duplicated
-    CHECK(records_of(test_util::read_jsonl(out + "/log.jsonl"), "sample").size() == 5);
 }
 
 TEST_CASE("resume: bf16 model files keep fp32 master weights; a changed batch shape is refused") {

@@ -1,13 +1,16 @@
-// Benchmark of the CPU matmul (layers/matmul.cpp) at GPT-2 124M sizes, against two baselines:
+// Benchmark of the CPU matmul (layers/matmul.cpp) at GPT-2 124M sizes, against three baselines:
 //   naive  - the textbook triple loops, OpenMP over rows;
 //   llm.c  - a re-implementation of the loop nests of llm.c's train_gpt2.c: the forward keeps 8 rows'
 //            partial sums in a small array (LOOP_UNROLL) and runs OpenMP over groups of 8 rows; the
-//            backward is two plain loop nests (dinp over rows, dweight over output channels).
-// Prints GFLOP/s for forward and backward (dinp + dweight + dbias) with 1 and 2 OpenMP threads.
+//            backward is two plain loop nests (dinp over rows, dweight over output channels). Compiled
+//            with this build's flags, like the trainer;
+//   Ofast  - the same loop nests compiled with llm.c's own -Ofast (GCC only).
+// Prints GFLOP/s for forward and backward (dinp + dweight + dbias) with 1 and 2 OpenMP threads, our
+// speed-up over llm.c and over Ofast, and the relative difference of our forward from llm.c's.
 //
 //   bench_cpu_matmul [--rows N] [--min-seconds S] [--no-naive]
 // N is B*T (default 256 = 4 x 64). Each measurement repeats until S seconds have passed (default 0.5)
-// and reports the fastest call. The naive backward of the lm head takes minutes; --no-naive skips that column.
+// and reports the fastest call. The naive lm head takes minutes; --no-naive skips the naive column.
 #include <omp.h>
 
 #include <algorithm>
@@ -59,48 +62,60 @@ void naive_backward(float* dinp, float* dweight, float* dbias, const float* dout
 }
 
 // ---- llm.c-style loop nests ----
+// Defined twice by one macro: once under this build's flags (IEEE arithmetic, as the trainer is
+// built), once under llm.c's own -Ofast, which lets GCC vectorise the forward's dot products by
+// reassociating them. (Only GCC takes per-function flags; elsewhere both copies are the same.)
+#if defined(__GNUC__) && !defined(__clang__)
+#define LLMC_OFAST __attribute__((optimize("Ofast")))
+#else
+#define LLMC_OFAST
+#endif
+
 constexpr int kUnroll = 8;  // llm.c's LOOP_UNROLL
 
-void llmc_forward(float* out, const float* inp, const float* weight, const float* bias, size_t N, int C, int OC) {
-    if (N % kUnroll != 0) {  // llm.c falls back to its naive kernel then
-        naive_forward(out, inp, weight, bias, N, C, OC);
-        return;
+#define DEFINE_LLMC_MATMUL(forward_name, backward_name, attributes)                                               \
+    attributes void forward_name(float* out, const float* inp, const float* weight, const float* bias, size_t N,   \
+                                 int C, int OC) {                                                                  \
+        if (N % kUnroll != 0) { /* llm.c falls back to its naive kernel then */                                    \
+            naive_forward(out, inp, weight, bias, N, C, OC);                                                       \
+            return;                                                                                                \
+        }                                                                                                          \
+        _Pragma("omp parallel for") for (size_t row0 = 0; row0 < N; row0 += kUnroll) {                            \
+            for (int o = 0; o < OC; ++o) {                                                                         \
+                float result[kUnroll];                                                                             \
+                for (int r = 0; r < kUnroll; ++r) result[r] = bias ? bias[o] : 0.0f;                               \
+                for (int i = 0; i < C; ++i) {                                                                      \
+                    const float w = weight[i + size_t(o) * C];                                                     \
+                    for (int r = 0; r < kUnroll; ++r) result[r] += inp[(row0 + r) * C + i] * w;                    \
+                }                                                                                                  \
+                for (int r = 0; r < kUnroll; ++r) out[(row0 + r) * OC + o] = result[r];                            \
+            }                                                                                                      \
+        }                                                                                                          \
+    }                                                                                                              \
+    attributes void backward_name(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp, \
+                                  const float* weight, size_t N, int C, int OC) {                                 \
+        _Pragma("omp parallel for") for (size_t n = 0; n < N; ++n) {                                              \
+            const float* dout_row = dout + n * OC;                                                                 \
+            float* dinp_row = dinp + n * C;                                                                        \
+            for (int o = 0; o < OC; ++o) {                                                                         \
+                const float* wrow = weight + size_t(o) * C;                                                        \
+                const float d = dout_row[o];                                                                       \
+                for (int i = 0; i < C; ++i) dinp_row[i] += wrow[i] * d;                                            \
+            }                                                                                                      \
+        }                                                                                                          \
+        _Pragma("omp parallel for") for (int o = 0; o < OC; ++o) {                                                \
+            for (size_t n = 0; n < N; ++n) {                                                                       \
+                const float* inp_row = inp + n * C;                                                                \
+                const float d = dout[n * OC + o];                                                                  \
+                if (dbias) dbias[o] += d;                                                                          \
+                float* dwrow = dweight + size_t(o) * C;                                                            \
+                for (int i = 0; i < C; ++i) dwrow[i] += inp_row[i] * d;                                            \
+            }                                                                                                      \
+        }                                                                                                          \
     }
-#pragma omp parallel for
-    for (size_t row0 = 0; row0 < N; row0 += kUnroll)
-        for (int o = 0; o < OC; ++o) {
-            float result[kUnroll];
-            for (int r = 0; r < kUnroll; ++r) result[r] = bias ? bias[o] : 0.0f;
-            for (int i = 0; i < C; ++i) {
-                const float w = weight[i + size_t(o) * C];
-                for (int r = 0; r < kUnroll; ++r) result[r] += inp[(row0 + r) * C + i] * w;
-            }
-            for (int r = 0; r < kUnroll; ++r) out[(row0 + r) * OC + o] = result[r];
-        }
-}
 
-void llmc_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                   const float* weight, size_t N, int C, int OC) {
-#pragma omp parallel for
-    for (size_t n = 0; n < N; ++n) {
-        const float* dout_row = dout + n * OC;
-        float* dinp_row = dinp + n * C;
-        for (int o = 0; o < OC; ++o) {
-            const float* wrow = weight + size_t(o) * C;
-            const float d = dout_row[o];
-            for (int i = 0; i < C; ++i) dinp_row[i] += wrow[i] * d;
-        }
-    }
-#pragma omp parallel for
-    for (int o = 0; o < OC; ++o)
-        for (size_t n = 0; n < N; ++n) {
-            const float* inp_row = inp + n * C;
-            const float d = dout[n * OC + o];
-            if (dbias) dbias[o] += d;
-            float* dwrow = dweight + size_t(o) * C;
-            for (int i = 0; i < C; ++i) dwrow[i] += inp_row[i] * d;
-        }
-}
+DEFINE_LLMC_MATMUL(llmc_forward, llmc_backward, )
+DEFINE_LLMC_MATMUL(llmc_ofast_forward, llmc_ofast_backward, LLMC_OFAST)
 
 // ---- harness ----
 struct Shape {
@@ -190,21 +205,48 @@ Options parse_options(int argc, char** argv) {
     return opt;
 }
 
-void print_row(const Shape& shape, int threads, const Options& opt) {
+// GFLOP/s of each implementation in one direction.
+struct Speeds {
+    double naive, llmc, llmc_ofast, ours;
+};
+
+Speeds forward_speeds(Buffers& b, const Shape& shape, const Options& opt) {
     const size_t N = opt.rows;
-    Buffers b(N, shape.C, shape.OC);
+    auto run = [&](ForwardFn fn) { return forward_gflops(fn, b, N, shape.C, shape.OC, opt.min_seconds); };
+    return {opt.naive ? run(naive_forward) : NAN, run(llmc_forward), run(llmc_ofast_forward),
+            run(coldstart::cpu::matmul_forward)};
+}
+
+Speeds backward_speeds(Buffers& b, const Shape& shape, const Options& opt) {
+    const size_t N = opt.rows;
+    auto run = [&](BackwardFn fn) { return backward_gflops(fn, b, N, shape.C, shape.OC, opt.min_seconds); };
+    return {opt.naive ? run(naive_backward) : NAN, run(llmc_backward), run(llmc_ofast_backward),
+            run(coldstart::cpu::matmul_backward)};
+}
+
+void print_speeds(const Speeds& s) {
+    std::printf(" | %6.1f %6.1f %6.1f %6.1f %5.1fx %5.1fx", s.naive, s.llmc, s.llmc_ofast, s.ours, s.ours / s.llmc,
+                s.ours / s.llmc_ofast);
+}
+
+void print_row(const Shape& shape, int threads, const Options& opt) {
+    Buffers b(opt.rows, shape.C, shape.OC);
     omp_set_num_threads(threads);
-    const double mismatch = forward_mismatch(b, N, shape.C, shape.OC);
-    const double naive_f = opt.naive ? forward_gflops(naive_forward, b, N, shape.C, shape.OC, opt.min_seconds) : NAN;
-    const double llmc_f = forward_gflops(llmc_forward, b, N, shape.C, shape.OC, opt.min_seconds);
-    const double ours_f = forward_gflops(coldstart::cpu::matmul_forward, b, N, shape.C, shape.OC, opt.min_seconds);
-    const double naive_b = opt.naive ? backward_gflops(naive_backward, b, N, shape.C, shape.OC, opt.min_seconds) : NAN;
-    const double llmc_b = backward_gflops(llmc_backward, b, N, shape.C, shape.OC, opt.min_seconds);
-    const double ours_b = backward_gflops(coldstart::cpu::matmul_backward, b, N, shape.C, shape.OC, opt.min_seconds);
-    std::printf("%-8s %5d %6d %3d | %6.1f %6.1f %6.1f %5.1fx | %6.1f %6.1f %6.1f %5.1fx | %.1e\n", shape.name, shape.C,
-                shape.OC, threads, naive_f, llmc_f, ours_f, ours_f / llmc_f, naive_b, llmc_b, ours_b, ours_b / llmc_b,
-                mismatch);
+    const double mismatch = forward_mismatch(b, opt.rows, shape.C, shape.OC);
+    const Speeds forward = forward_speeds(b, shape, opt);
+    const Speeds backward = backward_speeds(b, shape, opt);
+    std::printf("%-8s %5d %6d %3d", shape.name, shape.C, shape.OC, threads);
+    print_speeds(forward);
+    print_speeds(backward);
+    std::printf(" | %.1e\n", mismatch);
     std::fflush(stdout);
+}
+
+void print_header(size_t rows) {
+    std::printf("matmul GFLOP/s, N = %zu rows (B*T); backward = dinp + dweight + dbias\n", rows);
+    const char* columns = "naive  llm.c  Ofast  ours   xllmc  xOfast";
+    std::printf("%-8s %5s %6s %3s | %-41s | %-41s | %s\n", "", "", "", "", "forward", "backward", "ours vs");
+    std::printf("%-8s %5s %6s %3s | %s | %s | %s\n", "layer", "C", "OC", "thr", columns, columns, "llm.c");
 }
 
 }  // namespace
@@ -214,10 +256,7 @@ int main(int argc, char** argv) {
         const Options opt = parse_options(argc, argv);
         const Shape shapes[] = {{"qkv", 768, 2304}, {"attproj", 768, 768}, {"fc", 768, 3072},
                                 {"fcproj", 3072, 768}, {"lm_head", 768, 50304}};
-        std::printf("matmul GFLOP/s, N = %zu rows (B*T); backward = dinp + dweight + dbias\n", opt.rows);
-        std::printf("%-8s %5s %6s %3s | %-6s %-6s %-6s %-6s | %-6s %-6s %-6s %-6s | %s\n", "layer", "C", "OC", "thr",
-                    "naive", "llm.c", "ours", "x llmc", "naive", "llm.c", "ours", "x llmc", "fwd rel.diff");
-        std::printf("%-8s %5s %6s %3s | %-29s | %-29s |\n", "", "", "", "", "forward", "backward");
+        print_header(opt.rows);
         for (const Shape& shape : shapes)
             for (int threads : {1, 2}) print_row(shape, threads, opt);
     } catch (const coldstart::Error& e) {
