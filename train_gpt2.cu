@@ -171,6 +171,24 @@ static nlohmann::json progress_to_json(const Progress& p, const DataLoader& load
             {"loader", {pos.epoch, pos.shard_index, pos.batch_index}}, {"sample_rng", rng.state()}, {"log_bytes", log_bytes}};
 }
 
+// Puts loader, sampler and counters where the checkpoint's progress says. Integers must be JSON
+// integers: converting a huge JSON float to int64 would be undefined behaviour.
+static int64_t restore_progress(const nlohmann::json& j, const std::string& path, DataLoader& loader, Rng& rng, Progress& p) {
+    auto integer = [&](const nlohmann::json& v, const char* field) {
+        if (!v.is_number_integer()) fail("%s: the saved progress field %s is not an integer: %s", path.c_str(), field, v.dump().c_str());
+        return v.get<int64_t>();
+    };
+    p.optimizer_t = integer(j.at("optimizer_t"), "optimizer_t");
+    p.skipped = integer(j.at("skipped"), "skipped");
+    p.bad_in_row = int(integer(j.at("bad_in_row"), "bad_in_row"));
+    p.loss_detector.from_json(j.at("loss_detector"));
+    p.norm_detector.from_json(j.at("norm_detector"));
+    const auto& pos = j.at("loader");
+    loader.seek({uint64_t(integer(pos.at(0), "loader")), uint64_t(integer(pos.at(1), "loader")), uint64_t(integer(pos.at(2), "loader"))});
+    rng.set_state(j.at("sample_rng").get<Rng::State>());
+    return integer(j.at("log_bytes"), "log_bytes");
+}
+
 // Loads the newest complete checkpoint of cfg.output_dir into backend, loader, rng and progress.
 // Returns the log length to keep, or -1 when there is no checkpoint (a fresh start).
 static int64_t resume(const Config& cfg, const nlohmann::json& identity, Backend& backend, DataLoader& loader, Rng& rng,
@@ -192,18 +210,15 @@ static int64_t resume(const Config& cfg, const nlohmann::json& identity, Backend
             fail("%s: the checkpoint was written with %s = %s, this run has %s; resuming needs the same", files.state.c_str(),
                  key.c_str(), state.run.value(key, nlohmann::json()).dump().c_str(), value.dump().c_str());
     backend.set_parameters(master.empty() ? model.params.data() : master.data());
-    const nlohmann::json& j = state.progress;
     p.step = state.step;
-    p.optimizer_t = j.at("optimizer_t");
-    p.skipped = j.at("skipped");
-    p.bad_in_row = j.at("bad_in_row");
-    p.loss_detector.from_json(j.at("loss_detector"));
-    p.norm_detector.from_json(j.at("norm_detector"));
-    const auto pos = j.at("loader");
-    loader.seek({pos.at(0).get<uint64_t>(), pos.at(1).get<uint64_t>(), pos.at(2).get<uint64_t>()});
-    rng.set_state(j.at("sample_rng").get<Rng::State>());
+    int64_t log_bytes;
+    try {
+        log_bytes = restore_progress(state.progress, files.state, loader, rng, p);
+    } catch (const nlohmann::json::exception& e) {
+        fail("%s: the saved progress is malformed: %s", files.state.c_str(), e.what());
+    }
     std::printf("resumed from %s (step %lld)\n", files.model.c_str(), (long long)step);
-    return j.at("log_bytes").get<int64_t>();
+    return log_bytes;
 }
 
 static std::set<int64_t> parse_step_list(const std::string& list) {
@@ -367,6 +382,9 @@ int main(int argc, char** argv) {
         return 1;
     } catch (const std::bad_alloc&) {
         std::fprintf(stderr, "error: out of memory (try a smaller -b or -t, or a smaller model)\n");
+        return 1;
+    } catch (const std::exception& e) {  // a bug: still one line and a non-zero exit, never an abort
+        std::fprintf(stderr, "error: internal error: %s\n", e.what());
         return 1;
     }
 }

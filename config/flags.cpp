@@ -123,8 +123,28 @@ void check_range(const Option& o, double v, const std::string& where, const std:
 }
 
 // Sets o's field from text; `where` names the flag or the config key in errors.
+// Strict UTF-8 (no overlong forms, surrogates or values past U+10FFFF), as JSON strings require.
+bool is_valid_utf8(const std::string& s) {
+    for (size_t i = 0; i < s.size();) {
+        const unsigned char b = s[i];
+        const int n = b < 0x80 ? 0 : (b >> 5) == 0x6 ? 1 : (b >> 4) == 0xE ? 2 : (b >> 3) == 0x1E ? 3 : -1;
+        if (n < 0 || i + n >= s.size() + (n == 0)) return false;
+        uint32_t cp = n == 0 ? b : b & (0x3F >> n);
+        for (int k = 1; k <= n; ++k) {
+            const unsigned char cont = s[i + k];
+            if ((cont & 0xC0) != 0x80) return false;
+            cp = (cp << 6) | (cont & 0x3F);
+        }
+        const uint32_t min_cp[4] = {0, 0x80, 0x800, 0x10000};
+        if (cp < min_cp[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+        i += size_t(n) + 1;
+    }
+    return true;
+}
+
 void set_from_text(const Option& o, const std::string& text, const std::string& where, Config& c) {
     if (auto s = std::get_if<std::string Config::*>(&o.field)) {
+        if (!is_valid_utf8(text)) fail("%s: the value is not valid UTF-8 (config.json could not record it)", where.c_str());
         if (o.choices && !is_one_of(text, o.choices))
             fail("%s: expected one of %s, got '%s'", where.c_str(), o.choices, text.c_str());
         c.*(*s) = text;
@@ -156,8 +176,16 @@ void set_from_json(const Option& o, const nlohmann::json& value, const std::stri
 }
 
 nlohmann::json field_to_json(const Option& o, const Config& c) {
-    // Floats go through their shortest decimal form, so 3e-4 reads 0.0003 and not 0.000300000014.
-    if (auto f = std::get_if<float Config::*>(&o.field)) return std::strtod(format("%.7g", double(c.*(*f))).c_str(), nullptr);
+    // Floats go through their shortest decimal form that reads back to the same float, so 3e-4 is written
+    // 0.0003 and not 0.000300000014, and config.json repeats the run exactly.
+    if (auto f = std::get_if<float Config::*>(&o.field)) {
+        const float v = c.*(*f);
+        for (int digits = 6; digits < 9; ++digits) {
+            const double shortest = std::strtod(format("%.*g", digits, double(v)).c_str(), nullptr);
+            if (float(shortest) == v) return shortest;
+        }
+        return std::strtod(format("%.9g", double(v)).c_str(), nullptr);
+    }
     return std::visit([&](auto member) { return nlohmann::json(c.*member); }, o.field);
 }
 
@@ -180,6 +208,8 @@ void load_json_config_file(const std::string& path, Config& c) {
         object = nlohmann::json::parse(in);
     } catch (const nlohmann::json::parse_error& e) {
         fail("%s: malformed JSON at byte %zu: %s", path.c_str(), size_t(e.byte), e.what());
+    } catch (const nlohmann::json::exception& e) {  // e.g. a number beyond double's range
+        fail("%s: malformed JSON: %s", path.c_str(), e.what());
     }
     apply_json_config(object, path, c);
     c.config_file = path;
@@ -192,6 +222,7 @@ ParseOutcome parse_command_line(int argc, const char* const* argv, Config& c) {
             std::fputs(help_text().c_str(), stdout);
             return ParseOutcome::help_shown;
         }
+        if (arg.rfind("--config=", 0) == 0) load_json_config_file(arg.substr(9), c);
         if (arg == "--config") {
             if (i + 1 >= argc) fail("--config: expected a JSON file after the flag");
             load_json_config_file(argv[i + 1], c);

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "common/error.h"
+#include "data/llmc_header.h"
 
 namespace coldstart {
 
@@ -34,13 +35,11 @@ void write_checkpoint(const std::string& dir, const GPT2Config& config, const fl
     const bool master_weights = dtype != ModelDtype::fp32;
     const std::string meta = nlohmann::json{{"step", state.step}, {"run", state.run}, {"progress", state.progress}}.dump();
     write_atomically(files.state, [&](File& f) {
-        int32_t header[256] = {};
-        header[0] = kStateMagic;
-        header[1] = kStateVersion;
+        LlmcHeader header = new_llmc_header(kStateMagic, kStateVersion);
         header[2] = 1;  // world size
         header[3] = master_weights ? 1 : 0;
         header[4] = int32_t(meta.size());
-        f.write_all(header, sizeof header);
+        f.write_all(header.data(), kLlmcHeaderBytes);
         f.write_all(meta.data(), meta.size());
         optimizer.save_state(f);
         if (master_weights) f.write_all(params, ParamLayout(config).total * sizeof(float));
@@ -86,25 +85,28 @@ TrainingState read_state_file(const std::string& path, size_t num_params, Optimi
                               std::vector<float>& master_params) {
     File f(path, "rb");
     const size_t file_size = f.size();
-    int32_t header[256];
-    f.read_exact(header, sizeof header, "the header");
-    if (header[0] != kStateMagic) fail("%s: not a coldstart state file: magic %d, expected %d", path.c_str(), header[0], kStateMagic);
-    if (header[1] != kStateVersion) fail("%s: state file version %d, expected %d", path.c_str(), header[1], kStateVersion);
+    const LlmcHeader header = read_llmc_header(f, "coldstart state file", kStateMagic, {kStateVersion});
     if (header[2] != 1) fail("%s: written by %d ranks, this run has 1", path.c_str(), header[2]);
-    if (header[4] <= 0 || size_t(header[4]) > file_size - sizeof header)
+    if (header[4] <= 0 || size_t(header[4]) > file_size - kLlmcHeaderBytes)
         fail("%s: the JSON block's length %d does not fit the file's %zu bytes", path.c_str(), header[4], file_size);
     std::string meta(size_t(header[4]), '\0');
     f.read_exact(meta.data(), meta.size(), "the JSON block");
     TrainingState state;
+    int64_t params_in_run = -1;
     try {
         const nlohmann::json j = nlohmann::json::parse(meta);
+        if (!j.at("step").is_number_integer() || j.at("step").get<int64_t>() < 0)
+            fail("%s: the JSON block's step is not a non-negative integer: %s", path.c_str(), j.at("step").dump().c_str());
         state.step = j.at("step").get<int64_t>();
         state.run = j.at("run");
         state.progress = j.at("progress");
+        if (!state.run.is_object() || !state.progress.is_object()) fail("%s: the JSON block's run and progress must be objects", path.c_str());
+        if (!state.run.at("parameters").is_number_integer())
+            fail("%s: the JSON block's parameter count is not an integer: %s", path.c_str(), state.run.at("parameters").dump().c_str());
+        params_in_run = state.run.at("parameters").get<int64_t>();
     } catch (const nlohmann::json::exception& e) {
         fail("%s: the JSON block is malformed: %s", path.c_str(), e.what());
     }
-    const int64_t params_in_run = state.run.value("parameters", int64_t(-1));
     if (params_in_run != int64_t(num_params))
         fail("%s: holds state for %lld parameters, the model has %zu", path.c_str(), (long long)params_in_run, num_params);
     optimizer.load_state(f);

@@ -4,13 +4,13 @@
 #include <cstring>
 
 #include "common/error.h"
+#include "data/llmc_header.h"
 
 namespace coldstart {
 
 static constexpr int kModelMagic = 20240326;
 static constexpr int kVersionFp32 = 3;
 static constexpr int kVersionBf16 = 5;
-static constexpr size_t kHeaderInts = 256;
 
 uint16_t float_to_bf16(float x) {
     uint32_t bits;
@@ -30,12 +30,7 @@ float bf16_to_float(uint16_t x) {
 LoadedModel load_model_file(const std::string& path) {
     File f(path, "rb");
     const size_t file_size = f.size();
-    int32_t header[kHeaderInts];
-    f.read_exact(header, sizeof header, "the 1024-byte header");
-    if (header[0] != kModelMagic)
-        fail("%s: not an llm.c model file: header magic is %d, expected %d", path.c_str(), header[0], kModelMagic);
-    if (header[1] != kVersionFp32 && header[1] != kVersionBf16)
-        fail("%s: unsupported model file version %d, expected 3 (fp32) or 5 (bf16)", path.c_str(), header[1]);
+    const LlmcHeader header = read_llmc_header(f, "llm.c model file", kModelMagic, {kVersionFp32, kVersionBf16});
 
     LoadedModel m;
     m.stored_as = header[1] == kVersionFp32 ? ModelDtype::fp32 : ModelDtype::bf16;
@@ -49,7 +44,7 @@ LoadedModel load_model_file(const std::string& path) {
 
     const size_t count = ParamLayout(m.config).total;
     const size_t elem = m.stored_as == ModelDtype::fp32 ? 4 : 2;
-    const size_t expected = sizeof header + count * elem;
+    const size_t expected = kLlmcHeaderBytes + count * elem;
     if (file_size != expected)
         fail("%s: file is %zu bytes, but a model with %s in %s needs %zu (%s)", path.c_str(), file_size,
              m.config.describe().c_str(), elem == 4 ? "fp32" : "bf16", expected,
@@ -67,9 +62,7 @@ LoadedModel load_model_file(const std::string& path) {
 }
 
 void save_model_file(const std::string& path, const GPT2Config& c, const float* params, ModelDtype dtype) {
-    int32_t header[kHeaderInts] = {};
-    header[0] = kModelMagic;
-    header[1] = dtype == ModelDtype::fp32 ? kVersionFp32 : kVersionBf16;
+    LlmcHeader header = new_llmc_header(kModelMagic, dtype == ModelDtype::fp32 ? kVersionFp32 : kVersionBf16);
     header[2] = c.max_seq_len;
     header[3] = c.vocab_size;
     header[4] = c.num_layers;
@@ -78,7 +71,7 @@ void save_model_file(const std::string& path, const GPT2Config& c, const float* 
     header[7] = c.padded_vocab_size;
     const size_t count = ParamLayout(c).total;
     write_atomically(path, [&](File& f) {
-        f.write_all(header, sizeof header);
+        f.write_all(header.data(), kLlmcHeaderBytes);
         if (dtype == ModelDtype::fp32) {
             f.write_all(params, count * sizeof(float));
             return;

@@ -1,5 +1,7 @@
 #include "data/shards.h"
 
+#include "data/llmc_header.h"
+
 #include "common/error.h"
 #include "common/random.h"
 
@@ -41,7 +43,7 @@ void check_arguments(int B, int T, int vocab_size, int process_rank, int num_pro
 void check_token_ids(const ShardInfo& shard, int vocab_size) {
     constexpr size_t kChunkTokens = size_t(1) << 20;
     File file(shard.path, "rb");
-    file.seek(kShardHeaderBytes);
+    file.seek(kLlmcHeaderBytes);
     std::vector<uint16_t> chunk(std::min(kChunkTokens, shard.num_tokens));  // (chunk tokens)
     for (size_t start = 0; start < shard.num_tokens; start += chunk.size()) {
         const size_t n = std::min(chunk.size(), shard.num_tokens - start);
@@ -61,17 +63,11 @@ void check_token_ids(const ShardInfo& shard, int vocab_size) {
 
 ShardInfo read_shard_header(const std::string& path) {
     File file(path, "rb");
-    int32_t header[kShardHeaderInts];
-    file.read_exact(header, sizeof header, "header");
-    if (header[0] != kShardMagic)
-        fail("%s: header field magic is %d, expected %d (not an llm.c token shard)", path.c_str(), header[0],
-             kShardMagic);
-    if (header[1] != kShardVersion)
-        fail("%s: header field version is %d, expected %d", path.c_str(), header[1], kShardVersion);
+    const LlmcHeader header = read_llmc_header(file, "llm.c token shard", kShardMagic, {kShardVersion});
     if (header[2] <= 0) fail("%s: header field token count is %d, expected at least 1", path.c_str(), header[2]);
 
     const size_t num_tokens = size_t(header[2]);
-    const size_t expected = kShardHeaderBytes + num_tokens * sizeof(uint16_t);
+    const size_t expected = kLlmcHeaderBytes + num_tokens * sizeof(uint16_t);
     const size_t found = file.size();
     if (found < expected)
         fail("%s: file is truncated: the header's token count %zu needs %zu bytes, found %zu", path.c_str(), num_tokens,
@@ -147,7 +143,7 @@ void DataLoader::enter_shard() {
 void DataLoader::next_batch() {
     const size_t k = batch_order_[position_.batch_index];
     const size_t first_token = (k * size_t(num_processes_) + size_t(process_rank_)) * batch_tokens();
-    file_->seek(kShardHeaderBytes + first_token * sizeof(uint16_t));
+    file_->seek(kLlmcHeaderBytes + first_token * sizeof(uint16_t));
     file_->read_exact(window_.data(), window_.size() * sizeof(uint16_t), "batch tokens");
     for (size_t i = 0; i < batch_tokens(); ++i) {
         inputs_[i] = window_[i];

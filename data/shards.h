@@ -29,8 +29,6 @@ class File;
 
 constexpr int kShardMagic = 20240520;
 constexpr int kShardVersion = 1;
-constexpr size_t kShardHeaderInts = 256;
-constexpr size_t kShardHeaderBytes = kShardHeaderInts * sizeof(int32_t);
 
 struct ShardInfo {
     std::string path;

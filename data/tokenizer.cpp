@@ -1,4 +1,5 @@
 #include "data/tokenizer.h"
+#include "data/llmc_header.h"
 
 #include "common/error.h"
 
@@ -13,7 +14,6 @@ namespace {
 
 constexpr int32_t kLlmcTokenizerMagic = 20240328;
 constexpr int32_t kLlmcTokenizerVersion = 2;
-constexpr size_t kLlmcHeaderInts = 256;
 // Beyond this many distinct pieces the cache starts over, so memory stays bounded on huge corpora.
 constexpr size_t kMaxCachedPieces = size_t(1) << 20;
 
@@ -257,18 +257,14 @@ void Tokenizer::load_merges(const std::string& path) {
 
 Tokenizer Tokenizer::from_llmc_binary(const std::string& path) {
     File f(path, "rb");
-    int32_t header[kLlmcHeaderInts];
-    f.read_exact(header, sizeof header, "header");
-    if (header[0] != kLlmcTokenizerMagic)
-        fail("%s: not an llm.c tokenizer file: magic number %d, expected %d", path.c_str(), header[0],
-             kLlmcTokenizerMagic);
-    if (header[1] != kLlmcTokenizerVersion)
-        fail("%s: llm.c tokenizer version %d is not supported, expected %d", path.c_str(), header[1],
-             kLlmcTokenizerVersion);
+    const LlmcHeader header = read_llmc_header(f, "llm.c tokenizer file", kLlmcTokenizerMagic, {kLlmcTokenizerVersion});
     const int vocab = header[2], eot = header[3];
     if (vocab <= 0) fail("%s: vocabulary size %d, expected a positive number", path.c_str(), vocab);
     if (eot < 0 || eot >= vocab)
         fail("%s: end-of-text token %d, expected an id in [0, %d)", path.c_str(), eot, vocab);
+    if (size_t(vocab) > (f.size() - kLlmcHeaderBytes) / 2)  // before allocating: each token takes >= 2 bytes
+        fail("%s: vocabulary size %d needs at least %zu bytes after the header, the file has %zu", path.c_str(),
+             vocab, 2 * size_t(vocab), f.size() - kLlmcHeaderBytes);
 
     Tokenizer t;
     t.source_ = path;
@@ -298,12 +294,10 @@ Tokenizer Tokenizer::load(const std::string& path) {
 }
 
 void Tokenizer::save_llmc_binary(const std::string& path) const {
-    int32_t header[kLlmcHeaderInts] = {};
-    header[0] = kLlmcTokenizerMagic;
-    header[1] = kLlmcTokenizerVersion;
+    LlmcHeader header = new_llmc_header(kLlmcTokenizerMagic, kLlmcTokenizerVersion);
     header[2] = vocab_size();
     header[3] = eot_token_;
-    std::string contents(reinterpret_cast<const char*>(header), sizeof header);
+    std::string contents(reinterpret_cast<const char*>(header.data()), kLlmcHeaderBytes);
     for (int id = 0; id < vocab_size(); ++id) {
         const std::string& bytes = token_bytes_[id];
         if (bytes.empty() || bytes.size() > 255)

@@ -32,6 +32,7 @@
 #include "config/flags.h"
 #include "data/checkpoint.h"
 #include "data/model_file.h"
+#include "data/llmc_header.h"
 #include "data/shards.h"
 #include "data/tokenizer.h"
 #include "layers/gpt2_config.h"
@@ -115,7 +116,7 @@ inline std::string data_dir() {
 inline void shards(const uint8_t* data, size_t size) {
     const std::string& path = scratch(0).write(data, size);
     const coldstart::ShardInfo info = coldstart::read_shard_header(path);
-    require(info.num_tokens > 0 && coldstart::kShardHeaderBytes + 2 * info.num_tokens == size,
+    require(info.num_tokens > 0 && coldstart::kLlmcHeaderBytes + 2 * info.num_tokens == size,
             "read_shard_header accepted a token count that does not match the file size");
 
     const int B = 1 + data[12] % 4, T = 1 + data[13] % 8;
@@ -133,7 +134,8 @@ inline void shards(const uint8_t* data, size_t size) {
         for (size_t i = 0; i < n; ++i) {
             require(loader.inputs()[i] >= 0 && loader.inputs()[i] < vocab, "DataLoader: input id out of range");
             require(loader.targets()[i] >= 0 && loader.targets()[i] < vocab, "DataLoader: target id out of range");
-            if (i + 1 < n) require(loader.targets()[i] == loader.inputs()[i + 1], "DataLoader: targets are not shifted inputs");
+            if (i + 1 < n)
+                require(loader.targets()[i] == loader.inputs()[i + 1], "DataLoader: targets are not shifted inputs");
         }
     }
     // A position from the input: out-of-range ones must throw Error, in-range ones must serve a batch.
@@ -290,14 +292,23 @@ inline void tokenizer_text(const uint8_t* data, size_t size) {
 
 // ---- configuration: JSON config file and command line ---------------------------------------------------
 
-// config.json must read back to the same options (the README: it repeats the run).
+// Options that parsed must be writable as config.json (the trainer writes config_to_json(config).dump(2))
+// and must read back from it to the same options (the README: config.json repeats the run).
 inline void check_config_reads_back(const coldstart::Config& config) {
     const nlohmann::json written = coldstart::config_to_json(config);
+    std::string text;
+    try {
+        text = written.dump(2);
+    } catch (const nlohmann::json::exception& e) {
+        throw Broken(std::string("accepted options that config.json cannot hold (the trainer's dump(2) throws): ") +
+                     e.what());
+    }
     coldstart::Config again;
-    coldstart::apply_json_config(written, "config.json", again);
+    coldstart::apply_json_config(nlohmann::json::parse(text), "config.json", again);
     const nlohmann::json rewritten = coldstart::config_to_json(again);
-    require(rewritten == written, "config.json does not read back to the same options: wrote " + written.dump() +
-                                      ", read back " + rewritten.dump());
+    if (rewritten != written)
+        throw Broken("config.json does not read back to the same options: wrote " + text + ", read back " +
+                     rewritten.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 inline void json_config(const uint8_t* data, size_t size) {

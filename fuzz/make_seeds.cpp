@@ -18,6 +18,7 @@
 #include "config/config.h"
 #include "config/flags.h"
 #include "data/checkpoint.h"
+#include "data/llmc_header.h"
 #include "data/model_file.h"
 #include "data/shards.h"
 #include "data/tokenizer.h"
@@ -53,15 +54,13 @@ std::string bytes_of(const T* p, size_t n) {
 // A shard of the given tokens; header bytes 12..20 carry the fuzz body's loader settings (see
 // fuzz::shards): B-1, T-1, vocab-1 (2 bytes), shuffle, seed, seek epoch, shard, batch.
 std::string shard(const std::vector<uint16_t>& tokens, int B, int T, int vocab, int shuffle) {
-    int32_t header[kShardHeaderInts] = {};
-    header[0] = kShardMagic;
-    header[1] = kShardVersion;
+    LlmcHeader header = new_llmc_header(kShardMagic, kShardVersion);
     header[2] = int32_t(tokens.size());
-    uint8_t* settings = reinterpret_cast<uint8_t*>(header) + 12;
+    uint8_t* settings = reinterpret_cast<uint8_t*>(header.data()) + 12;
     const uint8_t values[9] = {uint8_t(B - 1), uint8_t(T - 1), uint8_t((vocab - 1) & 0xff), uint8_t((vocab - 1) >> 8),
                                uint8_t(shuffle), 7, 1, 0, 1};
     std::memcpy(settings, values, sizeof values);
-    return bytes_of(header, kShardHeaderInts) + bytes_of(tokens.data(), tokens.size());
+    return bytes_of(header.data(), header.size()) + bytes_of(tokens.data(), tokens.size());
 }
 
 void shard_seeds() {
@@ -155,7 +154,8 @@ void text_seeds() {
     const auto text = [](const std::string& s) { return std::string(1, '\0') + s; };
     put("tokenizer_text", "seed-english", text("Hello world, it's a test. We'll see: 1234567 apples!\n\n"));
     put("tokenizer_text", "seed-unicode",
-        text("Ünïcödé \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e \xf0\x9f\x98\x80 \xd9\xa3\xd9\xa4 caf\xc3\xa9\t\r\n  x"));
+        text("Ünïcödé \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e \xf0\x9f\x98\x80 \xd9\xa3\xd9\xa4 "
+             "caf\xc3\xa9\t\r\n  x"));
     put("tokenizer_text", "seed-invalid-utf8", text("\xff\xfe\xc0\xaf \xed\xa0\x80 \xf4\x90\x80\x80 abc\xe6\x97"));
     put("tokenizer_text", "seed-whitespace", text("   \n\n\n    \t\t x  y   \u00a0\u3000z   "));
     put("tokenizer_text", "seed-contractions", text("don't I'm you're we've they'll he'd 's 't 'S 're's"));

@@ -1,4 +1,5 @@
-// libFuzzer target: OpenAI's encoder.json + vocab.bpe (split at the first 0 byte): Tokenizer::from_files, encode, decode.
+// libFuzzer target: OpenAI's encoder.json + vocab.bpe (the input split at its first 0 byte):
+// Tokenizer::from_files, encode, decode.
 // Built and run by `make fuzz`; the body is fuzz::tokenizer_files in fuzz/fuzz_bodies.h, which the regression test
 // (test/test_fuzz_regressions.cpp) replays over fuzz/corpus/tokenizer_files/.
 #include "fuzz/fuzz_bodies.h"

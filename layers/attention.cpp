@@ -24,8 +24,11 @@ int head_size(int C, int NH) {
     return C / NH;
 }
 
+// The simd reduction lets the compiler keep one partial sum per vector lane (a fixed order, so still
+// deterministic); a single scalar sum would wait on the latency of every add.
 float dot(const float* a, const float* b, int n) {
     float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
     for (int i = 0; i < n; ++i) sum += a[i] * b[i];
     return sum;
 }
@@ -69,8 +72,7 @@ void attend_backward(float* dqkv, float* datt, float* dscore, const float* dout 
         axpy(dqkv + L.value(b, t2, h), att_row[t2], dout, L.hs);
     }
     // softmax: dscore = att * (datt - sum(att * datt))
-    float weighted = 0.0f;
-    for (int t2 = 0; t2 <= t; ++t2) weighted += att_row[t2] * datt[t2];
+    const float weighted = dot(att_row, datt, t + 1);
     for (int t2 = 0; t2 <= t; ++t2) dscore[t2] = att_row[t2] * (datt[t2] - weighted) * scale;
     // score = scale * q . k[t2]  (the scale is already folded into dscore)
     const float* q = qkv + L.query(b, t, h);

@@ -60,6 +60,14 @@ void validate_config(const GPT2Config& c, const std::string& source) {
     auto positive = [&](int v, const char* field) {
         if (v <= 0) fail("%s: %s must be positive, got %d", source.c_str(), field, v);
     };
+    // Upper bounds far above any GPT-2 keep every size product (at most L * 4C * C) inside 64 bits.
+    auto at_most = [&](int v, int limit, const char* field) {
+        if (v > limit) fail("%s: %s is %d, expected at most %d", source.c_str(), field, v, limit);
+    };
+    at_most(c.max_seq_len, 1 << 20, "max_seq_len");
+    at_most(c.padded_vocab_size, 1 << 20, "padded_vocab_size");
+    at_most(c.num_layers, 1 << 12, "num_layers");
+    at_most(c.channels, 1 << 16, "channels");
     positive(c.max_seq_len, "max_seq_len");
     positive(c.vocab_size, "vocab_size");
     positive(c.num_layers, "num_layers");

@@ -136,3 +136,17 @@ TEST_CASE("flags: the README documents every option") {
     for (const auto& [key, value] : all_options.items())
         CHECK_MESSAGE(readme.find("| --" + key + " |") != std::string::npos, "README.md's option table misses --" << key);
 }
+
+TEST_CASE("flags: --config=FILE works, floats round-trip exactly, non-UTF-8 values are refused") {
+    test_util::TempDir dir;
+    write_text(dir / "c.json", R"({"batch-size": 16})");
+    CHECK(parse({"--config=" + dir / "c.json"}).batch_size == 16);
+    const Config c = parse({"--lr", "1.0000001", "-q", "0.3"});
+    Config again;
+    apply_json_config(nlohmann::json::parse(config_to_json(c).dump()), "config.json", again);
+    CHECK(again.lr == c.lr);  // bit for bit: a repeated run uses the same float
+    CHECK(again.final_lr_frac == c.final_lr_frac);
+    CHECK(config_to_json(c)["final-lr-frac"].dump() == "0.3");  // and the shortest text that does so
+    CHECK(parse_error({"-i", "caf\xe9.bin"}) == "-i/--train-data: the value is not valid UTF-8 (config.json could not record it)");
+    CHECK(parse({"-i", "caf\xc3\xa9.bin"}).train_data == "caf\xc3\xa9.bin");
+}

@@ -31,14 +31,14 @@ std::vector<std::string> corpus_files(const std::string& target) {
     return files;
 }
 
-void replay(const char* name) {
+void replay(const std::string& name) {
     const fuzz::Target* target = nullptr;
     for (const fuzz::Target& t : fuzz::targets())
-        if (std::string(t.name) == name) target = &t;
+        if (t.name == name) target = &t;
     REQUIRE(target != nullptr);
     const std::vector<std::string> files = corpus_files(name);
-    INFO("fuzz/corpus/" << name << "/ must hold the target's seeds (build/fuzz/make_seeds fuzz/corpus)");
-    REQUIRE(!files.empty());
+    const std::string where = "fuzz/corpus/" + name + "/";
+    REQUIRE_MESSAGE(!files.empty(), std::string(where + " must hold the seeds (build/fuzz/make_seeds fuzz/corpus)"));
     int read = 0, rejected = 0;
     for (const std::string& file : files) {
         const std::vector<char> bytes = test_util::read_bytes(file);
@@ -49,13 +49,13 @@ void replay(const char* name) {
         } catch (const coldstart::Error&) {
             ++rejected;
         } catch (const std::exception& e) {
-            FAIL_CHECK(file << ": threw something other than coldstart::Error: " << e.what());
+            FAIL_CHECK(std::string(file + ": threw something other than coldstart::Error: " + e.what()));
         } catch (...) {
-            FAIL_CHECK(file << ": threw something other than a std::exception");
+            FAIL_CHECK(std::string(file + ": threw something other than a std::exception"));
         }
     }
-    INFO(name << ": " << read << " read, " << rejected << " rejected with coldstart::Error");
-    CHECK(read > 0);  // the valid seeds still read: the replay is not vacuous
+    // The valid seeds still read: the replay is not vacuous.
+    CHECK_MESSAGE(read > 0, std::string(where + ": none read, " + std::to_string(rejected) + " rejected"));
 }
 
 }  // namespace

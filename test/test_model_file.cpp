@@ -98,8 +98,8 @@ TEST_CASE("model file: bad files are named with what was expected") {
         test_util::write_bytes(dir / "bad.bin", b.data(), b.size());
         return error_of([&] { load_model_file(dir / "bad.bin"); });
     };
-    CHECK(with_header_int(0, 1234) == dir / "bad.bin" + ": not an llm.c model file: header magic is 1234, expected 20240326");
-    CHECK(with_header_int(1, 4) == dir / "bad.bin" + ": unsupported model file version 4, expected 3 (fp32) or 5 (bf16)");
+    CHECK(with_header_int(0, 1234) == dir / "bad.bin" + ": not a valid llm.c model file: magic number 1234, expected 20240326");
+    CHECK(with_header_int(1, 4) == dir / "bad.bin" + ": llm.c model file version 4 is not supported, expected 3 or 5");
     CHECK(with_header_int(5, 4) == dir / "bad.bin" + ": channels 6 is not a multiple of num_heads 4");
     CHECK(with_header_int(7, 5) == dir / "bad.bin" + ": padded_vocab_size 5 is smaller than vocab_size 10");
 
@@ -150,7 +150,7 @@ TEST_CASE("checkpoint: state files round-trip the optimizer, master weights and 
     CHECK(error_of([&] { read_state_file(files.state, n + 1, restored, master); }) ==
           files.state + ": holds state for " + std::to_string(n) + " parameters, the model has " + std::to_string(n + 1));
     CHECK(error_of([&] { read_state_file(files.model, n, restored, master); }) ==
-          files.model + ": not a coldstart state file: magic 20240326, expected 20261125");
+          files.model + ": not a valid coldstart state file: magic number 20240326, expected 20261125");
     std::vector<char> bytes = test_util::read_bytes(files.state);
     test_util::write_bytes(dir / "short.bin", bytes.data(), bytes.size() - 8);
     CHECK(error_of([&] { read_state_file(dir / "short.bin", n, restored, master); }).find(dir / "short.bin: file is truncated") == 0);

@@ -7,6 +7,7 @@
 // 6e-8 times sqrt(length): a few 1e-7 in practice, bounded well by 1e-5 (the "near 1e-5").
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -132,10 +133,14 @@ TEST_CASE("model vs pytorch: logits, loss, 16 gradients and 10 AdamW steps") {
                 theirs.push_back(ref_logits[i]);
             }
         CHECK(test_util::relative_error(ours, theirs) < kTolerance);
+        double worst_grad = 0;
         for (int k = 0; k < NUM_PARAM_TENSORS; ++k) {
             const double err = test_util::relative_error(model.grads().data() + layout.offsets[k], ref_grads + layout.offsets[k], layout.sizes[k]);
             CHECK_MESSAGE(err < kTolerance, "gradient of " << std::string(kParamTensorNames[k]) << ": relative error " << err);
+            worst_grad = std::max(worst_grad, err);
         }
+        MESSAGE("vs PyTorch: loss " << test_util::relative_error(&loss, &ref_loss, 1) << ", logits " << test_util::relative_error(ours, theirs)
+                                    << ", worst of the 16 gradients " << worst_grad << " (relative errors)");
         // The key bias cannot change the loss (it shifts all of a query's scores equally), so its exact
         // gradient is zero: ours must be rounding noise next to the query and value biases' gradients.
         const std::vector<float> key_bias_grad = key_bias_part(model.grads().data() + layout.offsets[QKVB], c, true);
@@ -156,11 +161,14 @@ TEST_CASE("model vs pytorch: logits, loss, 16 gradients and 10 AdamW steps") {
         }
         std::vector<float> final_params(layout.total);
         backend->get_parameters(final_params.data());
+        double worst_param = 0;
         for (int k = 0; k < NUM_PARAM_TENSORS; ++k) {
             if (k == QKVB) continue;  // below, without the key bias
             const double err = test_util::relative_error(final_params.data() + layout.offsets[k], ref_final + layout.offsets[k], layout.sizes[k]);
             CHECK_MESSAGE(err < kTolerance, "parameters " << std::string(kParamTensorNames[k]) << " after 10 steps: relative error " << err);
+            worst_param = std::max(worst_param, err);
         }
+        MESSAGE("vs PyTorch after 10 AdamW steps: worst parameter tensor " << worst_param << " (relative error)");
         // Adam turns the key bias's zero-in-exact-arithmetic gradient into +-lr steps whose signs are
         // rounding noise, different on each side and without effect on the loss: compare q and v biases.
         CHECK(test_util::relative_error(key_bias_part(final_params.data() + layout.offsets[QKVB], c, false),

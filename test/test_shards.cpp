@@ -336,7 +336,7 @@ TEST_CASE("shards: a wrong magic names the file, the field and both values") {
     write_shard(dir / "x.bin", counting_tokens(100, 0), 20240521);
     const std::string msg = error_of([&] { coldstart::read_shard_header(dir / "x.bin"); });
     CHECK(contains(msg, dir / "x.bin"));
-    CHECK(contains(msg, "magic is 20240521, expected 20240520"));
+    CHECK(contains(msg, "not a valid llm.c token shard: magic number 20240521, expected 20240520"));
 }
 
 TEST_CASE("shards: a wrong version names the file and both values") {
@@ -344,7 +344,7 @@ TEST_CASE("shards: a wrong version names the file and both values") {
     write_shard(dir / "x.bin", counting_tokens(100, 0), 20240520, 2);
     const std::string msg = error_of([&] { DataLoader(dir / "x.bin", "-i", 1, 4, kVocab, false, 0); });
     CHECK(contains(msg, dir / "x.bin"));
-    CHECK(contains(msg, "version is 2, expected 1"));
+    CHECK(contains(msg, "llm.c token shard version 2 is not supported, expected 1"));
 }
 
 TEST_CASE("shards: a token count of 0 is rejected") {

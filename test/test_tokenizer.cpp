@@ -36,16 +36,6 @@ std::vector<GoldenEncoding> golden_encodings() {
     return cases;
 }
 
-// The message of the coldstart::Error that f throws; fails the test if it throws none.
-std::string error_message(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const coldstart::Error& e) {
-        return e.what();
-    }
-    FAIL("expected a coldstart::Error");
-    return "";
-}
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
@@ -256,42 +246,42 @@ TEST_CASE("tokenizer: errors name the file or token id and what was expected") {
     const std::string vocab_bpe = test_util::data_path("gpt2/vocab.bpe");
 
     SUBCASE("missing encoder.json") {
-        const std::string message = error_message([&] { Tokenizer::load(dir.path); });
+        const std::string message = test_util::error_of([&] { Tokenizer::load(dir.path); });
         CHECK_MESSAGE(contains(message, dir / "encoder.json"), message);
         CHECK_MESSAGE(contains(message, "cannot open"), message);
     }
     SUBCASE("malformed encoder.json") {
         const std::string bad = "{\"a\": 0, \"b\": ";
         test_util::write_bytes(dir / "encoder.json", bad.data(), bad.size());
-        const std::string message = error_message([&] { Tokenizer::from_files(dir / "encoder.json", vocab_bpe); });
+        const std::string message = test_util::error_of([&] { Tokenizer::from_files(dir / "encoder.json", vocab_bpe); });
         CHECK_MESSAGE(contains(message, dir / "encoder.json"), message);
         CHECK_MESSAGE(contains(message, "malformed JSON"), message);
     }
     SUBCASE("llm.c file with a wrong magic number") {
         const std::vector<char> bytes = llmc_table_with_header(0, 12345);
         test_util::write_bytes(dir / "t.bin", bytes.data(), bytes.size());
-        const std::string message = error_message([&] { Tokenizer::from_llmc_binary(dir / "t.bin"); });
+        const std::string message = test_util::error_of([&] { Tokenizer::from_llmc_binary(dir / "t.bin"); });
         CHECK_MESSAGE(contains(message, dir / "t.bin"), message);
         CHECK_MESSAGE(contains(message, "magic number 12345, expected 20240328"), message);
     }
     SUBCASE("llm.c file with a wrong version") {
         const std::vector<char> bytes = llmc_table_with_header(1, 3);
         test_util::write_bytes(dir / "t.bin", bytes.data(), bytes.size());
-        const std::string message = error_message([&] { Tokenizer::load(dir / "t.bin"); });
+        const std::string message = test_util::error_of([&] { Tokenizer::load(dir / "t.bin"); });
         CHECK_MESSAGE(contains(message, dir / "t.bin"), message);
         CHECK_MESSAGE(contains(message, "version 3 is not supported, expected 2"), message);
     }
     SUBCASE("truncated llm.c file") {
         const std::vector<char> bytes = test_util::read_bytes(test_util::data_path("gpt2/gpt2_tokenizer.bin"));
         test_util::write_bytes(dir / "t.bin", bytes.data(), bytes.size() - 3);
-        const std::string message = error_message([&] { Tokenizer::from_llmc_binary(dir / "t.bin"); });
+        const std::string message = test_util::error_of([&] { Tokenizer::from_llmc_binary(dir / "t.bin"); });
         CHECK_MESSAGE(contains(message, dir / "t.bin"), message);
         CHECK_MESSAGE(contains(message, "truncated"), message);
         CHECK_MESSAGE(contains(message, "token 50256"), message);
     }
     SUBCASE("decoding an id outside the vocabulary") {
         for (const int id : {50257, -1}) {
-            const std::string message = error_message([&] { gpt2().decode({15496, id}); });
+            const std::string message = test_util::error_of([&] { gpt2().decode({15496, id}); });
             CHECK_MESSAGE(contains(message, "token id " + std::to_string(id) + " is out of range"), message);
             CHECK_MESSAGE(contains(message, "ids 0 to 50256"), message);
         }
@@ -299,7 +289,7 @@ TEST_CASE("tokenizer: errors name the file or token id and what was expected") {
     SUBCASE("encoding with a decode-only tokenizer") {
         const std::string bin = test_util::data_path("gpt2/gpt2_tokenizer.bin");
         const Tokenizer table = Tokenizer::from_llmc_binary(bin);
-        const std::string message = error_message([&] { table.encode("hello"); });
+        const std::string message = test_util::error_of([&] { table.encode("hello"); });
         CHECK_MESSAGE(contains(message, bin), message);
         CHECK_MESSAGE(contains(message, "encoding needs encoder.json and vocab.bpe"), message);
     }

@@ -80,7 +80,7 @@ void write_shard(const std::string& path, const std::vector<uint16_t>& tokens, i
     header[2] = count >= 0 ? count : int(tokens.size());
     std::vector<char> bytes(header.size() * 4 + tokens.size() * 2);
     std::memcpy(bytes.data(), header.data(), header.size() * 4);
-    std::memcpy(bytes.data() + header.size() * 4, tokens.data(), tokens.size() * 2);
+    if (!tokens.empty()) std::memcpy(bytes.data() + header.size() * 4, tokens.data(), tokens.size() * 2);
     write_bytes(path, bytes.data(), bytes.size());
 }
 

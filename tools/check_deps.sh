@@ -24,6 +24,9 @@ int main() { return omp_get_max_threads() > 0 ? 0 : 1; }' -fopenmp || missing+=(
 if [ $test_tools = 1 ]; then
   /usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1 || missing+=(python3-torch python3-numpy)
   /usr/bin/python3 -c 'import matplotlib' >/dev/null 2>&1 || missing+=(python3-matplotlib)
+  # libFuzzer (make fuzz) comes with clang's runtime libraries.
+  printf 'extern "C" int LLVMFuzzerTestOneInput(const char*, unsigned long) { return 0; }\n' |
+    clang++ -fsanitize=fuzzer -x c++ - -o /dev/null >/dev/null 2>&1 || missing+=(clang libclang-rt-14-dev)
 fi
 [ ${#missing[@]} = 0 ] && exit 0
 

@@ -4,6 +4,8 @@
 // 32768 gives tiny_shakespeare_{val,train}.bin, and the Gutenberg books in manifest.tsv's order with
 // --val-every 25 give gutenberg_en_{val,train}.bin.
 #include "common/error.h"
+#include "data/llmc_header.h"
+#include "data/shards.h"
 #include "data/tokenizer.h"
 
 #include <omp.h>
@@ -26,9 +28,6 @@ using namespace coldstart;
 
 namespace {
 
-constexpr int32_t kShardMagic = 20240520;
-constexpr int32_t kShardVersion = 1;
-constexpr size_t kShardHeaderInts = 256;
 constexpr size_t kMaxShardTokens = INT32_MAX;  // the header stores the count as int32
 constexpr size_t kMaxTokenId = UINT16_MAX;     // tokens are stored as uint16
 // Documents are encoded in parallel in batches of about this many bytes of text.
@@ -190,12 +189,10 @@ private:
     std::string numbered_path() const { return stem_ + format("_%06d.bin", shards_written_); }
 
     void write_shard(const std::string& path, const uint16_t* tokens, size_t n) {
-        int32_t header[kShardHeaderInts] = {};
-        header[0] = kShardMagic;
-        header[1] = kShardVersion;
+        LlmcHeader header = new_llmc_header(kShardMagic, kShardVersion);
         header[2] = int32_t(n);
         write_atomically(path, [&](File& f) {
-            f.write_all(header, sizeof header);
+            f.write_all(header.data(), kLlmcHeaderBytes);
             f.write_all(tokens, n * sizeof(uint16_t));
         });
         ++shards_written_;
