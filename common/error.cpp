@@ -83,6 +83,13 @@ void File::close() {
     if (fclose(f) != 0) fail("%s: close failed: %s", path_.c_str(), strerror(errno));
 }
 
+std::string read_whole_file(const std::string& path) {
+    File f(path, "rb");
+    std::string text(f.size(), '\0');
+    f.read_exact(text.data(), text.size(), "the contents");
+    return text;
+}
+
 void remove_quietly(const std::string& path) { unlink(path.c_str()); }
 
 void rename_or_fail(const std::string& from, const std::string& to) {

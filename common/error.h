@@ -51,6 +51,8 @@ private:
 template <typename Writer>
 void write_atomically(const std::string& path, Writer&& writer);
 
+std::string read_whole_file(const std::string& path);  // errors name the path
+
 void remove_quietly(const std::string& path);
 void rename_or_fail(const std::string& from, const std::string& to);
 bool file_exists(const std::string& path);

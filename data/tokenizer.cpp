@@ -173,12 +173,6 @@ std::string spelled_token_to_bytes(std::string_view spelled, const std::string& 
     return bytes;
 }
 
-std::string read_whole_file(const std::string& path) {
-    File f(path, "rb");
-    std::string text(f.size(), '\0');
-    f.read_exact(text.data(), text.size(), "contents");
-    return text;
-}
 
 }  // namespace
 

@@ -148,12 +148,6 @@ std::vector<std::string_view> split_documents(std::string_view text, const std::
     return documents;
 }
 
-std::string read_file(const std::string& path) {
-    File f(path, "rb");
-    std::string text(f.size(), '\0');
-    f.read_exact(text.data(), text.size(), "text");
-    return text;
-}
 
 // Collects one split's tokens and writes them as shards of at most shard_tokens each. The first file's
 // name depends on whether a second will follow (NAME_val.bin vs NAME_val_000000.bin), so up to one
@@ -283,7 +277,7 @@ void make_shards(const Options& options) {
         texts.clear(), documents.clear(), batch_bytes = 0;
     };
     for (const std::string& path : options.files) {
-        texts.push_back(read_file(path));
+        texts.push_back(read_whole_file(path));
         for (std::string_view document : split_documents(texts.back(), options.separator)) documents.push_back(document);
         batch_bytes += texts.back().size();
         if (batch_bytes >= kBatchBytes) encode_batch();
