@@ -268,7 +268,7 @@ static void train(const Config& cfg) {
     const Schedule schedule{cfg.schedule, cfg.lr, cfg.warmup_steps, cfg.final_lr_frac, cfg.cooldown_frac, int(steps)};
     const nlohmann::json identity = run_identity(cfg, model.params.size(), accum);
 
-    Rng sample_rng(cfg.seed ^ 0x5A4D504CULL);
+    Rng sample_rng(cfg.seed ^ 0x5A4D504CULL);  // a stream of its own: not the initialisation's numbers again
     Progress p;
     const int64_t log_bytes = cfg.resume ? resume(cfg, identity, *backend, train_loader, sample_rng, p) : -1;
     const int64_t resumed_at = log_bytes >= 0 ? p.step : -1;
