@@ -296,7 +296,7 @@ static void train(const Config& cfg) {
     }
     if (cfg.sample_every > 0 && !tokenizer) std::printf("no --tokenizer given: samples are shown as token ids\n");
 
-    std::vector<float> host_params(model.params.size());
+    std::vector<float>& host_params = model.params;  // the initial weights are in the backend now: reuse the buffer
     double smoothed_step_s = 0;
     for (; p.step <= steps; ++p.step) {
         const int64_t step = p.step;

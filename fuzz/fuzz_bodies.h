@@ -162,7 +162,7 @@ inline void model_file(const uint8_t* data, size_t size) {
     require(exact == m.params.size(), "load_model_file returned " + std::to_string(m.params.size()) +
                                           " parameters for a config (" + m.config.describe() + ") that has more");
     const size_t elem = m.stored_as == coldstart::ModelDtype::fp32 ? 4 : 2;
-    require(1024 + m.params.size() * elem == size, "load_model_file accepted a file of the wrong size");
+    require(coldstart::kLlmcHeaderBytes + m.params.size() * elem == size, "load_model_file accepted a file of the wrong size");
 }
 
 // ---- state files (checkpoints) ----------------------------------------------------------------------------

@@ -14,6 +14,7 @@
 
 using coldstart::DataLoader;
 using coldstart::LoaderPosition;
+using test_util::contains;
 using test_util::error_of;
 using test_util::write_shard;
 
@@ -60,10 +61,6 @@ std::vector<std::vector<int>> next_windows(DataLoader& loader, size_t n) {
     return windows;
 }
 
-
-bool contains(const std::string& haystack, const std::string& needle) {
-    return haystack.find(needle) != std::string::npos;
-}
 
 // Two shards with distinct tokens: a.bin holds 3 batches of B*T=6 (19 tokens, the last window ends
 // exactly at its end), b.bin holds 2 batches plus 4 tokens that no batch reaches (17 tokens).

@@ -37,7 +37,6 @@ std::vector<GoldenEncoding> golden_encodings() {
 }
 
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 std::string tools_dir() {
     const char* dir = std::getenv("COLDSTART_TOOLS_DIR");
@@ -179,8 +178,8 @@ TEST_CASE("tokenizer: make_shards re-tokenizes tinyshakespeare byte-identically 
         "--tokenizer " + test_util::data_path("gpt2") + " --split-on '\\n\\n' --val-tokens 32768 --out-prefix " +
         (dir / "out/tiny_shakespeare") + " " + test_util::data_path("tinyshakespeare/input.txt"));
     REQUIRE_MESSAGE(result.exit_code == 0, result.output);
-    CHECK(contains(result.output, "tiny_shakespeare_val.bin: 32768 tokens"));
-    CHECK(contains(result.output, "tiny_shakespeare_train.bin: 305260 tokens"));
+    CHECK(test_util::contains(result.output, "tiny_shakespeare_val.bin: 32768 tokens"));
+    CHECK(test_util::contains(result.output, "tiny_shakespeare_train.bin: 305260 tokens"));
     for (const char* split : {"val", "train"}) {
         const std::string name = std::string("tiny_shakespeare_") + split + ".bin";
         CHECK_MESSAGE(test_util::read_bytes(dir / ("out/" + name)) ==
@@ -228,17 +227,17 @@ TEST_CASE("tokenizer: make_shards reports bad usage as one error line and exit s
     const test_util::CommandResult missing_input = run_make_shards(
         "--tokenizer " + test_util::data_path("gpt2") + " --out-prefix " + (dir / "x") + " " + (dir / "nope.txt"));
     CHECK(missing_input.exit_code == 1);
-    CHECK_MESSAGE(contains(missing_input.output, "error: cannot open " + (dir / "nope.txt")), missing_input.output);
+    CHECK_MESSAGE(test_util::contains(missing_input.output, "error: cannot open " + (dir / "nope.txt")), missing_input.output);
 
     const test_util::CommandResult decode_only =
         run_make_shards("--tokenizer " + test_util::data_path("gpt2/gpt2_tokenizer.bin") + " --out-prefix " +
                         (dir / "x") + " " + test_util::data_path("tinyshakespeare/input.txt"));
     CHECK(decode_only.exit_code == 1);
-    CHECK_MESSAGE(contains(decode_only.output, "encoder.json and vocab.bpe"), decode_only.output);
+    CHECK_MESSAGE(test_util::contains(decode_only.output, "encoder.json and vocab.bpe"), decode_only.output);
 
     const test_util::CommandResult bad_count = run_make_shards("--tokenizer x --out-prefix y --shard-tokens 0 z");
     CHECK(bad_count.exit_code == 1);
-    CHECK_MESSAGE(contains(bad_count.output, "error: --shard-tokens"), bad_count.output);
+    CHECK_MESSAGE(test_util::contains(bad_count.output, "error: --shard-tokens"), bad_count.output);
 }
 
 TEST_CASE("tokenizer: errors name the file or token id and what was expected") {
@@ -247,50 +246,50 @@ TEST_CASE("tokenizer: errors name the file or token id and what was expected") {
 
     SUBCASE("missing encoder.json") {
         const std::string message = test_util::error_of([&] { Tokenizer::load(dir.path); });
-        CHECK_MESSAGE(contains(message, dir / "encoder.json"), message);
-        CHECK_MESSAGE(contains(message, "cannot open"), message);
+        CHECK_MESSAGE(test_util::contains(message, dir / "encoder.json"), message);
+        CHECK_MESSAGE(test_util::contains(message, "cannot open"), message);
     }
     SUBCASE("malformed encoder.json") {
         const std::string bad = "{\"a\": 0, \"b\": ";
         test_util::write_bytes(dir / "encoder.json", bad.data(), bad.size());
         const std::string message = test_util::error_of([&] { Tokenizer::from_files(dir / "encoder.json", vocab_bpe); });
-        CHECK_MESSAGE(contains(message, dir / "encoder.json"), message);
-        CHECK_MESSAGE(contains(message, "malformed JSON"), message);
+        CHECK_MESSAGE(test_util::contains(message, dir / "encoder.json"), message);
+        CHECK_MESSAGE(test_util::contains(message, "malformed JSON"), message);
     }
     SUBCASE("llm.c file with a wrong magic number") {
         const std::vector<char> bytes = llmc_table_with_header(0, 12345);
         test_util::write_bytes(dir / "t.bin", bytes.data(), bytes.size());
         const std::string message = test_util::error_of([&] { Tokenizer::from_llmc_binary(dir / "t.bin"); });
-        CHECK_MESSAGE(contains(message, dir / "t.bin"), message);
-        CHECK_MESSAGE(contains(message, "magic number 12345, expected 20240328"), message);
+        CHECK_MESSAGE(test_util::contains(message, dir / "t.bin"), message);
+        CHECK_MESSAGE(test_util::contains(message, "magic number 12345, expected 20240328"), message);
     }
     SUBCASE("llm.c file with a wrong version") {
         const std::vector<char> bytes = llmc_table_with_header(1, 3);
         test_util::write_bytes(dir / "t.bin", bytes.data(), bytes.size());
         const std::string message = test_util::error_of([&] { Tokenizer::load(dir / "t.bin"); });
-        CHECK_MESSAGE(contains(message, dir / "t.bin"), message);
-        CHECK_MESSAGE(contains(message, "version 3 is not supported, expected 2"), message);
+        CHECK_MESSAGE(test_util::contains(message, dir / "t.bin"), message);
+        CHECK_MESSAGE(test_util::contains(message, "version 3 is not supported, expected 2"), message);
     }
     SUBCASE("truncated llm.c file") {
         const std::vector<char> bytes = test_util::read_bytes(test_util::data_path("gpt2/gpt2_tokenizer.bin"));
         test_util::write_bytes(dir / "t.bin", bytes.data(), bytes.size() - 3);
         const std::string message = test_util::error_of([&] { Tokenizer::from_llmc_binary(dir / "t.bin"); });
-        CHECK_MESSAGE(contains(message, dir / "t.bin"), message);
-        CHECK_MESSAGE(contains(message, "truncated"), message);
-        CHECK_MESSAGE(contains(message, "token 50256"), message);
+        CHECK_MESSAGE(test_util::contains(message, dir / "t.bin"), message);
+        CHECK_MESSAGE(test_util::contains(message, "truncated"), message);
+        CHECK_MESSAGE(test_util::contains(message, "token 50256"), message);
     }
     SUBCASE("decoding an id outside the vocabulary") {
         for (const int id : {50257, -1}) {
             const std::string message = test_util::error_of([&] { gpt2().decode({15496, id}); });
-            CHECK_MESSAGE(contains(message, "token id " + std::to_string(id) + " is out of range"), message);
-            CHECK_MESSAGE(contains(message, "ids 0 to 50256"), message);
+            CHECK_MESSAGE(test_util::contains(message, "token id " + std::to_string(id) + " is out of range"), message);
+            CHECK_MESSAGE(test_util::contains(message, "ids 0 to 50256"), message);
         }
     }
     SUBCASE("encoding with a decode-only tokenizer") {
         const std::string bin = test_util::data_path("gpt2/gpt2_tokenizer.bin");
         const Tokenizer table = Tokenizer::from_llmc_binary(bin);
         const std::string message = test_util::error_of([&] { table.encode("hello"); });
-        CHECK_MESSAGE(contains(message, bin), message);
-        CHECK_MESSAGE(contains(message, "encoding needs encoder.json and vocab.bpe"), message);
+        CHECK_MESSAGE(test_util::contains(message, bin), message);
+        CHECK_MESSAGE(test_util::contains(message, "encoding needs encoder.json and vocab.bpe"), message);
     }
 }

@@ -53,6 +53,8 @@ std::string shakespeare_flags();
 std::vector<nlohmann::json> read_jsonl(const std::string& path);
 std::vector<nlohmann::json> records_of(const std::vector<nlohmann::json>& log, const std::string& type);
 
+inline bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
 // The message of the coldstart::Error that f throws, or "(no error)".
 std::string error_of(const std::function<void()>& f);
 std::vector<char> read_bytes(const std::string& path);
