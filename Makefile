@@ -27,7 +27,7 @@ ifeq ($(NO_CUDA),1)
 endif
 
 BUILD := build
-LIB_SRCS  := $(wildcard common/*.cpp config/*.cpp layers/*.cpp optim/*.cpp data/*.cpp)
+LIB_SRCS  := $(wildcard common/*.cpp config/*.cpp layers/*.cpp optim/*.cpp data/*.cpp dist/*.cpp)
 LIB_OBJS  := $(LIB_SRCS:%.cpp=$(BUILD)/%.o)
 TEST_SRCS := $(wildcard test/*.cpp)
 TEST_OBJS := $(TEST_SRCS:%.cpp=$(BUILD)/%.o)

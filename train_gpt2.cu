@@ -28,6 +28,8 @@
 #include "data/model_file.h"
 #include "data/shards.h"
 #include "data/tokenizer.h"
+#include "dist/communicator.h"
+#include "dist/process_group.h"
 #include "layers/backend.h"
 #include "layers/sampling.h"
 #include "optim/grad_norm.h"
@@ -100,12 +102,13 @@ static InitialModel load_initial_model(const Config& cfg) {
 // ---------------------------------------------------------------------------------------------------
 // Checks between options that the option table cannot express alone.
 
-static int gradient_accumulation_steps(const Config& cfg) {
-    const int64_t tokens_per_micro = int64_t(cfg.batch_size) * cfg.seq_len;
+// Micro-batches per step on each of `processes` processes.
+static int gradient_accumulation_steps(const Config& cfg, int processes) {
+    const int64_t tokens_per_micro = int64_t(cfg.batch_size) * cfg.seq_len * processes;
     if (cfg.total_batch_tokens == -1) return 1;
     if (cfg.total_batch_tokens <= 0 || cfg.total_batch_tokens % tokens_per_micro != 0)
-        fail("-d %lld: expected a positive multiple of B*T = %d*%d = %lld", (long long)cfg.total_batch_tokens,
-             cfg.batch_size, cfg.seq_len, (long long)tokens_per_micro);
+        fail("-d %lld: expected a positive multiple of B*T*processes = %d*%d*%d = %lld", (long long)cfg.total_batch_tokens,
+             cfg.batch_size, cfg.seq_len, processes, (long long)tokens_per_micro);
     return int(cfg.total_batch_tokens / tokens_per_micro);
 }
 
@@ -118,13 +121,16 @@ static void check_sequence_length(const Config& cfg, const InitialModel& model) 
 // ---------------------------------------------------------------------------------------------------
 // Validation and samples.
 
-static float validation_loss(Backend& backend, DataLoader& val, int batches) {
+// The mean loss over the first `batches` windows of the validation data; each process takes every
+// size()-th of them (the loader serves rank r the windows r, r + size(), ...).
+static float validation_loss(Backend& backend, DataLoader& val, int batches, Communicator& comm) {
     val.reset();
     double sum = 0;
-    for (int i = 0; i < batches; ++i) {
+    for (int i = comm.rank(); i < batches; i += comm.size()) {
         val.next_batch();
         sum += backend.evaluate(val.inputs(), val.targets());
     }
+    comm.all_reduce_sum(&sum, 1);
     return float(sum / batches);
 }
 
@@ -151,9 +157,10 @@ static std::string duration_text(double seconds) {
 // ---------------------------------------------------------------------------------------------------
 // Resume: what a checkpoint's data position means, and putting a run back exactly where it was.
 
-// The settings a saved position and optimizer state depend on; a resumed run must match them.
-static nlohmann::json run_identity(const Config& cfg, size_t parameters, int accum) {
-    return {{"train-data", cfg.train_data}, {"batch-size", cfg.batch_size}, {"seq-len", cfg.seq_len}, {"grad_accum", accum},
+// The settings a saved position and optimizer state depend on; a resumed run must match them. The number
+// of processes is not one of them: the position and the state do not depend on it.
+static nlohmann::json run_identity(const Config& cfg, size_t parameters, int64_t step_tokens) {
+    return {{"train-data", cfg.train_data}, {"batch-size", cfg.batch_size}, {"seq-len", cfg.seq_len}, {"step_tokens", step_tokens},
             {"shuffle", cfg.shuffle}, {"seed", cfg.seed}, {"optimizer", cfg.optimizer}, {"parameters", parameters}};
 }
 
@@ -233,161 +240,215 @@ static std::set<int64_t> parse_step_list(const std::string& list) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// The run.
+// The run: everything fixed at its start, then one function per part of the loop.
 
-static void train(Config cfg) {
+struct Run {
+    Config cfg;
+    std::unique_ptr<Communicator> comm;
+    std::string device;
+    InitialModel model;
+    int B = 0, T = 0, accum = 0;  // micro-batch, and micro-batches per step on each process
+    int64_t steps = 0;
+    std::set<int64_t> inject_nonfinite;
+    std::unique_ptr<DataLoader> train_loader, val_loader;
+    int val_batches = 0;
+    std::unique_ptr<Tokenizer> tokenizer;
+    OptimizerConfig opt;
+    std::unique_ptr<Backend> backend;
+    Schedule schedule;
+    std::vector<TensorSlice> tensors;
+    nlohmann::json identity;
+    RunLog log;
+
+    int processes() const { return comm->size(); }
+    int64_t step_tokens() const { return int64_t(B) * T * accum * processes(); }
+};
+
+// Checks every input and builds the run; nothing is written yet.
+static void set_up(Run& r, const ProcessGroup& group) {
+    Config& cfg = r.cfg;
     resolve_optimizer_defaults(cfg);
     if (cfg.train_data.empty()) fail("-i/--train-data: no training shards given (a glob of llm.c .bin files)");
     if (cfg.resume && cfg.output_dir.empty()) fail("-y 1: resuming needs the run's output folder (-o)");
     if (cfg.threads > 0) omp_set_num_threads(cfg.threads);
-    const std::string device = choose_device(cfg);
-
-    InitialModel model = load_initial_model(cfg);
-    check_sequence_length(cfg, model);
-    const int B = cfg.batch_size, T = cfg.seq_len;
-    const int accum = gradient_accumulation_steps(cfg);
-    const int V = model.config.vocab_size;
-    std::set<int64_t> inject_nonfinite;
+    r.device = choose_device(cfg);
+    r.model = load_initial_model(cfg);
+    check_sequence_length(cfg, r.model);
+    r.B = cfg.batch_size;
+    r.T = cfg.seq_len;
+    r.accum = gradient_accumulation_steps(cfg, group.size);
     try {
-        inject_nonfinite = parse_step_list(cfg.inject_nonfinite);
+        r.inject_nonfinite = parse_step_list(cfg.inject_nonfinite);
     } catch (const std::exception&) {
         fail("--inject-nonfinite: expected comma-separated step numbers, got '%s'", cfg.inject_nonfinite.c_str());
     }
+    const int V = r.model.config.vocab_size;
+    r.train_loader = std::make_unique<DataLoader>(cfg.train_data, "-i", r.B, r.T, V, cfg.shuffle != 0, cfg.seed, group.rank, group.size);
+    if (!cfg.val_data.empty())
+        r.val_loader = std::make_unique<DataLoader>(cfg.val_data, "-j", r.B, r.T, V, false, cfg.seed, group.rank, group.size);
+    if (!cfg.tokenizer.empty()) r.tokenizer = std::make_unique<Tokenizer>(Tokenizer::load(cfg.tokenizer));
+    const int64_t micro_per_step = int64_t(r.accum) * group.size;
+    r.steps = cfg.max_steps >= 0 ? cfg.max_steps : int64_t(r.train_loader->batches_per_epoch()) / micro_per_step;
+    if (r.steps == 0 && cfg.max_steps == -1)
+        fail("-x -1: one epoch of %s holds no full step of %lld micro-batches; set -x", cfg.train_data.c_str(), (long long)micro_per_step);
+    if (r.val_loader) r.val_batches = int(std::min<size_t>(size_t(cfg.val_batches), r.val_loader->batches_per_epoch()));
 
-    DataLoader train_loader(cfg.train_data, "-i", B, T, V, cfg.shuffle != 0, cfg.seed);
-    std::unique_ptr<DataLoader> val_loader;
-    if (!cfg.val_data.empty()) val_loader = std::make_unique<DataLoader>(cfg.val_data, "-j", B, T, V, false, cfg.seed);
-    std::unique_ptr<Tokenizer> tokenizer;
-    if (!cfg.tokenizer.empty()) tokenizer = std::make_unique<Tokenizer>(Tokenizer::load(cfg.tokenizer));
+    r.opt = optimizer_config(cfg);
+    validate_optimizer_config(r.opt, cfg.lr);
+    r.comm = connect_cpu_processes(group, cfg);
+    r.backend = make_cpu_backend(r.model.config, r.B, r.T, r.opt, r.comm.get(), cfg.zero_stage);
+    r.backend->set_parameters(r.model.params.data());
+    r.schedule = {cfg.schedule, cfg.lr, warmup_steps(cfg.warmup, r.steps), cfg.final_lr_frac, cfg.cooldown_frac, int(r.steps)};
+    r.tensors = parameter_tensors(r.model.config);
+    r.identity = run_identity(cfg, r.model.params.size(), r.step_tokens());
+}
 
-    const int64_t steps = cfg.max_steps >= 0 ? cfg.max_steps : int64_t(train_loader.batches_per_epoch() / accum);
-    if (steps == 0 && cfg.max_steps == -1)
-        fail("-x -1: one epoch of %s holds no full step of %d micro-batches; set -x", cfg.train_data.c_str(), accum);
-    const int val_batches = val_loader ? int(std::min<size_t>(size_t(cfg.val_batches), val_loader->batches_per_epoch())) : 0;
-
-    const OptimizerConfig opt = optimizer_config(cfg);
-    validate_optimizer_config(opt, cfg.lr);
-    std::unique_ptr<Backend> backend = make_cpu_backend(model.config, B, T, opt);
-    backend->set_parameters(model.params.data());
-    const int warmup = warmup_steps(cfg.warmup, steps);
-    const Schedule schedule{cfg.schedule, cfg.lr, warmup, cfg.final_lr_frac, cfg.cooldown_frac, int(steps)};
-    const std::vector<TensorSlice> tensors = parameter_tensors(model.config);
-    const nlohmann::json identity = run_identity(cfg, model.params.size(), accum);
-
-    Rng sample_rng(cfg.seed ^ 0x5A4D504CULL);  // a stream of its own: not the initialisation's numbers again
-    Progress p;
-    const int64_t log_bytes = cfg.resume ? resume(cfg, identity, *backend, train_loader, sample_rng, p) : -1;
-    const int64_t resumed_at = log_bytes >= 0 ? p.step : -1;
-
-    std::printf("model: %s (%s), %zu parameters\n", model.source.c_str(), model.config.describe().c_str(), model.params.size());
-    std::printf("batch: B=%d T=%d, %d micro-batches per step = %lld tokens; %lld steps; train tokens %zu\n", B, T, accum,
-                (long long)B * T * accum, (long long)steps, train_loader.total_tokens());
-    std::printf("schedule: %s, peak lr %g, warmup %d steps, grad clip %g%s%s\n", cfg.schedule.c_str(), cfg.lr, warmup,
-                cfg.grad_clip, cfg.recipe.empty() ? "" : ", recipe ", cfg.recipe.c_str());
-    std::fputs(describe_optimizer(opt, tensors).c_str(), stdout);
+static void print_plan(const Run& r) {
+    const Config& cfg = r.cfg;
+    std::printf("model: %s (%s), %zu parameters\n", r.model.source.c_str(), r.model.config.describe().c_str(), r.model.params.size());
+    std::printf("batch: B=%d T=%d, %d micro-batches per step%s = %lld tokens; %lld steps; train tokens %zu\n", r.B, r.T, r.accum,
+                r.processes() > 1 ? format(" on each of %d processes", r.processes()).c_str() : "", (long long)r.step_tokens(),
+                (long long)r.steps, r.train_loader->total_tokens());
+    if (r.processes() > 1)
+        std::printf("processes: %s, optimizer state %s\n", r.comm->describe().c_str(),
+                    cfg.zero_stage == 1 ? "sharded (ZeRO-1)" : "replicated");
+    std::printf("schedule: %s, peak lr %g, warmup %d steps, grad clip %g%s%s\n", cfg.schedule.c_str(), cfg.lr,
+                r.schedule.warmup_steps, cfg.grad_clip, cfg.recipe.empty() ? "" : ", recipe ", cfg.recipe.c_str());
+    std::fputs(describe_optimizer(r.opt, r.tensors).c_str(), stdout);
     if (cfg.metrics_every > 0)
         std::printf("metrics: every %d steps%s\n", cfg.metrics_every, cfg.metrics_rrc ? ", with the RRC of the linear layers" : "");
+    if (cfg.sample_every > 0 && !r.tokenizer) std::printf("no --tokenizer given: samples are shown as token ids\n");
+}
 
-    // Output files are created only now that every input has been checked.
-    RunLog log;
-    if (!cfg.output_dir.empty()) {
-        make_directories(cfg.output_dir);
-        const std::string config_json = config_to_json(cfg).dump(2) + "\n";
-        write_atomically(cfg.output_dir + "/config.json", [&](File& f) { f.write_all(config_json.data(), config_json.size()); });
-        if (resumed_at >= 0) {
-            log.reopen_at(cfg.output_dir + "/log.jsonl", size_t(log_bytes));
-            log.write({{"type", "resume"}, {"step", resumed_at}});
-        } else {
-            log.open(cfg.output_dir + "/log.jsonl");
-            log.write({{"type", "run"}, {"device", device}, {"model", model.config.describe()}, {"parameters", model.params.size()},
-                       {"B", B}, {"T", T}, {"grad_accum", accum}, {"steps", steps}, {"config", config_to_json(cfg)}});
+// config.json and the log, by the first process; only now that every input has been checked.
+static void open_outputs(Run& r, int64_t resumed_at, int64_t log_bytes) {
+    const Config& cfg = r.cfg;
+    if (cfg.output_dir.empty() || r.comm->rank() != 0) return;
+    make_directories(cfg.output_dir);
+    const std::string config_json = config_to_json(cfg).dump(2) + "\n";
+    write_atomically(cfg.output_dir + "/config.json", [&](File& f) { f.write_all(config_json.data(), config_json.size()); });
+    if (resumed_at >= 0) {
+        r.log.reopen_at(cfg.output_dir + "/log.jsonl", size_t(log_bytes));
+        r.log.write({{"type", "resume"}, {"step", resumed_at}, {"processes", r.processes()}});
+    } else {
+        r.log.open(cfg.output_dir + "/log.jsonl");
+        r.log.write({{"type", "run"}, {"device", r.device}, {"model", r.model.config.describe()}, {"parameters", r.model.params.size()},
+                     {"B", r.B}, {"T", r.T}, {"grad_accum", r.accum}, {"processes", r.processes()}, {"steps", r.steps},
+                     {"config", config_to_json(cfg)}});
+    }
+}
+
+// What happens between updates at step `step`: validation, a sample, a checkpoint.
+static void between_steps(Run& r, int64_t step, bool last, Progress& p, Rng& sample_rng) {
+    const Config& cfg = r.cfg;
+    if (r.val_loader && (last || (cfg.val_every > 0 && step % cfg.val_every == 0))) {
+        const float val = validation_loss(*r.backend, *r.val_loader, r.val_batches, *r.comm);
+        std::printf("val loss %.6f at step %lld\n", val, (long long)step);
+        r.log.write({{"type", "val"}, {"step", step}, {"loss", val}});
+    }
+    if (cfg.sample_every > 0 && step > 0 && (last || step % cfg.sample_every == 0) && r.comm->rank() == 0)
+        print_sample(*r.backend, r.tokenizer.get(), cfg.gen_tokens, sample_rng, r.log, step);
+    if (cfg.checkpoint_every > 0 && !cfg.output_dir.empty() && step > 0 && (last || step % cfg.checkpoint_every == 0)) {
+        std::vector<float>& host_params = r.model.params;  // the initial weights are in the backend: reuse the buffer
+        r.backend->get_parameters(host_params.data());
+        const TrainingState state{step, r.identity, progress_to_json(p, *r.train_loader, sample_rng, r.log.bytes_written())};
+        write_checkpoint(cfg.output_dir, r.model.config, host_params.data(), cfg.save_bf16 ? ModelDtype::bf16 : ModelDtype::fp32,
+                         state, r.backend->optimizer(), r.comm.get());
+        if (r.comm->rank() == 0)
+            prune_checkpoints(cfg.output_dir, cfg.checkpoint_keep, int64_t(cfg.checkpoint_keep_every) * cfg.checkpoint_every);
+        std::printf("checkpoint: %s\n", checkpoint_files(cfg.output_dir, step).model.c_str());
+    }
+}
+
+// One update (or a skipped one): the micro-batches, the gradient's norm, the step, the records.
+static void train_step(Run& r, int64_t step, Progress& p, double& smoothed_step_s) {
+    const Config& cfg = r.cfg;
+    const auto start = std::chrono::steady_clock::now();
+    const bool measured = cfg.metrics_every > 0 && step % cfg.metrics_every == 0;
+    const int micro_total = r.accum * r.processes();
+    r.backend->zero_grad();
+    double loss = 0;
+    NoiseScaleSums noise;  // the first micro-batch's gradient against the step's, for B_noise
+    for (int micro = 0; micro < r.accum; ++micro) {
+        r.train_loader->next_batch();
+        loss += r.backend->forward_backward(r.train_loader->inputs(), r.train_loader->targets(), 1.0f / float(micro_total),
+                                            micro == r.accum - 1);
+        if (measured && r.accum > 1 && micro == 0) {
+            // This process's gradient so far is g_1 / micro_total, its first micro-batch's (not yet summed
+            // across processes). Averaged over the processes: an estimate of |G_b|^2 for b = B*T tokens.
+            const double small = double(r.backend->grad_norm()) * micro_total;
+            noise = {small * small / r.processes(), double(r.B) * r.T, 0.0, double(r.step_tokens())};
         }
     }
-    if (cfg.sample_every > 0 && !tokenizer) std::printf("no --tokenizer given: samples are shown as token ids\n");
+    r.comm->all_reduce_sum(&loss, 1);
+    loss /= micro_total;
+    if (measured && r.accum > 1) r.comm->all_reduce_sum(&noise.small_sq, 1);
+    if (r.inject_nonfinite.count(step)) loss = NAN;
+    const float norm = r.backend->grad_norm();
+    const float lr = r.schedule.at(int(step));
 
-    std::vector<float>& host_params = model.params;  // the initial weights are in the backend now: reuse the buffer
+    // A step with a non-finite or spiking loss or gradient norm is skipped: its batch is consumed,
+    // the weights and optimizer state stay as they were. Every process decides alike: loss and norm
+    // are already summed over all of them.
+    const bool finite = std::isfinite(loss) && std::isfinite(norm);
+    const char* skip = !finite ? "non-finite loss or gradient norm"
+                     : cfg.skip_loss_z > 0 && p.loss_detector.z_score(loss) > cfg.skip_loss_z ? "loss spike"
+                     : cfg.skip_norm_z > 0 && p.norm_detector.z_score(norm) > cfg.skip_norm_z ? "gradient-norm spike"
+                     : nullptr;
+    StepMeasurement measurement;
+    measurement.with_rrc = cfg.metrics_rrc != 0;
+    if (!skip) {
+        r.backend->optimizer_step({lr, clip_scale(norm, cfg.grad_clip), ++p.optimizer_t}, measured ? &measurement : nullptr);
+        p.loss_detector.add(loss);
+        p.norm_detector.add(norm);
+        p.bad_in_row = 0;
+    } else {
+        ++p.skipped;
+        p.bad_in_row = finite ? 0 : p.bad_in_row + 1;
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+    smoothed_step_s = step == 0 ? seconds : 0.9 * smoothed_step_s + 0.1 * seconds;
+    const double tokens_per_s = double(r.step_tokens()) / seconds;
+    std::printf("step %5lld/%lld | loss %.6f | norm %.4f | lr %.2e | %.1f ms | %.0f tok/s | eta %s%s%s\n",
+                (long long)step + 1, (long long)r.steps, loss, norm, lr, seconds * 1e3, tokens_per_s,
+                duration_text(smoothed_step_s * double(r.steps - step - 1)).c_str(), skip ? " | skipped: " : "", skip ? skip : "");
+    nlohmann::json record = {{"type", "train"}, {"step", step}, {"loss", loss}, {"grad_norm", norm}, {"lr", lr},
+                             {"ms", seconds * 1e3}, {"tokens_per_s", tokens_per_s}};
+    if (skip) record["skipped"] = skip;
+    r.log.write(record);
+    if (measured && !skip) {
+        noise.big_sq = double(norm) * norm;
+        const nlohmann::json metrics =
+            metrics_record(step, lr, p.optimizer_t, measurement, r.tensors, r.opt, r.accum > 1 ? &noise : nullptr);
+        std::printf("%s\n", metrics_summary(metrics).c_str());
+        r.log.write(metrics);
+    }
+    if (p.bad_in_row >= cfg.max_bad_steps) {
+        const int64_t good = cfg.output_dir.empty() ? -1 : latest_checkpoint(cfg.output_dir);
+        fail("step %lld: %d steps in a row had a non-finite loss or gradient norm; stopping (%s)", (long long)step + 1,
+             p.bad_in_row, good >= 0 ? ("the last complete checkpoint is " + checkpoint_files(cfg.output_dir, good).model).c_str()
+                                     : "no checkpoint was written");
+    }
+}
+
+static void train(const Config& parsed, const ProcessGroup& group) {
+    Run r;
+    r.cfg = parsed;
+    set_up(r, group);
+    Rng sample_rng(r.cfg.seed ^ 0x5A4D504CULL);  // a stream of its own: not the initialisation's numbers again
+    Progress p;
+    const int64_t log_bytes = r.cfg.resume ? resume(r.cfg, r.identity, *r.backend, *r.train_loader, sample_rng, p) : -1;
+    const int64_t resumed_at = log_bytes >= 0 ? p.step : -1;
+    print_plan(r);
+    open_outputs(r, resumed_at, log_bytes);
+
     double smoothed_step_s = 0;
-    for (; p.step <= steps; ++p.step) {
-        const int64_t step = p.step;
-        const bool last = step == steps;
-        if (step != resumed_at) {  // what a checkpoint's step already did is not done again
-            if (val_loader && (last || (cfg.val_every > 0 && step % cfg.val_every == 0))) {
-                const float val = validation_loss(*backend, *val_loader, val_batches);
-                std::printf("val loss %.6f at step %lld\n", val, (long long)step);
-                log.write({{"type", "val"}, {"step", step}, {"loss", val}});
-            }
-            if (cfg.sample_every > 0 && step > 0 && (last || step % cfg.sample_every == 0))
-                print_sample(*backend, tokenizer.get(), cfg.gen_tokens, sample_rng, log, step);
-            if (cfg.checkpoint_every > 0 && !cfg.output_dir.empty() && step > 0 && (last || step % cfg.checkpoint_every == 0)) {
-                backend->get_parameters(host_params.data());
-                const TrainingState state{step, identity, progress_to_json(p, train_loader, sample_rng, log.bytes_written())};
-                write_checkpoint(cfg.output_dir, model.config, host_params.data(), cfg.save_bf16 ? ModelDtype::bf16 : ModelDtype::fp32,
-                                 state, backend->optimizer());
-                prune_checkpoints(cfg.output_dir, cfg.checkpoint_keep, int64_t(cfg.checkpoint_keep_every) * cfg.checkpoint_every);
-                std::printf("checkpoint: %s\n", checkpoint_files(cfg.output_dir, step).model.c_str());
-            }
-        }
+    for (; p.step <= r.steps; ++p.step) {
+        const bool last = p.step == r.steps;
+        if (p.step != resumed_at) between_steps(r, p.step, last, p, sample_rng);  // a checkpoint's step did that already
         if (last) break;
-
-        const auto start = std::chrono::steady_clock::now();
-        const bool measured = cfg.metrics_every > 0 && step % cfg.metrics_every == 0;
-        backend->zero_grad();
-        double loss = 0;
-        NoiseScaleSums noise;  // the first micro-batch's gradient against the step's, for B_noise
-        for (int micro = 0; micro < accum; ++micro) {
-            train_loader.next_batch();
-            loss += backend->forward_backward(train_loader.inputs(), train_loader.targets(), 1.0f / float(accum));
-            if (measured && accum > 1 && micro == 0) {
-                const double small = double(backend->grad_norm()) * accum;  // the gradient so far is g_1 / accum
-                noise = {small * small, double(B) * T, 0.0, double(B) * T * accum};
-            }
-        }
-        loss /= accum;
-        if (inject_nonfinite.count(step)) loss = NAN;
-        const float norm = backend->grad_norm();
-        const float lr = schedule.at(int(step));
-
-        // A step with a non-finite or spiking loss or gradient norm is skipped: its batch is consumed,
-        // the weights and optimizer state stay as they were.
-        const bool finite = std::isfinite(loss) && std::isfinite(norm);
-        const char* skip = !finite ? "non-finite loss or gradient norm"
-                         : cfg.skip_loss_z > 0 && p.loss_detector.z_score(loss) > cfg.skip_loss_z ? "loss spike"
-                         : cfg.skip_norm_z > 0 && p.norm_detector.z_score(norm) > cfg.skip_norm_z ? "gradient-norm spike"
-                         : nullptr;
-        StepMeasurement measurement;
-        measurement.with_rrc = cfg.metrics_rrc != 0;
-        if (!skip) {
-            backend->optimizer_step({lr, clip_scale(norm, cfg.grad_clip), ++p.optimizer_t}, measured ? &measurement : nullptr);
-            p.loss_detector.add(loss);
-            p.norm_detector.add(norm);
-            p.bad_in_row = 0;
-        } else {
-            ++p.skipped;
-            p.bad_in_row = finite ? 0 : p.bad_in_row + 1;
-        }
-        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-
-        smoothed_step_s = step == 0 ? seconds : 0.9 * smoothed_step_s + 0.1 * seconds;
-        const double tokens_per_s = double(B) * T * accum / seconds;
-        std::printf("step %5lld/%lld | loss %.6f | norm %.4f | lr %.2e | %.1f ms | %.0f tok/s | eta %s%s%s\n",
-                    (long long)step + 1, (long long)steps, loss, norm, lr, seconds * 1e3, tokens_per_s,
-                    duration_text(smoothed_step_s * double(steps - step - 1)).c_str(), skip ? " | skipped: " : "", skip ? skip : "");
-        nlohmann::json record = {{"type", "train"}, {"step", step}, {"loss", loss}, {"grad_norm", norm}, {"lr", lr},
-                                 {"ms", seconds * 1e3}, {"tokens_per_s", tokens_per_s}};
-        if (skip) record["skipped"] = skip;
-        log.write(record);
-        if (measured && !skip) {
-            noise.big_sq = double(norm) * norm;
-            const nlohmann::json metrics = metrics_record(step, lr, p.optimizer_t, measurement, tensors, opt, accum > 1 ? &noise : nullptr);
-            std::printf("%s\n", metrics_summary(metrics).c_str());
-            log.write(metrics);
-        }
-        if (p.bad_in_row >= cfg.max_bad_steps) {
-            const int64_t good = cfg.output_dir.empty() ? -1 : latest_checkpoint(cfg.output_dir);
-            fail("step %lld: %d steps in a row had a non-finite loss or gradient norm; stopping (%s)", (long long)step + 1,
-                 p.bad_in_row, good >= 0 ? ("the last complete checkpoint is " + checkpoint_files(cfg.output_dir, good).model).c_str()
-                                         : "no checkpoint was written");
-        }
+        train_step(r, p.step, p, smoothed_step_s);
     }
     if (p.skipped > 0) std::printf("%lld steps were skipped\n", (long long)p.skipped);
 }
@@ -395,19 +456,25 @@ static void train(Config cfg) {
 int main(int argc, char** argv) {
     std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines appear at once when piped to tee or a log
     std::signal(SIGXFSZ, SIG_IGN);             // a file-size limit makes writes fail with EFBIG, which we report
+    std::string who;                           // "rank 2: " in errors of a process other than the first
     try {
         Config cfg;
         if (parse_command_line(argc, argv, cfg) == ParseOutcome::help_shown) return 0;
-        train(cfg);
+        const ProcessGroup group = process_group(cfg);
+        if (group.rank > 0) {
+            who = format("rank %d: ", group.rank);
+            if (!std::freopen("/dev/null", "w", stdout)) fail("cannot silence the output of rank %d", group.rank);  // the first process speaks
+        }
+        train(cfg, group);
         return 0;
     } catch (const Error& e) {
-        std::fprintf(stderr, "error: %s\n", e.what());
+        std::fprintf(stderr, "%serror: %s\n", who.c_str(), e.what());
         return 1;
     } catch (const std::bad_alloc&) {
-        std::fprintf(stderr, "error: out of memory (try a smaller -b or -t, or a smaller model)\n");
+        std::fprintf(stderr, "%serror: out of memory (try a smaller -b or -t, or a smaller model)\n", who.c_str());
         return 1;
     } catch (const std::exception& e) {  // a bug: still one line and a non-zero exit, never an abort
-        std::fprintf(stderr, "error: internal error: %s\n", e.what());
+        std::fprintf(stderr, "%serror: internal error: %s\n", who.c_str(), e.what());
         return 1;
     }
 }

@@ -68,6 +68,11 @@ struct Config {
     std::string inject_nonfinite;      // --inject-nonfinite "5,6": testing: make these steps' loss NaN
     int save_bf16 = 0;                 // --save-bf16 model files in bf16 (version 5)
     std::string device = "auto";       // --device auto|cpu|cuda
+    // several processes (data parallel)
+    int processes = 0;                 // -pn processes of the run; 0: from the launcher's environment, else 1
+    int process_rank = -1;             // -pr this process's rank; -1: from the launcher's environment
+    std::string process_dir;           // -pf folder where the processes meet; empty: the output folder
+    int zero_stage = 1;                // -z 1: shard the optimizer state and master weights (ZeRO-1); 0: replicate
     int threads = 0;                   // --threads CPU threads; 0: OpenMP's default
 };
 

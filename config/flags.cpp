@@ -119,6 +119,14 @@ const std::vector<Option>& options() {
         {nullptr, "save-bf16", &Config::save_bf16, 0, 1, nullptr, "1: write model files in bf16 (llm.c version 5)"},
         {nullptr, "device", &Config::device, 0, 0, "auto|cpu|cuda", "where to train; auto: a CUDA GPU if present"},
         {nullptr, "threads", &Config::threads, 0, 4096, nullptr, "CPU threads; 0: OpenMP's default"},
+        {"-pn", "processes", &Config::processes, 0, 1 << 20, nullptr,
+         "processes of a data-parallel run; 0: from the launcher's environment (mpirun, srun), else 1"},
+        {"-pr", "process-rank", &Config::process_rank, -1, 1 << 20, nullptr,
+         "this process's rank in [0, -pn); -1: from the launcher's environment"},
+        {"-pf", "process-dir", &Config::process_dir, 0, 0, nullptr,
+         "folder where the processes meet (one machine: best /dev/shm); empty: the output folder"},
+        {"-z", "zero-stage", &Config::zero_stage, 0, 1, nullptr,
+         "1: each process holds only its shard of the optimizer state (ZeRO-1); 0: every process holds all"},
     };
     return table;
 }

@@ -9,15 +9,16 @@
 
 #include "common/error.h"
 #include "data/llmc_header.h"
+#include "dist/communicator.h"
 
 namespace coldstart {
 
 static constexpr int32_t kStateMagic = 20261125;
 static constexpr int32_t kStateVersion = 3;  // 3: the optimizer state as named buffers
 
-CheckpointFiles checkpoint_files(const std::string& dir, int64_t step, int rank) {
+CheckpointFiles checkpoint_files(const std::string& dir, int64_t step) {
     const long long s = step;
-    return {format("%s/model_%08lld.bin", dir.c_str(), s), format("%s/state_%08lld_%05d.bin", dir.c_str(), s, rank),
+    return {format("%s/model_%08lld.bin", dir.c_str(), s), format("%s/state_%08lld_00000.bin", dir.c_str(), s),
             format("%s/DONE_%08lld", dir.c_str(), s)};
 }
 
@@ -27,26 +28,56 @@ void crash_point(const char* point, int64_t step) {
 }
 
 void write_checkpoint(const std::string& dir, const GPT2Config& config, const float* params, ModelDtype dtype,
-                      const TrainingState& state, const Optimizer& optimizer) {
+                      const TrainingState& state, const Optimizer& optimizer, Communicator* comm) {
     const CheckpointFiles files = checkpoint_files(dir, state.step);
-    remove_quietly(files.done);  // an overwritten checkpoint is incomplete until its marker is back
-    save_model_file(files.model, config, params, dtype);
-    crash_point("model-written", state.step);
+    const bool lead = !comm || comm->rank() == 0;
+    auto barrier = [&] {
+        if (comm) comm->barrier();
+    };
+    const std::string tmp = files.state + ".tmp";
     const bool master_weights = dtype != ModelDtype::fp32;
-    const std::string meta = nlohmann::json{{"step", state.step}, {"run", state.run}, {"progress", state.progress}}.dump();
-    write_atomically(files.state, [&](File& f) {
-        LlmcHeader header = new_llmc_header(kStateMagic, kStateVersion);
-        header[2] = 1;  // world size
-        header[3] = master_weights ? 1 : 0;
-        header[4] = int32_t(meta.size());
-        f.write_all(header.data(), kLlmcHeaderBytes);
-        f.write_all(meta.data(), meta.size());
-        save_optimizer_state(optimizer, f);
-        if (master_weights) f.write_all(params, ParamLayout(config).total * sizeof(float));
-        crash_point("state-written", state.step);
-    });
-    crash_point("before-done", state.step);
-    write_atomically(files.done, [](File&) {});
+    try {
+        if (lead) {
+            remove_quietly(files.done);  // an overwritten checkpoint is incomplete until its marker is back
+            save_model_file(files.model, config, params, dtype);
+            crash_point("model-written", state.step);
+            // The header and the JSON block; then every rank adds its part of the optimizer state.
+            const std::string meta = nlohmann::json{{"step", state.step}, {"run", state.run}, {"progress", state.progress}}.dump();
+            LlmcHeader header = new_llmc_header(kStateMagic, kStateVersion);
+            header[2] = comm ? comm->size() : 1;  // the ranks that wrote it (any number can read it)
+            header[3] = master_weights ? 1 : 0;
+            header[4] = int32_t(meta.size());
+            File f(tmp, "wb");
+            f.write_all(header.data(), kLlmcHeaderBytes);
+            f.write_all(meta.data(), meta.size());
+            f.close();
+        }
+        barrier();
+        {
+            File f(tmp, "r+b");
+            LlmcHeader header;
+            f.read_exact(header.data(), kLlmcHeaderBytes, "the state file's header");
+            f.seek(kLlmcHeaderBytes + size_t(header[4]));
+            const size_t end = save_optimizer_state(optimizer, f);
+            if (master_weights && lead) {
+                f.seek(end);
+                f.write_all(params, ParamLayout(config).total * sizeof(float));
+            }
+            f.flush_to_disk();
+            f.close();
+        }
+        barrier();
+        if (lead) {
+            crash_point("state-written", state.step);
+            rename_or_fail(tmp, files.state);
+            crash_point("before-done", state.step);
+            write_atomically(files.done, [](File&) {});
+        }
+        barrier();
+    } catch (...) {
+        if (lead) remove_quietly(tmp);
+        throw;
+    }
 }
 
 // Steps of the complete checkpoints in dir (those with a DONE marker), ascending.
@@ -86,7 +117,6 @@ TrainingState read_state_file(const std::string& path, size_t num_params, Optimi
     File f(path, "rb");
     const size_t file_size = f.size();
     const LlmcHeader header = read_llmc_header(f, "coldstart state file", kStateMagic, {kStateVersion});
-    if (header[2] != 1) fail("%s: written by %d ranks, this run has 1", path.c_str(), header[2]);
     if (header[4] <= 0 || size_t(header[4]) > file_size - kLlmcHeaderBytes)
         fail("%s: the JSON block's length %d does not fit the file's %zu bytes", path.c_str(), header[4], file_size);
     std::string meta(size_t(header[4]), '\0');

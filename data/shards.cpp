@@ -114,15 +114,13 @@ DataLoader::DataLoader(const std::string& glob_pattern, const char* flag_name, i
 
 DataLoader::~DataLoader() = default;
 
-size_t DataLoader::batches_in(const ShardInfo& shard) const {
-    return (shard.num_tokens - 1) / (batch_tokens() * size_t(num_processes_));
-}
+size_t DataLoader::batches_in(const ShardInfo& shard) const { return (shard.num_tokens - 1) / batch_tokens(); }
 
 void DataLoader::check_shard_holds_a_batch(const ShardInfo& shard) const {
-    const size_t needed = batch_tokens() * size_t(num_processes_) + 1;
+    const size_t needed = batch_tokens() + 1;
     if (shard.num_tokens < needed)
-        fail("%s: has %zu tokens, but one batch needs B*T*processes+1 = %d*%d*%d+1 = %zu (B=%d, T=%d)",
-             shard.path.c_str(), shard.num_tokens, B_, T_, num_processes_, needed, B_, T_);
+        fail("%s: has %zu tokens, but one batch needs B*T+1 = %d*%d+1 = %zu", shard.path.c_str(), shard.num_tokens, B_, T_,
+             needed);
 }
 
 std::vector<size_t> DataLoader::shard_order_for(uint64_t epoch) const {
@@ -130,38 +128,41 @@ std::vector<size_t> DataLoader::shard_order_for(uint64_t epoch) const {
     return order_of(shards_.size(), shuffle_ ? &rng : nullptr);
 }
 
-void DataLoader::enter_shard() {
-    const size_t shard = current_shard();
+void DataLoader::enter_shard(Cursor& c) const {
+    const size_t shard = c.shard_order[c.position.shard_index];
+    Rng rng = rng_for(seed_, c.position.epoch, 1 + shard);
+    c.batch_order = order_of(batches_in(shards_[shard]), shuffle_ ? &rng : nullptr);
+}
+
+void DataLoader::step(Cursor& c) const {
+    if (++c.position.batch_index < c.batch_order.size()) return;
+    c.position.batch_index = 0;
+    if (++c.position.shard_index == shards_.size()) {
+        c.position.shard_index = 0;
+        ++c.position.epoch;
+        c.shard_order = shard_order_for(c.position.epoch);
+    }
+    enter_shard(c);
+}
+
+void DataLoader::next_batch() {
+    const size_t shard = own_.shard_order[own_.position.shard_index];
     if (file_shard_ != shard) {
         file_ = std::make_unique<File>(shards_[shard].path, "rb");
         file_shard_ = shard;
     }
-    Rng rng = rng_for(seed_, position_.epoch, 1 + shard);
-    batch_order_ = order_of(batches_in(shards_[shard]), shuffle_ ? &rng : nullptr);
-}
-
-void DataLoader::next_batch() {
-    const size_t k = batch_order_[position_.batch_index];
-    const size_t first_token = (k * size_t(num_processes_) + size_t(process_rank_)) * batch_tokens();
+    const size_t first_token = own_.batch_order[own_.position.batch_index] * batch_tokens();
     file_->seek(kLlmcHeaderBytes + first_token * sizeof(uint16_t));
     file_->read_exact(window_.data(), window_.size() * sizeof(uint16_t), "batch tokens");
     for (size_t i = 0; i < batch_tokens(); ++i) {
         inputs_[i] = window_[i];
         targets_[i] = window_[i + 1];
     }
-    ++batches_served_;
-    advance();
-}
-
-void DataLoader::advance() {
-    if (++position_.batch_index < batch_order_.size()) return;
-    position_.batch_index = 0;
-    if (++position_.shard_index == shards_.size()) {
-        position_.shard_index = 0;
-        ++position_.epoch;
-        shard_order_ = shard_order_for(position_.epoch);
+    for (int p = 0; p < num_processes_; ++p) {
+        step(group_);
+        step(own_);
     }
-    enter_shard();
+    batches_served_ += uint64_t(num_processes_);
 }
 
 void DataLoader::reset() { seek({0, 0, 0}); }
@@ -170,21 +171,23 @@ void DataLoader::seek(const LoaderPosition& position) {
     if (position.shard_index >= shards_.size())
         fail("data loader position: shard index %" PRIu64 " is out of range, the data has %zu shards",
              position.shard_index, shards_.size());
-    std::vector<size_t> order = shard_order_for(position.epoch);
-    const ShardInfo& shard = shards_[order[position.shard_index]];
+    Cursor c;
+    c.shard_order = shard_order_for(position.epoch);
+    const ShardInfo& shard = shards_[c.shard_order[position.shard_index]];
     if (position.batch_index >= batches_in(shard))
-        fail("data loader position: batch index %" PRIu64 " is out of range, %s has %zu batches per process",
-             position.batch_index, shard.path.c_str(), batches_in(shard));
-
-    position_ = position;
-    shard_order_ = std::move(order);
-    enter_shard();
-    batches_served_ = batches_before(position);
+        fail("data loader position: batch index %" PRIu64 " is out of range, %s has %zu batches", position.batch_index,
+             shard.path.c_str(), batches_in(shard));
+    c.position = position;
+    enter_shard(c);
+    batches_served_ = batches_before(position, c.shard_order);
+    group_ = c;
+    for (int r = 0; r < process_rank_; ++r) step(c);
+    own_ = std::move(c);
 }
 
-uint64_t DataLoader::batches_before(const LoaderPosition& position) const {
+uint64_t DataLoader::batches_before(const LoaderPosition& position, const std::vector<size_t>& shard_order) const {
     uint64_t batches = position.epoch * batches_per_epoch_ + position.batch_index;
-    for (size_t i = 0; i < position.shard_index; ++i) batches += batches_in(shards_[shard_order_[i]]);
+    for (size_t i = 0; i < position.shard_index; ++i) batches += batches_in(shards_[shard_order[i]]);
     return batches;
 }
 

@@ -1,7 +1,9 @@
 // The seam between the training loop and the hardware. The loop (train_gpt2.cu) drives a Backend; the
 // CPU reference backend implements it with plain C++ and OpenMP, the CUDA backend with kernels and
 // cuBLASLt. Both hold the parameters, gradients and optimizer state in their own memory and exchange
-// only tokens, scalars and (for checkpoints) the fp32 parameters with the host.
+// only tokens, scalars and (for checkpoints) the fp32 parameters with the host. With several processes
+// (data parallel), the backend sums the gradients across them through its Communicator, and with ZeRO-1
+// steps only its shard of the parameters (optim/partition.h) and gathers the others' after the step.
 #pragma once
 
 #include <memory>
@@ -22,12 +24,17 @@ public:
 
     virtual void zero_grad() = 0;
     // One micro-batch: tokens and targets (B,T). Returns its mean loss and accumulates the gradient of
-    // loss * loss_scale (loss_scale = 1 / gradient-accumulation steps).
-    virtual float forward_backward(const int* inputs, const int* targets, float loss_scale) = 0;
+    // loss * loss_scale (loss_scale = 1 / micro-batches per step over all processes). After the step's
+    // last micro-batch the gradient is summed across the processes (overlapped with the backward pass
+    // where the hardware allows), so grad_norm() and optimizer_step() see the whole step's gradient.
+    virtual float forward_backward(const int* inputs, const int* targets, float loss_scale, bool last_micro_batch = true) = 0;
     virtual float evaluate(const int* inputs, const int* targets) = 0;  // mean loss, no gradient
-    virtual float grad_norm() = 0;                                      // global l2 norm of the gradient
+    // The l2 norm of the gradient accumulated so far: this process's before the last micro-batch, the
+    // whole step's (all processes) after it.
+    virtual float grad_norm() = 0;
     // The update. With a measurement (a measured step of --metrics-every), also fills measure->tensors
-    // and, if measure->with_rrc, measure->rrc from the last micro-batch's activations.
+    // and, if measure->with_rrc, measure->rrc from the last micro-batch's activations (of every process:
+    // the sums are over all of their tokens), the same on every process.
     virtual void optimizer_step(const StepContext& ctx, StepMeasurement* measure = nullptr) = 0;
 
     // Next-token probabilities (V) after the sequence tokens[0..n), for sampling.
@@ -35,9 +42,14 @@ public:
 
     virtual void get_parameters(float* host_params) = 0;        // (ParamLayout.total) fp32
     virtual void set_parameters(const float* host_params) = 0;  // (ParamLayout.total) fp32
-    virtual Optimizer& optimizer() = 0;
+    virtual Optimizer& optimizer() = 0;  // with ZeRO-1, this process's shard of it
 };
 
-std::unique_ptr<Backend> make_cpu_backend(const GPT2Config& config, int B, int T, const OptimizerConfig& opt);
+class Communicator;
+
+// comm: the processes of a data-parallel run (nullptr: this process alone); zero_stage 1 shards the
+// optimizer across them.
+std::unique_ptr<Backend> make_cpu_backend(const GPT2Config& config, int B, int T, const OptimizerConfig& opt,
+                                          Communicator* comm = nullptr, int zero_stage = 1);
 
 }  // namespace coldstart

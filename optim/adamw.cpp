@@ -1,5 +1,6 @@
 #include "optim/adamw.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -7,12 +8,17 @@
 
 namespace coldstart {
 
-AdamWCpu::AdamWCpu(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors)
+AdamWCpu::AdamWCpu(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors, const ParameterShard& shard)
     : config_(config), tensors_(tensors), roles_(tensor_roles(config, tensors)) {
-    size_t total = 0;
-    for (const auto& t : tensors) total += t.numel;
-    m_.assign(total, 0.0f);
-    v_.assign(total, 0.0f);
+    total_ = 0;
+    for (const auto& t : tensors) {
+        total_ += t.numel;
+        rows_.push_back(rows_in_shard(t, shard));
+    }
+    begin_ = std::min(shard.begin, total_);
+    end_ = std::min(shard.end, total_);
+    m_.assign(end_ - begin_, 0.0f);
+    v_.assign(end_ - begin_, 0.0f);
 }
 
 void AdamWCpu::step(float* params, const float* grads, const StepContext& ctx, const StepOutputs& out) {
@@ -26,12 +32,12 @@ void AdamWCpu::step(float* params, const float* grads, const StepContext& ctx, c
         const TensorSlice& t = tensors_[k];
         const float decay = roles_[k].decay ? 1.0f - ctx.lr * config_.weight_decay : 1.0f;
         const size_t cols = t.numel / size_t(t.rows);
-        for_each_row(t, measure ? &out.sums[k] : nullptr, [&](size_t r, RowSums& sums) {
+        for_each_row(t, rows_[k], measure ? &out.sums[k] : nullptr, [&](size_t r, RowSums& sums) {
             const size_t begin = t.offset + r * cols;
             float* w = params + begin;
             const float* g = grads + begin;
-            float* m = m_.data() + begin;
-            float* v = v_.data() + begin;
+            float* m = m_.data() + (begin - begin_);
+            float* v = v_.data() + (begin - begin_);
             for (size_t i = 0; i < cols; ++i) {
                 const float grad = g[i] * ctx.grad_scale;
                 const float m_prev = m[i], w_old = w[i];
@@ -47,7 +53,7 @@ void AdamWCpu::step(float* params, const float* grads, const StepContext& ctx, c
 }
 
 std::vector<StateBuffer> AdamWCpu::state_layout() const {
-    return {{"adamw.m", m_.size()}, {"adamw.v", v_.size()}};
+    return {{"adamw.m", total_, begin_, end_}, {"adamw.v", total_, begin_, end_}};
 }
 
 void AdamWCpu::read_state(size_t index, float* host) const {

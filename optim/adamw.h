@@ -8,12 +8,13 @@
 #pragma once
 
 #include "optim/optimizer.h"
+#include "optim/partition.h"
 
 namespace coldstart {
 
 class AdamWCpu : public Optimizer {
 public:
-    AdamWCpu(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors);
+    AdamWCpu(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors, const ParameterShard& shard = {});
     const OptimizerConfig& config() const override { return config_; }
     void step(float* params, const float* grads, const StepContext& ctx, const StepOutputs& out = {}) override;
     std::vector<StateBuffer> state_layout() const override;
@@ -24,7 +25,10 @@ private:
     OptimizerConfig config_;
     std::vector<TensorSlice> tensors_;
     std::vector<TensorRole> roles_;
-    std::vector<float> m_, v_;  // (total params) first and second moments
+    std::vector<RowRange> rows_;  // (tensors) the rows of each in the shard
+    size_t begin_, end_;          // the shard: [begin_, end_) of the flat parameter buffer
+    size_t total_;                // all parameters
+    std::vector<float> m_, v_;    // (end_ - begin_) first and second moments of the shard's parameters
 };
 
 }  // namespace coldstart

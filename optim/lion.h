@@ -19,12 +19,14 @@
 #include <utility>
 
 #include "optim/optimizer.h"
+#include "optim/partition.h"
 
 namespace coldstart {
 
 class LionCpu : public Optimizer {
 public:
-    LionCpu(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors);
+    LionCpu(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors, const ParameterShard& shard = {},
+            SumAcrossRanks sum_across_ranks = {});
     const OptimizerConfig& config() const override { return config_; }
     void step(float* params, const float* grads, const StepContext& ctx, const StepOutputs& out = {}) override;
     std::vector<StateBuffer> state_layout() const override;
@@ -32,27 +34,39 @@ public:
     void write_state(size_t index, const float* host) override;
 
 private:
+    // Where a controlled tensor's state lives: per group (a row, or the tensor) in norms_, norm_ema_,
+    // gains_, gain_m_; its elements in directions_; its two EMA values in snr_ema_. Indices are local to
+    // this shard; the logical ones (rank-independent, for checkpoints) are kept for the first tensor held.
+    struct Controlled {
+        size_t group = 0;      // first of its groups held here
+        size_t direction = 0;  // first of its elements held here
+        size_t snr = 0;        // its pair in snr_ema_
+    };
     void plain_step(size_t k, float* params, const float* grads, float lr, float grad_scale, const StepOutputs& out);
-    void controlled_step(size_t k, float* params, const float* grads, const StepContext& ctx, double theta,
+    void controlled_step(size_t k, float* params, const float* grads, const StepContext& ctx, double theta, double scale,
                          const StepOutputs& out);
     void start_control(size_t k, float* w);  // the first step: centre rows, record norms, gains at 1
-    double snr_scale(size_t k, const float* grads, const StepContext& ctx);
-    // The state buffers in checkpoint order, with their names.
-    std::vector<std::pair<const char*, const std::vector<float>*>> named_state() const;
+    std::vector<double> snr_scales(const float* grads, const StepContext& ctx);  // LionAR: k per tensor
+    size_t group_of(size_t k, size_t row) const;
+    std::vector<std::pair<const char*, const std::vector<float>*>> named_state() const;  // checkpoint order
 
     OptimizerConfig config_;
     std::vector<TensorSlice> tensors_;
     std::vector<TensorRole> roles_;
-    // Per controlled tensor k: where its groups start in the per-group buffers (norms_, norm_ema_,
-    // gains_, gain_m_), and its ordinal among controlled tensors (snr_ema_); SIZE_MAX when not controlled.
-    std::vector<size_t> group_offset_, controlled_index_, direction_offset_;
-    std::vector<float> m_;           // (total params) momentum
-    std::vector<float> norms_;       // (groups) the norm each controlled group is held at
-    std::vector<float> norm_ema_;    // (groups) smoothed normalisation: EMA of |u|^2
-    std::vector<float> snr_ema_;     // (2 per controlled tensor) LionAR: EMA sum, number of estimates
-    std::vector<float> gains_;       // (groups) row gains
-    std::vector<float> gain_m_;      // (groups) their momentum
-    std::vector<float> directions_;  // (controlled elements) v of W = gain * v
+    std::vector<RowRange> rows_;          // (tensors) the rows of each in the shard
+    std::vector<Controlled> controlled_;  // (tensors) meaningful for controlled tensors held here
+    size_t begin_, end_, total_;          // the shard [begin_, end_) of the flat buffer of total_ parameters
+    SumAcrossRanks sum_across_ranks_;
+    // The logical (rank-independent) sizes and where this shard's part starts, for state_layout().
+    size_t groups_total_ = 0, groups_first_ = 0, directions_total_ = 0, directions_first_ = 0;
+    size_t controlled_total_ = 0, controlled_first_ = 0;
+    std::vector<float> m_;           // (end_ - begin_) momentum
+    std::vector<float> norms_;       // (groups held) the norm each controlled group is held at
+    std::vector<float> norm_ema_;    // (groups held) smoothed normalisation: EMA of |u|^2
+    std::vector<float> snr_ema_;     // (2 per controlled tensor held) LionAR: EMA sum, number of estimates
+    std::vector<float> gains_;       // (groups held) row gains
+    std::vector<float> gain_m_;      // (groups held) their momentum
+    std::vector<float> directions_;  // (controlled elements held) v of W = gain * v
     std::vector<float> u_, w_old_;   // scratch, (largest controlled tensor): update direction, W before
 };
 

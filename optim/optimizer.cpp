@@ -9,6 +9,7 @@
 #include "optim/adamw.h"
 #include "optim/lion.h"
 #include "optim/lion_math.h"
+#include "optim/partition.h"
 
 namespace coldstart {
 
@@ -90,30 +91,40 @@ void validate_optimizer_config(const OptimizerConfig& c, float peak_lr) {
 
 // ---- checkpoint format of the state: per buffer, u32 name length, the name, u64 count, the floats ----
 
-void save_optimizer_state(const Optimizer& optimizer, File& f) {
+size_t save_optimizer_state(const Optimizer& optimizer, File& f) {
     const std::vector<StateBuffer> layout = optimizer.state_layout();
+    size_t at = f.position();
     std::vector<float> host;
     for (size_t i = 0; i < layout.size(); ++i) {
-        const uint32_t name_bytes = uint32_t(layout[i].name.size());
-        const uint64_t count = layout[i].count;
-        host.resize(layout[i].count);
-        optimizer.read_state(i, host.data());
+        const StateBuffer& b = layout[i];
+        const uint32_t name_bytes = uint32_t(b.name.size());
+        const uint64_t count = b.count;
+        f.seek(at);  // every rank writes the same header bytes
         f.write_all(&name_bytes, sizeof(name_bytes));
-        f.write_all(layout[i].name.data(), name_bytes);
+        f.write_all(b.name.data(), name_bytes);
         f.write_all(&count, sizeof(count));
+        const size_t data = at + sizeof(name_bytes) + name_bytes + sizeof(count);
+        host.resize(b.end - b.begin);
+        optimizer.read_state(i, host.data());
+        f.seek(data + b.begin * sizeof(float));
         f.write_all(host.data(), host.size() * sizeof(float));
+        at = data + b.count * sizeof(float);
     }
+    f.seek(at);
+    return at;
 }
 
-void load_optimizer_state(Optimizer& optimizer, File& f) {
+size_t load_optimizer_state(Optimizer& optimizer, File& f) {
     const std::vector<StateBuffer> layout = optimizer.state_layout();
     const size_t file_size = f.size();
+    size_t at = f.position();
     std::vector<float> host;
     for (size_t i = 0; i < layout.size(); ++i) {
         const StateBuffer& want = layout[i];
-        if (f.position() == file_size)
+        if (at == file_size)
             fail("%s: the optimizer state ends after %zu buffers; this run's %s expects '%s' next (the state of another "
                  "optimizer or option set?)", f.path().c_str(), i, optimizer.config().name.c_str(), want.name.c_str());
+        f.seek(at);
         uint32_t name_bytes = 0;
         f.read_exact(&name_bytes, sizeof(name_bytes), "an optimizer state buffer's name length");
         if (name_bytes > 256)
@@ -129,15 +140,28 @@ void load_optimizer_state(Optimizer& optimizer, File& f) {
         if (count != want.count)
             fail("%s: optimizer state buffer '%s' holds %llu values, this run's optimizer has %zu", f.path().c_str(),
                  name.c_str(), (unsigned long long)count, want.count);
-        host.resize(want.count);
-        f.read_exact(host.data(), want.count * sizeof(float), want.name.c_str());
+        const size_t data = f.position();
+        if (data + count * sizeof(float) > file_size)
+            fail("%s: file is truncated: optimizer state buffer '%s' needs %zu bytes, only %zu remain", f.path().c_str(),
+                 name.c_str(), size_t(count) * sizeof(float), file_size - data);
+        host.resize(want.end - want.begin);
+        f.seek(data + want.begin * sizeof(float));
+        f.read_exact(host.data(), host.size() * sizeof(float), want.name.c_str());
         optimizer.write_state(i, host.data());
+        at = data + count * sizeof(float);
     }
+    f.seek(at);
+    return at;
 }
 
 std::unique_ptr<Optimizer> make_cpu_optimizer(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors) {
-    if (config.name == "adamw") return std::make_unique<AdamWCpu>(config, tensors);
-    if (config.is_lion_family()) return std::make_unique<LionCpu>(config, tensors);
+    return make_cpu_optimizer(config, tensors, ParameterShard{}, {});
+}
+
+std::unique_ptr<Optimizer> make_cpu_optimizer(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors,
+                                              const ParameterShard& shard, SumAcrossRanks sum_across_ranks) {
+    if (config.name == "adamw") return std::make_unique<AdamWCpu>(config, tensors, shard);
+    if (config.is_lion_family()) return std::make_unique<LionCpu>(config, tensors, shard, std::move(sum_across_ranks));
     fail("--optimizer: unknown optimizer '%s' (available: adamw, lion, liona, lionar)", config.name.c_str());
 }
 

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -82,7 +83,7 @@ struct TensorStepSums {
     double m_sq = 0;          // ||m_t||^2
     double row_angle_sq = 0;  // matrices: sum over rows with ||w_r|| > 0 of angle(w_r, w_r + d_r)^2
     double rows = 0;          // the number of rows in that sum
-    double snr_scale = 1;     // LionAR: the step scale k_t of this tensor (1 for the others)
+    double snr_scale = 0;     // LionAR: the step scale k_t, from the rank holding the tensor's first row (0 elsewhere)
 };
 
 // What a measured step asks for besides the update; null members are not computed.
@@ -91,10 +92,14 @@ struct StepOutputs {
     float* update = nullptr;         // (ParamLayout.total) receives W_{t+1} - W_t
 };
 
-// One buffer of an optimizer's state (moments, row norms, EMAs), as checkpoints store it.
+// One buffer of an optimizer's state (moments, row norms, EMAs), as checkpoints store it: `count` values
+// in a layout that does not depend on the number of ranks, of which this optimizer (one rank's shard,
+// with ZeRO-1) holds [begin, end). Values that several ranks need (a tensor's EMAs when its rows are
+// spread over ranks) are held by each of them, alike.
 struct StateBuffer {
     std::string name;
-    size_t count;  // fp32 values
+    size_t count;       // fp32 values in the whole buffer
+    size_t begin, end;  // the part this optimizer holds
 };
 
 class Optimizer {
@@ -105,22 +110,34 @@ public:
     virtual void step(float* params, const float* grads, const StepContext& ctx, const StepOutputs& out = {}) = 0;
 
     // The state, as named fp32 buffers in a fixed order, copied to and from host memory. The CPU and
-    // CUDA versions of an optimizer have the same layout, so a checkpoint resumes on either.
+    // CUDA versions of an optimizer have the same layout, so a checkpoint resumes on either, and on any
+    // number of ranks.
     virtual std::vector<StateBuffer> state_layout() const = 0;
-    virtual void read_state(size_t index, float* host) const = 0;   // (state_layout()[index].count)
-    virtual void write_state(size_t index, const float* host) = 0;  // (state_layout()[index].count)
+    virtual void read_state(size_t index, float* host) const = 0;   // (end - begin of state_layout()[index])
+    virtual void write_state(size_t index, const float* host) = 0;  // (end - begin of state_layout()[index])
 };
 
-// Checkpoint I/O of any optimizer's state: each buffer as its name, its count and its values. The
-// reader names the file, the buffer and both sizes on any mismatch.
-void save_optimizer_state(const Optimizer& optimizer, File& f);
-void load_optimizer_state(Optimizer& optimizer, File& f);
+// Checkpoint I/O of any optimizer's state, from where f stands: per buffer its name, its count and its
+// values. Each rank writes (and reads) the headers and the part it holds, at offsets that follow from the
+// layout alone, so the ranks of a run fill one file together and any number of ranks reads it back. The
+// reader names the file, the buffer and both sizes on any mismatch. Returns the offset after the state.
+size_t save_optimizer_state(const Optimizer& optimizer, File& f);
+size_t load_optimizer_state(Optimizer& optimizer, File& f);
 
 // Checks a configuration for contradictions (e.g. the equilibrium angle without weight decay) with
 // messages that name the flags; peak_lr is the schedule's largest learning rate.
 void validate_optimizer_config(const OptimizerConfig& config, float peak_lr);
 
-// The CPU reference implementation of the optimizer named in config.name.
+// Sums per-tensor statistics over the ranks whose shards share the tensors (LionAR's signal estimate),
+// in place; every rank calls it with the same n. Without it (one process) nothing is summed.
+using SumAcrossRanks = std::function<void(double* values, size_t n)>;
+
+struct ParameterShard;
+
+// The CPU reference implementation of the optimizer named in config.name, for the shard of the
+// parameters it steps (optim/partition.h; all of them by default).
 std::unique_ptr<Optimizer> make_cpu_optimizer(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors);
+std::unique_ptr<Optimizer> make_cpu_optimizer(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors,
+                                              const ParameterShard& shard, SumAcrossRanks sum_across_ranks);
 
 }  // namespace coldstart

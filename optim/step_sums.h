@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "optim/optimizer.h"
+#include "optim/partition.h"
 
 #ifdef __CUDACC__
 #define COLDSTART_HOST_DEVICE __host__ __device__
@@ -66,32 +67,32 @@ inline void add_row(TensorStepSums& t, const RowSums& r, bool is_matrix) {
     }
 }
 
-// Runs row_step(r, RowSums&) for every row of tensor t, in parallel over rows. With sums, each row's
-// sums are kept and added to *sums in row order afterwards (deterministic); without, the RowSums
-// passed in are scratch and row_step may skip filling them (it is told by `measure`).
+// Runs row_step(r, RowSums&) for the rows `rows` of tensor t (r counts from the tensor's first row), in
+// parallel over rows. With sums, each row's sums are kept and added to *sums in row order afterwards
+// (deterministic); without, the RowSums passed in are scratch.
 template <typename RowStep>
-void for_each_row(const TensorSlice& t, TensorStepSums* sums, RowStep&& row_step) {
-    const long rows = t.rows;
+void for_each_row(const TensorSlice& t, RowRange rows, TensorStepSums* sums, RowStep&& row_step) {
+    const long first = long(rows.first), last = long(rows.last);
     if (!sums) {
 #pragma omp parallel for schedule(static)
-        for (long r = 0; r < rows; ++r) {
+        for (long r = first; r < last; ++r) {
             RowSums scratch;
             row_step(size_t(r), scratch);
         }
         return;
     }
-    std::vector<RowSums> per_row(static_cast<size_t>(rows));
+    std::vector<RowSums> per_row(static_cast<size_t>(last - first));
 #pragma omp parallel for schedule(static)
-    for (long r = 0; r < rows; ++r) row_step(size_t(r), per_row[size_t(r)]);
+    for (long r = first; r < last; ++r) row_step(size_t(r), per_row[size_t(r - first)]);
     for (const RowSums& r : per_row) add_row(*sums, r, t.is_matrix);
 }
 
-// Sum over rows [0, rows) of row_value(r), in parallel over rows and added in row order.
+// Sum over the rows `rows` of row_value(r), in parallel over rows and added in row order.
 template <typename RowValue>
-double ordered_row_sum(size_t rows, RowValue&& row_value) {
-    std::vector<double> values(rows);
+double ordered_row_sum(RowRange rows, RowValue&& row_value) {
+    std::vector<double> values(rows.last - rows.first);
 #pragma omp parallel for schedule(static)
-    for (long r = 0; r < long(rows); ++r) values[size_t(r)] = row_value(size_t(r));
+    for (long r = long(rows.first); r < long(rows.last); ++r) values[size_t(r) - rows.first] = row_value(size_t(r));
     double total = 0;
     for (double v : values) total += v;
     return total;

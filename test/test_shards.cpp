@@ -122,14 +122,14 @@ TEST_CASE("shards: expand_glob sorts its matches") {
     CHECK(paths == std::vector<std::string>{data.dir / "s_a.bin", data.dir / "s_b.bin"});
 }
 
-TEST_CASE("shards: batches per shard are floor((tokens - 1) / (B*T*processes))") {
+TEST_CASE("shards: batches per shard are floor((tokens - 1) / (B*T)), whatever the number of processes") {
     test_util::TempDir dir;
     for (size_t n : {13, 18, 19, 24, 25}) {
         CAPTURE(n);
         write_shard(dir / "x.bin", counting_tokens(n, 0));
         CHECK(DataLoader(dir / "x.bin", "-i", 2, 3, kVocab, false, 0).batches_per_epoch() == (n - 1) / 6);
         const DataLoader two_processes(dir / "x.bin", "-i", 2, 3, kVocab, false, 0, 1, 2);
-        CHECK(two_processes.batches_per_epoch() == (n - 1) / 12);
+        CHECK(two_processes.batches_per_epoch() == (n - 1) / 6);
     }
 }
 
@@ -149,42 +149,42 @@ TEST_CASE("shards: unshuffled order crosses from one shard to the next and wraps
     CHECK(windows == expected);
 }
 
-TEST_CASE("shards: two processes read, interleaved, the windows one process reads") {
-    TwoShards data;
-    // 2 processes need windows in pairs: a's 3 single-process windows give 1 pair (its third is dropped),
-    // b's 2 give 1 pair.
-    DataLoader single(data.pattern(), "-i", 1, 6, kVocab, false, 0);
-    DataLoader rank0(data.pattern(), "-i", 1, 6, kVocab, false, 0, 0, 2);
-    DataLoader rank1(data.pattern(), "-i", 1, 6, kVocab, false, 0, 1, 2);
-    REQUIRE(rank0.batches_per_epoch() == 2);
-    REQUIRE(rank1.batches_per_epoch() == 2);
-
-    const std::vector<std::vector<int>> one = next_windows(single, 5);
-    const std::vector<std::vector<int>> r0 = next_windows(rank0, 3), r1 = next_windows(rank1, 3);
-    CHECK(r0[0] == one[0]);
-    CHECK(r1[0] == one[1]);
-    CHECK(r0[1] == one[3]);  // shard b
-    CHECK(r1[1] == one[4]);
-    CHECK(r0[2] == one[0]);  // epoch 1
-    CHECK(r1[2] == one[1]);
+TEST_CASE("shards: P processes split the single-process order: rank r reads windows r, r+P, ..., across shard and epoch ends") {
+    TwoShards data;  // windows a0 a1 a2 b0 b1, then the next epoch
+    for (bool shuffle : {false, true}) {
+        CAPTURE(shuffle);
+        DataLoader single(data.pattern(), "-i", 1, 6, kVocab, shuffle, 3);
+        const std::vector<std::vector<int>> one = next_windows(single, 12);
+        for (int processes : {2, 3}) {
+            CAPTURE(processes);
+            for (int rank = 0; rank < processes; ++rank) {
+                DataLoader loader(data.pattern(), "-i", 1, 6, kVocab, shuffle, 3, rank, processes);
+                const std::vector<std::vector<int>> mine = next_windows(loader, 12 / processes);
+                for (int i = 0; i < 12 / processes; ++i) CHECK(mine[size_t(i)] == one[size_t(i * processes + rank)]);
+                // Every rank agrees on where the group stands: the position is the single process's.
+                CHECK(loader.position() == single.position());
+                CHECK(loader.batches_served() == 12);
+            }
+        }
+    }
 }
 
-TEST_CASE("shards: two processes agree on the shuffled order and take neighbouring windows") {
-    test_util::TempDir dir;
-    const std::vector<uint16_t> tokens = counting_tokens(24 * 8 + 1, 0);
-    write_shard(dir / "x.bin", tokens);
-    DataLoader rank0(dir / "x.bin", "-i", 2, 4, kVocab, true, 7, 0, 2);
-    DataLoader rank1(dir / "x.bin", "-i", 2, 4, kVocab, true, 7, 1, 2);
-    REQUIRE(rank0.batches_per_epoch() == 12);
-    std::set<int> starts;
-    for (int i = 0; i < 12; ++i) {
-        rank0.next_batch();
-        rank1.next_batch();
-        CHECK(rank1.inputs()[0] == rank0.inputs()[0] + 8);  // the same k: windows 2k and 2k+1
-        starts.insert(rank0.inputs()[0]);
-        starts.insert(rank1.inputs()[0]);
+TEST_CASE("shards: a position saved by 2 processes is resumed by 3 and by 1, serving the same windows") {
+    TwoShards data;
+    DataLoader single(data.pattern(), "-i", 1, 6, kVocab, true, 9);
+    const std::vector<std::vector<int>> one = next_windows(single, 12);
+    DataLoader two(data.pattern(), "-i", 1, 6, kVocab, true, 9, 1, 2);
+    next_windows(two, 3);  // 6 windows consumed by the pair
+    const LoaderPosition saved = two.position();
+    for (int processes : {1, 3}) {
+        for (int rank = 0; rank < processes; ++rank) {
+            DataLoader resumed(data.pattern(), "-i", 1, 6, kVocab, true, 9, rank, processes);
+            resumed.seek(saved);
+            CHECK(resumed.batches_served() == 6);
+            const std::vector<std::vector<int>> mine = next_windows(resumed, 6 / processes);
+            for (int i = 0; i < 6 / processes; ++i) CHECK(mine[size_t(i)] == one[size_t(6 + i * processes + rank)]);
+        }
     }
-    CHECK(starts.size() == 24);  // together they cover every window once
 }
 
 namespace {
@@ -398,12 +398,11 @@ TEST_CASE("shards: a shard smaller than one batch names the file, its tokens, B 
     write_shard(dir / "x.bin", counting_tokens(32, 0));
     std::string msg = error_of([&] { DataLoader(dir / "x.bin", "-i", 4, 8, kVocab, false, 0); });
     CHECK(contains(msg, dir / "x.bin"));
-    CHECK(contains(msg, "has 32 tokens, but one batch needs B*T*processes+1 = 4*8*1+1 = 33 (B=4, T=8)"));
+    CHECK(contains(msg, "has 32 tokens, but one batch needs B*T+1 = 4*8+1 = 33"));
 
-    write_shard(dir / "x.bin", counting_tokens(33, 0));  // exactly one batch for one process, not for two
+    write_shard(dir / "x.bin", counting_tokens(33, 0));  // exactly one window, for one process or two
     CHECK(DataLoader(dir / "x.bin", "-i", 4, 8, kVocab, false, 0).batches_per_epoch() == 1);
-    msg = error_of([&] { DataLoader(dir / "x.bin", "-i", 4, 8, kVocab, false, 0, 1, 2); });
-    CHECK(contains(msg, "has 33 tokens, but one batch needs B*T*processes+1 = 4*8*2+1 = 65"));
+    CHECK(DataLoader(dir / "x.bin", "-i", 4, 8, kVocab, false, 0, 1, 2).batches_per_epoch() == 1);
 }
 
 TEST_CASE("shards: the gutenberg train shard validates quickly and serves its first window") {

@@ -123,7 +123,7 @@ TEST_CASE("trainer: bad input gets one clear error line, a non-zero exit, and no
         {good + " -k sawtooth", "-k/--schedule: expected one of cosine|linear|constant|trapezoid|wsd, got 'sawtooth'"},
         {good + " --config " + dir / "bad.json", dir / "bad.json: malformed JSON at byte"},
         {good + " -t 2048", "-t 2048: exceeds the model's maximum sequence length 1024 (from -e d1)"},
-        {good + " -d 100", "-d 100: expected a positive multiple of B*T = 4*16 = 64"},
+        {good + " -d 100", "-d 100: expected a positive multiple of B*T*processes = 4*16*1 = 64"},
         {good + " -e " + dir / "model.bin", dir / "model.bin: file is truncated"},
         {good + " -e " + dir / "missing.bin", "-e " + dir / "missing.bin: no such model file, and not a descriptor"},
         {good + " -e d7x", "-e d7x: no such model file, and not a descriptor (dN or gpt2:dN, e.g. d12 = GPT-2 124M)"},

@@ -1,0 +1,368 @@
+// Data parallelism without GPUs: the ZeRO-1 partition, the shared-memory communicator between real
+// processes, optimizers stepping shards (the same result as one optimizer over everything), a state file
+// written by several shards and read by any number, and the trainer on 1, 2 and 3 processes (the same
+// losses and weights as one process with the same total batch, to fp32 rounding), resumed on another
+// number of processes.
+#include <doctest/doctest.h>
+#include <omp.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+#include "common/error.h"
+#include "common/random.h"
+#include "data/model_file.h"
+#include "dist/communicator.h"
+#include "optim/optimizer.h"
+#include "optim/partition.h"
+#include "test/test_util.h"
+
+using namespace coldstart;
+using test_util::run_command;
+
+namespace {
+
+// Runs body(rank) in `ranks` forked processes and returns their exit statuses. A child reports a failed
+// check through its exit status (doctest's machinery stays in the parent).
+std::vector<int> in_processes(int ranks, const std::function<int(int)>& body) {
+    std::vector<pid_t> pids;
+    for (int r = 0; r < ranks; ++r) {
+        const pid_t pid = fork();
+        if (pid == 0) {
+            int code = 99;
+            try {
+                code = body(r);
+            } catch (const std::exception& e) {
+                std::fprintf(stderr, "rank %d: %s\n", r, e.what());
+                code = 98;
+            }
+            _exit(code);
+        }
+        pids.push_back(pid);
+    }
+    std::vector<int> statuses;
+    for (pid_t pid : pids) {
+        int status = 0;
+        waitpid(pid, &status, 0);
+        statuses.push_back(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    }
+    return statuses;
+}
+
+// A barrier and a sum in rank order between threads: the in-process stand-in of a communicator's
+// all-reduce for optimizers that step shards side by side.
+class ThreadGroup {
+public:
+    explicit ThreadGroup(int ranks) : ranks_(ranks), slots_(size_t(ranks)) {}
+
+    void barrier() {
+        std::unique_lock<std::mutex> lock(mu_);
+        const uint64_t generation = generation_;
+        if (++arrived_ == ranks_) {
+            arrived_ = 0;
+            ++generation_;
+            cv_.notify_all();
+        } else {
+            cv_.wait(lock, [&] { return generation_ != generation; });
+        }
+    }
+
+    void sum(int rank, double* v, size_t n) {
+        slots_[size_t(rank)].assign(v, v + n);
+        barrier();
+        for (size_t i = 0; i < n; ++i) {
+            double s = 0;
+            for (const auto& slot : slots_) s += slot[i];
+            v[i] = s;
+        }
+        barrier();  // nobody overwrites a slot before everyone has read it
+    }
+
+private:
+    int ranks_;
+    std::vector<std::vector<double>> slots_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    int arrived_ = 0;
+    uint64_t generation_ = 0;
+};
+
+OptimizerConfig named(const char* name) {
+    OptimizerConfig c;
+    c.name = name;
+    c.weight_decay = 0.1f;
+    if (std::string(name) != "adamw") c.beta2 = 0.99f;
+    return c;
+}
+
+}  // namespace
+
+TEST_CASE("partition: shards cover the parameters in order, cut only between rows, never inside a vector or a tensor controlled whole") {
+    const GPT2Config c = test_util::small_model_config();
+    const std::vector<TensorSlice> tensors = parameter_tensors(c);
+    const size_t total = ParamLayout(c).total;
+    OptimizerConfig per_tensor = named("liona");
+    per_tensor.control = ControlScope::tensor;
+    for (const OptimizerConfig& opt : {named("adamw"), named("lionar"), per_tensor}) {
+        const auto roles = tensor_roles(opt, tensors);
+        for (int ranks : {1, 2, 3, 7}) {
+            CAPTURE(opt.name);
+            CAPTURE(ranks);
+            const std::vector<size_t> offsets = partition_parameters(opt, tensors, ranks);
+            REQUIRE(offsets.size() == size_t(ranks) + 1);
+            CHECK(offsets.front() == 0);
+            CHECK(offsets.back() == total);
+            CHECK(std::is_sorted(offsets.begin(), offsets.end()));
+            for (size_t cut : offsets) {
+                for (size_t k = 0; k < tensors.size(); ++k) {
+                    const TensorSlice& t = tensors[k];
+                    if (cut <= t.offset || cut >= t.offset + t.numel) continue;  // not inside this tensor
+                    CHECK_MESSAGE(t.rows > 1, "a cut inside the vector " << t.name);
+                    CHECK_MESSAGE(!(roles[k].controlled && opt.control == ControlScope::tensor), "a cut inside " << t.name);
+                    CHECK((cut - t.offset) % (t.numel / size_t(t.rows)) == 0);  // between rows
+                }
+            }
+            // Balanced as far as the cuts allow: no shard is off its share by more than the largest unit
+            // that cannot be cut (a row, a vector, or a tensor controlled whole).
+            size_t largest_unit = 0;
+            for (size_t k = 0; k < tensors.size(); ++k) {
+                const bool whole = tensors[k].rows == 1 || (roles[k].controlled && opt.control == ControlScope::tensor);
+                largest_unit = std::max(largest_unit, whole ? tensors[k].numel : tensors[k].numel / size_t(tensors[k].rows));
+            }
+            for (int r = 0; r < ranks; ++r) {
+                const double share = double(total) / ranks, size = double(offsets[size_t(r) + 1] - offsets[size_t(r)]);
+                CHECK(std::abs(size - share) <= double(largest_unit));
+            }
+        }
+    }
+    // rows_in_shard: the rows of each tensor that a shard holds.
+    const TensorSlice& wte = tensors[0];
+    CHECK(rows_in_shard(wte, {0, 24 * 10}).first == 0);
+    CHECK(rows_in_shard(wte, {0, 24 * 10}).last == 10);
+    CHECK(rows_in_shard(wte, {24 * 10, 24 * 200}).first == 10);
+    CHECK(rows_in_shard(wte, {24 * 10, 24 * 200}).last == size_t(wte.rows));
+    CHECK(rows_in_shard(tensors[1], {0, 24 * 10}).empty());
+}
+
+TEST_CASE("communicator: processes on one machine sum in rank order, scatter, gather, and notice a process that stopped") {
+    test_util::TempDir dir;
+    const int ranks = 3;
+    const size_t n = (size_t(1) << 20) + 12345;  // more than one chunk of the shared slots
+    const std::vector<int> statuses = in_processes(ranks, [&](int rank) {
+        auto comm = make_shared_memory_communicator(rank, ranks, dir.path, 60);
+        if (comm->rank() != rank || comm->size() != ranks) return 1;
+        // all_reduce: each rank contributes rank-dependent values; every rank gets the rank-order sum.
+        std::vector<float> x(n), expected(n);
+        for (size_t i = 0; i < n; ++i) x[i] = float(rank + 1) * 0.1f + float(i % 97) * 1e-3f;
+        for (size_t i = 0; i < n; ++i) {
+            float s = 0;
+            for (int r = 0; r < ranks; ++r) s += float(r + 1) * 0.1f + float(i % 97) * 1e-3f;
+            expected[i] = s;
+        }
+        comm->all_reduce_sum(x.data(), n);
+        if (x != expected) return 2;
+        double d[3] = {1.0 + rank, 1e-300, -2.0 * rank};
+        comm->all_reduce_sum(d, 3);
+        if (d[0] != 6.0 || d[1] != 3e-300 || d[2] != -6.0) return 3;
+        // reduce_scatter with uneven segments: each rank's segment holds the sum.
+        const std::vector<size_t> offsets = {0, 5, n - 3, n};
+        std::vector<float> y(n, float(rank + 1));
+        comm->reduce_scatter_sum(y.data(), offsets);
+        for (size_t i = offsets[size_t(rank)]; i < offsets[size_t(rank) + 1]; ++i)
+            if (y[i] != 6.0f) return 4;
+        // all_gather: segment r comes from rank r.
+        std::vector<float> z(n, -1.0f);
+        for (size_t i = offsets[size_t(rank)]; i < offsets[size_t(rank) + 1]; ++i) z[i] = float(rank) + float(i % 7);
+        comm->all_gather(z.data(), offsets);
+        for (int r = 0; r < ranks; ++r)
+            for (size_t i = offsets[size_t(r)]; i < offsets[size_t(r) + 1]; ++i)
+                if (z[i] != float(r) + float(i % 7)) return 5;
+        comm->barrier();
+        return 0;
+    });
+    CHECK(statuses == std::vector<int>{0, 0, 0});
+    CHECK_FALSE(file_exists(dir / "coldstart_comm.shm"));  // rank 0 removes it at the end
+
+    // A rank that ends before a collective: the others fail at once with a message that names it.
+    const std::vector<int> stopped = in_processes(2, [&](int rank) {
+        auto comm = make_shared_memory_communicator(rank, 2, dir.path, 60);
+        if (rank == 1) return 0;  // leaves without the collective
+        float x = 1;
+        try {
+            comm->all_reduce_sum(&x, 1);
+        } catch (const Error& e) {
+            return std::string(e.what()).find("rank 0 of 2: rank 1 (process") == 0 &&
+                           std::string(e.what()).find("has stopped while this one waited") != std::string::npos
+                       ? 7
+                       : 8;
+        }
+        return 9;
+    });
+    CHECK(stopped == std::vector<int>{7, 0});
+}
+
+TEST_CASE("zero-1: optimizers stepping shards give what one optimizer gives; their state file is read by any number of shards") {
+    const GPT2Config c = test_util::small_model_config();
+    const std::vector<TensorSlice> tensors = parameter_tensors(c);
+    const size_t n = ParamLayout(c).total;
+    OptimizerConfig liona_tensor = named("liona");
+    liona_tensor.control = ControlScope::tensor;
+    liona_tensor.center = true;
+    OptimizerConfig lionar = named("lionar");
+    lionar.row_gains = true;
+    lionar.angle_norm = AngleNorm::smoothed;
+    Rng rng(3);
+    std::vector<std::vector<float>> grads(6, std::vector<float>(n));
+    for (auto& g : grads)
+        for (float& x : g) x = rng.normal();
+    const std::vector<float> initial = test_util::random_model_params(c, 8);
+    test_util::TempDir dir;
+    for (const OptimizerConfig& opt : {named("adamw"), named("lion"), liona_tensor, lionar}) {
+        CAPTURE(opt.name);
+        auto one = make_cpu_optimizer(opt, tensors);
+        std::vector<float> reference = initial;
+        for (int s = 0; s < 6; ++s) one->step(reference.data(), grads[size_t(s)].data(), {1e-2f, 0.8f, s + 1});
+
+        const int ranks = 3;
+        const std::vector<size_t> offsets = partition_parameters(opt, tensors, ranks);
+        ThreadGroup group(ranks);
+        std::vector<std::unique_ptr<Optimizer>> shards(ranks);
+        std::vector<float> w = initial;  // every shard writes only its own range
+        std::vector<std::thread> threads;
+        for (int r = 0; r < ranks; ++r)
+            threads.emplace_back([&, r] {
+                omp_set_num_threads(1);
+                shards[size_t(r)] = make_cpu_optimizer(opt, tensors, {offsets[size_t(r)], offsets[size_t(r) + 1]},
+                                                       [&, r](double* v, size_t count) { group.sum(r, v, count); });
+                std::vector<float> mine = initial;
+                for (int s = 0; s < 6; ++s) {
+                    shards[size_t(r)]->step(mine.data(), grads[size_t(s)].data(), {1e-2f, 0.8f, s + 1});
+                    group.barrier();  // the all-gather of a real run: here each thread keeps its own copy
+                }
+                std::memcpy(w.data() + offsets[size_t(r)], mine.data() + offsets[size_t(r)],
+                            (offsets[size_t(r) + 1] - offsets[size_t(r)]) * sizeof(float));
+            });
+        for (auto& t : threads) t.join();
+        // LionAR's signal estimate adds the shards' sums in another order: the scale moves by rounding.
+        if (opt.name == "lionar") CHECK(test_util::relative_error(w, reference) < 1e-6);
+        else CHECK(w == reference);
+
+        // The shards write one state file together; one optimizer and two shards read it back.
+        {
+            File f(dir / "state.bin", "wb");
+            f.close();
+        }
+        for (int r = 0; r < ranks; ++r) {
+            File f(dir / "state.bin", "r+b");
+            save_optimizer_state(*shards[size_t(r)], f);
+            f.close();
+        }
+        auto whole = make_cpu_optimizer(opt, tensors);
+        {
+            File f(dir / "state.bin", "rb");
+            CHECK(load_optimizer_state(*whole, f) == f.size());
+        }
+        const std::vector<size_t> two = partition_parameters(opt, tensors, 2);
+        std::vector<std::unique_ptr<Optimizer>> halves;
+        for (int r = 0; r < 2; ++r) {
+            halves.push_back(make_cpu_optimizer(opt, tensors, {two[size_t(r)], two[size_t(r) + 1]}, {}));
+            File f(dir / "state.bin", "rb");
+            load_optimizer_state(*halves.back(), f);
+        }
+        const auto layout = one->state_layout();
+        for (size_t b = 0; b < layout.size(); ++b) {
+            CAPTURE(layout[b].name);
+            std::vector<float> expected(layout[b].count), read(layout[b].count);
+            one->read_state(b, expected.data());
+            whole->read_state(b, read.data());
+            if (opt.name == "lionar") CHECK(test_util::relative_error(read, expected) < 1e-5);
+            else CHECK(read == expected);
+            for (const auto& half : halves) {
+                const StateBuffer part = half->state_layout()[b];
+                std::vector<float> values(part.end - part.begin);
+                half->read_state(b, values.data());
+                CHECK(std::equal(values.begin(), values.end(), read.begin() + long(part.begin)));
+            }
+        }
+    }
+}
+
+namespace {
+
+const char* kParallelRun = " -e d1 -b 2 -t 16 -d 192 -l 1e-3 -c 0.1 -x 6 -v 3 -m 5 -s 0 --threads 1 --shuffle 1 --metrics-every 2";
+
+struct RunResult {
+    std::vector<double> losses;  // train and val, in order
+    std::vector<float> weights;  // the final model
+};
+
+RunResult parallel_run(int processes, const std::string& out, const std::string& extra = "") {
+    const std::string cmd = processes == 1 ? test_util::trainer() : "tools/launch_local.sh " + std::to_string(processes) + " " + test_util::trainer();
+    const auto run = run_command(cmd + test_util::shakespeare_flags() + kParallelRun + extra + " -n 3 -o " + out);
+    REQUIRE_MESSAGE(run.exit_code == 0, run.output);
+    RunResult r;
+    for (const auto& rec : test_util::read_jsonl(out + "/log.jsonl"))
+        if (rec["type"] == "train" || rec["type"] == "val") r.losses.push_back(rec["loss"].get<double>());
+    r.weights = load_model_file(out + "/model_00000006.bin").params;
+    return r;
+}
+
+void check_same_run(const RunResult& a, const RunResult& b, double tolerance) {
+    REQUIRE(a.losses.size() == b.losses.size());
+    for (size_t i = 0; i < a.losses.size(); ++i) CHECK(a.losses[i] == doctest::Approx(b.losses[i]).epsilon(tolerance));
+    CHECK(test_util::relative_error(a.weights, b.weights) < tolerance);
+}
+
+}  // namespace
+
+TEST_CASE("data parallel: 1, 2 and 3 processes give the losses and weights of one process with the same total batch") {
+    test_util::TempDir dir;
+    const RunResult one = parallel_run(1, dir / "one");
+    for (int processes : {2, 3}) {
+        CAPTURE(processes);
+        const RunResult many = parallel_run(processes, dir / format("p%d", processes));
+        check_same_run(many, one, 1e-5);
+        const auto log = test_util::read_jsonl(dir / format("p%d/log.jsonl", processes));
+        CHECK(test_util::records_of(log, "run").at(0)["processes"] == processes);
+        CHECK(test_util::records_of(log, "metrics").size() == 3);
+        CHECK(test_util::records_of(log, "metrics").at(0).contains("b_noise"));  // 3 or 2 micro-batches per process
+    }
+    // The optimizer state replicated instead of sharded: the same run.
+    check_same_run(parallel_run(2, dir / "zero0", " -z 0"), one, 1e-5);
+}
+
+TEST_CASE("data parallel: a run checkpointed by 2 processes resumes on 3 and ends where one process ends") {
+    test_util::TempDir dir;
+    const RunResult one = parallel_run(1, dir / "one");
+    const std::string flags = test_util::shakespeare_flags() + kParallelRun + " -n 3 -o " + dir / "moved";
+    // Rank 0 is killed while writing the step-6 checkpoint; rank 1 notices and stops.
+    const auto cut = run_command("COLDSTART_CRASH_AT=state-written:6 tools/launch_local.sh 2 " + test_util::trainer() + flags);
+    CHECK(cut.exit_code != 0);
+    CHECK(test_util::contains(cut.output, "rank 1: error: rank 1 of 2: rank 0 (process"));
+    const auto resumed = run_command("tools/launch_local.sh 3 " + test_util::trainer() + flags + " -y 1");
+    REQUIRE_MESSAGE(resumed.exit_code == 0, resumed.output);
+    CHECK(test_util::contains(resumed.output, "(step 3)"));
+    RunResult moved;
+    for (const auto& rec : test_util::read_jsonl(dir / "moved/log.jsonl"))
+        if (rec["type"] == "train" || rec["type"] == "val") moved.losses.push_back(rec["loss"].get<double>());
+    moved.weights = load_model_file(dir / "moved/model_00000006.bin").params;
+    check_same_run(moved, one, 1e-5);
+    CHECK(test_util::records_of(test_util::read_jsonl(dir / "moved/log.jsonl"), "resume").at(0)["processes"] == 3);
+}
+
+TEST_CASE("data parallel: the batch must divide among the processes; a rank without -pn is refused") {
+    test_util::TempDir dir;
+    const auto odd = run_command("tools/launch_local.sh 2 " + test_util::trainer() + test_util::shakespeare_flags() +
+                                 " -e d1 -b 2 -t 16 -d 96 -x 1 -s 0 --threads 1 -o " + dir / "odd");
+    CHECK(odd.exit_code == 1);
+    CHECK(test_util::contains(odd.output, "error: -d 96: expected a positive multiple of B*T*processes = 2*16*2 = 64"));
+    const auto alone = run_command(test_util::trainer() + test_util::shakespeare_flags() + " -e d1 -pr 1 -x 1");
+    CHECK(alone.exit_code == 1);
+    CHECK(test_util::contains(alone.output, "error: -pr 1: give the number of processes with -pn too"));
+}
