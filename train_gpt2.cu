@@ -35,6 +35,9 @@
 
 #ifdef COLDSTART_CUDA
 #include <cuda_runtime.h>
+
+#include "common/mfu.h"
+#include "layers/cuda_backend.h"
 #endif
 
 using namespace coldstart;
@@ -61,9 +64,8 @@ static std::string choose_device(const Config& cfg) {
 #ifdef COLDSTART_CUDA
     const std::string gpu = find_cuda_gpu();
     if (!gpu.empty()) {
-        if (cfg.device == "cuda") fail("--device cuda: found %s, but the CUDA backend is not implemented yet; use --device cpu", gpu.c_str());
-        std::printf("found %s, but the CUDA backend is not implemented yet: training on the CPU\n", gpu.c_str());
-        return "cpu";
+        std::printf("training on %s (CUDA, %s; MFU counts llm.c's 6N + 6LCT FLOPs per token)\n", gpu.c_str(), cfg.precision.c_str());
+        return "cuda";
     }
     if (cfg.device == "cuda") fail("--device cuda: no CUDA GPU is available");
 #else
@@ -71,6 +73,23 @@ static std::string choose_device(const Config& cfg) {
 #endif
     std::printf("training on the CPU reference path (%d threads)\n", omp_get_max_threads());
     return "cpu";
+}
+
+static std::unique_ptr<Backend> make_backend(const std::string& device, const GPT2Config& config, int B, int T,
+                                             const OptimizerConfig& opt, const Config& cfg) {
+#ifdef COLDSTART_CUDA
+    if (device == "cuda") return make_cuda_backend(config, B, T, opt, {cfg.precision, cfg.attention, cfg.recompute, cfg.gelu_fusion});
+#endif
+    return make_cpu_backend(config, B, T, opt);
+}
+
+// The step line's throughput note: MFU on the GPU (llm.c's FLOP count, see common/mfu.h), nothing on the CPU.
+static std::string mfu_note(const std::string& device, const Backend& backend, const Config& cfg, size_t params, double tokens_per_s) {
+#ifdef COLDSTART_CUDA
+    if (device == "cuda")
+        return " | " + mfu_text(backend.device_name(), cfg.precision == "bf16", flops_per_token(backend.config(), params, cfg.seq_len), tokens_per_s);
+#endif
+    return "";
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -263,7 +282,7 @@ static void train(const Config& cfg) {
     const int val_batches = val_loader ? int(std::min<size_t>(size_t(cfg.val_batches), val_loader->batches_per_epoch())) : 0;
 
     const OptimizerConfig opt{cfg.optimizer, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay};
-    std::unique_ptr<Backend> backend = make_cpu_backend(model.config, B, T, opt);
+    std::unique_ptr<Backend> backend = make_backend(device, model.config, B, T, opt, cfg);
     backend->set_parameters(model.params.data());
     const Schedule schedule{cfg.schedule, cfg.lr, cfg.warmup_steps, cfg.final_lr_frac, cfg.cooldown_frac, int(steps)};
     const nlohmann::json identity = run_identity(cfg, model.params.size(), accum);
@@ -352,8 +371,9 @@ static void train(const Config& cfg) {
 
         smoothed_step_s = step == 0 ? seconds : 0.9 * smoothed_step_s + 0.1 * seconds;
         const double tokens_per_s = double(B) * T * accum / seconds;
-        std::printf("step %5lld/%lld | loss %.6f | norm %.4f | lr %.2e | %.1f ms | %.0f tok/s | eta %s%s%s\n",
+        std::printf("step %5lld/%lld | loss %.6f | norm %.4f | lr %.2e | %.1f ms | %.0f tok/s%s | eta %s%s%s\n",
                     (long long)step + 1, (long long)steps, loss, norm, lr, seconds * 1e3, tokens_per_s,
+                    mfu_note(device, *backend, cfg, host_params.size(), tokens_per_s).c_str(),
                     duration_text(smoothed_step_s * double(steps - step - 1)).c_str(), skip ? " | skipped: " : "", skip ? skip : "");
         nlohmann::json record = {{"type", "train"}, {"step", step}, {"loss", loss}, {"grad_norm", norm}, {"lr", lr},
                                  {"ms", seconds * 1e3}, {"tokens_per_s", tokens_per_s}};

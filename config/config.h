@@ -52,6 +52,11 @@ struct Config {
     int save_bf16 = 0;                 // --save-bf16 model files in bf16 (version 5)
     std::string device = "auto";       // --device auto|cpu|cuda
     int threads = 0;                   // --threads CPU threads; 0: OpenMP's default
+    // CUDA path
+    std::string precision = "bf16";    // --precision bf16|fp32 on the GPU (the CPU path is fp32)
+    std::string attention = "flash";   // --attention flash|cudnn on the GPU
+    int recompute = 1;                 // -r 0|1|2 GPU: recompute GELU (1) and layernorms (2) in backward
+    int gelu_fusion = 0;               // -ge 0|1 GPU: GELU in cuBLASLt's epilogue
 };
 
 }  // namespace coldstart

@@ -81,6 +81,14 @@ const std::vector<Option>& options() {
         {nullptr, "save-bf16", &Config::save_bf16, 0, 1, nullptr, "1: write model files in bf16 (llm.c version 5)"},
         {nullptr, "device", &Config::device, 0, 0, "auto|cpu|cuda", "where to train; auto: a CUDA GPU if present"},
         {nullptr, "threads", &Config::threads, 0, 4096, nullptr, "CPU threads; 0: OpenMP's default"},
+        // CUDA path
+        {nullptr, "precision", &Config::precision, 0, 0, "bf16|fp32",
+         "GPU: bf16 (fp32 master weights and optimizer, bf16 matrix work) or fp32 (everything, as the tests)"},
+        {nullptr, "attention", &Config::attention, 0, 0, "flash|cudnn",
+         "GPU: our flash-style attention kernel, or cuDNN's fused attention (bf16, in builds with cuDNN)"},
+        {"-r", "recompute", &Config::recompute, 0, 2, nullptr,
+         "GPU: recompute in the backward pass to save memory: 0 nothing, 1 GELU, 2 GELU and layernorms"},
+        {"-ge", "gelu-fusion", &Config::gelu_fusion, 0, 1, nullptr, "GPU: 1: GELU in cuBLASLt's matmul epilogue"},
     };
     return table;
 }
