@@ -115,6 +115,9 @@ public:
         act_memory_ = device_alloc(act_bytes, "activations");
         Carver carver(act_memory_.get());
         carve(carver);
+        // Activations start as NaN (all bytes 0xFF): a kernel that reads what no kernel wrote gives a
+        // NaN loss, which the tests see, instead of silently reading zeros.
+        CUDA_CHECK(cudaMemsetAsync(act_memory_.get(), 0xFF, act_bytes, stream_));
         const size_t BT = size_t(B) * T_;
         host_memory_ = pinned_alloc(BT * (2 * sizeof(int) + sizeof(float)) + (3 * BT + 1) * sizeof(int) +
                                         size_t(config.padded_vocab_size) * sizeof(T) + 2 * sizeof(double),
