@@ -259,7 +259,7 @@ private:
 
     void carve(Carver& c) {
         const size_t L = config_.num_layers, C = config_.channels, NH = config_.num_heads, Vp = config_.padded_vocab_size;
-        const size_t BT = size_t(B_) * T_, BTC = BT * C;
+        const size_t BT = size_t(B_) * T_, BTC = layer_stride(C);
         const size_t ln_layers = options_.recompute >= 2 ? 1 : L, gelu_layers = options_.recompute >= 1 ? 1 : L;
         a_.encoded = c.take<T>(BTC);
         a_.ln1 = c.take<T>(ln_layers * BTC);
@@ -295,8 +295,11 @@ private:
         a_.buckets = c.take<int>(3 * BT + 1);
     }
 
-    // Per-layer views.
-    size_t BTC() const { return size_t(B_) * T_ * config_.channels; }
+    // Per-layer views. Layers are 256 bytes apart at least (a stride rounded up to 128 elements): every
+    // activation then starts 256-byte aligned whatever the shapes and -r, so cuBLASLt is told the same
+    // alignment, picks the same algorithm and gives the same bits for -r 0, 1 and 2.
+    size_t layer_stride(size_t width) const { return (size_t(B_) * T_ * width + 127) / 128 * 128; }
+    size_t BTC() const { return layer_stride(config_.channels); }
     size_t BT() const { return size_t(B_) * T_; }
     T* ln1(int l) const { return options_.recompute >= 2 ? a_.ln1 : a_.ln1 + l * BTC(); }
     T* ln2(int l) const { return options_.recompute >= 2 ? a_.ln2 : a_.ln2 + l * BTC(); }
@@ -320,8 +323,9 @@ private:
         }
     }
 
-    void attention_forward_layer(T* out, float* lse, const T* qkv, int B, int T_now) {
-        if (options_.attention == "cudnn") {
+    // cuDNN builds a plan per shape, and the sampler's length changes every token: it takes our kernel.
+    void attention_forward_layer(T* out, float* lse, const T* qkv, int B, int T_now, Mode mode) {
+        if (options_.attention == "cudnn" && mode != Mode::sample) {
             if constexpr (sizeof(T) == 2) {
                 cudnn_attention_forward(out, lse, qkv, B, T_now, config_.channels, config_.num_heads, stream_);
                 return;
@@ -351,7 +355,7 @@ private:
             T* fch = a_.fch + l * BTC() * 4;
             T* residual3 = a_.residual3 + l * BTC();
             matmul_->forward(qkv, ln1(l), param(QKVW, 3 * lCC), param(QKVB, 3 * lC), N, C, 3 * C);
-            attention_forward_layer(atty, a_.lse + l * BT() * config_.num_heads, qkv, B, T_now);
+            attention_forward_layer(atty, a_.lse + l * BT() * config_.num_heads, qkv, B, T_now, mode);
             matmul_->forward(a_.scratch, atty, param(ATTPROJW, lCC), param(ATTPROJB, lC), N, C, C);
             residual_layernorm_forward(residual2, ln2(l), a_.ln2_mean + l * BT(), a_.ln2_rstd + l * BT(), residual, a_.scratch,
                                        param(LN2W, lC), param(LN2B, lC), N, C, stream_);
