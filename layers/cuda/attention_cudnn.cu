@@ -102,7 +102,12 @@ public:
     cudnnBackendDescriptor_t virtual_tensor(const Dims& dims, cudnnDataType_t type = CUDNN_DATA_FLOAT) {
         return tensor(dims, packed_strides(dims), type);
     }
-    cudnnBackendDescriptor_t scalar(int64_t uid) { return tensor({1, 1, 1, 1}, {1, 1, 1, 1}, CUDNN_DATA_FLOAT, uid, true); }
+    // A host float passed by value; one descriptor per uid, however often the graph uses it.
+    cudnnBackendDescriptor_t scalar(int64_t uid) {
+        auto it = scalars_.find(uid);
+        if (it == scalars_.end()) it = scalars_.emplace(uid, tensor({1, 1, 1, 1}, {1, 1, 1, 1}, CUDNN_DATA_FLOAT, uid, true)).first;
+        return it->second;
+    }
 
     // y = mode(x, b, t); b and t may be null. compute: the math precision (FLOAT, or INT32 / BOOLEAN
     // for index generation and comparisons); axis for GEN_INDEX.
@@ -253,6 +258,7 @@ private:
     }
     std::vector<std::unique_ptr<Descriptor>> owned_;  // every descriptor the graph refers to
     std::vector<cudnnBackendDescriptor_t> ops_;
+    std::map<int64_t, cudnnBackendDescriptor_t> scalars_;
     std::unique_ptr<Descriptor> graph_;
     int64_t next_virtual_ = FIRST_VIRTUAL;
 };

@@ -2,9 +2,9 @@
 // tensor, a table in device memory says where each tensor's blocks start), so the per-tensor settings
 // (weight decay for matrices only) cost one binary search per block and no host round trip per tensor.
 //
-// The arithmetic is written with explicit round-to-nearest intrinsics (__fmul_rn, __fadd_rn, ...) in
-// the CPU reference's order: nvcc would otherwise contract a*b+c into FMAs, and then fp32 GPU and CPU
-// steps would differ in the last bit. With them, the same inputs give the same bits on both.
+// The arithmetic is the CPU reference's, expression for expression. Both compilers contract a*b+c
+// into FMAs where they can (GCC does for -march=native), so GPU and CPU steps agree to an ulp or so,
+// not always to the bit; the tests compare them at 1e-7.
 #include "optim/cuda/adamw.cuh"
 
 #include <cmath>
@@ -40,21 +40,20 @@ __global__ void adamw_kernel(float* w, const float* g, float* m, float* v, const
         else hi = mid - 1;
     }
     const DeviceTensor t = tensors[lo];
-    const float decay = t.is_matrix ? __fsub_rn(1.0f, __fmul_rn(s.lr, s.weight_decay)) : 1.0f;
+    const float decay = t.is_matrix ? 1.0f - s.lr * s.weight_decay : 1.0f;
     const float scale = *grad_scale;
-    const float one_minus_b1 = __fsub_rn(1.0f, s.beta1), one_minus_b2 = __fsub_rn(1.0f, s.beta2);
     const size_t base = size_t(blockIdx.x - t.first_block) * kPerBlock + threadIdx.x;
     for (int k = 0; k < kPerThread; ++k) {
         const size_t j = base + size_t(k) * kThreads;
         if (j >= t.numel) break;
         const size_t i = t.offset + j;
-        const float grad = __fmul_rn(g[i], scale);
-        const float mi = __fadd_rn(__fmul_rn(m[i], s.beta1), __fmul_rn(one_minus_b1, grad));
-        const float vi = __fadd_rn(__fmul_rn(v[i], s.beta2), __fmul_rn(__fmul_rn(one_minus_b2, grad), grad));
-        const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), s.bias_correction2_sqrt), s.eps);
+        const float grad = g[i] * scale;
+        const float mi = m[i] * s.beta1 + (1.0f - s.beta1) * grad;
+        const float vi = v[i] * s.beta2 + (1.0f - s.beta2) * grad * grad;
+        const float denom = sqrtf(vi) / s.bias_correction2_sqrt + s.eps;
         m[i] = mi;
         v[i] = vi;
-        w[i] = __fsub_rn(__fmul_rn(w[i], decay), __fmul_rn(s.step_size, __fdiv_rn(mi, denom)));
+        w[i] = w[i] * decay - s.step_size * (mi / denom);
     }
 }
 
