@@ -58,12 +58,8 @@ $(BUILD)/%.o: %.cpp | $(DEPS_STAMP)
 $(BUILD)/libcoldstart.a: $(LIB_OBJS)
 	ar rcs $@ $^
 
-# ---- the trainer: nvcc where it exists (with the CUDA backend: the GPU section below), otherwise the
-# C++ compiler on the same source ----
-ifeq ($(NVCC),)
-train_gpt2: train_gpt2.cu $(BUILD)/libcoldstart.a | $(DEPS_STAMP)
-	$(CXX) $(ALL_CXXFLAGS) -x c++ $< -x none $(BUILD)/libcoldstart.a -o $@ $(LDLIBS)
-endif
+# ---- the trainer: nvcc with the CUDA backend where the CUDA Toolkit and cuBLASLt exist, otherwise the
+# C++ compiler on the same source: both rules are in the GPU section at the end ----
 
 cpu: train_gpt2_cpu
 train_gpt2_cpu: train_gpt2.cu $(BUILD)/libcoldstart.a | $(DEPS_STAMP)
@@ -191,9 +187,7 @@ vendor-headers:
 	@echo "vendor-headers: .deps/include has nlohmann/ and doctest/ (carry .deps/ to a machine without them)"
 
 ifeq ($(NVCC),)
-test-gpu gpu-build sanitize-gpu bench:
-	@echo "$@: nvcc not found; the GPU targets need the CUDA Toolkit (set NVCC=/path/to/nvcc)"
-	@if [ "$@" = test-gpu ] && [ "$(ALLOW_NO_GPU)" = 1 ]; then echo "0 passed, 0 failed"; else exit 1; fi
+  GPU_UNAVAILABLE := nvcc not found; the GPU targets need the CUDA Toolkit (set NVCC=/path/to/nvcc)
 else
 USE_CUDNN ?= 1
 CUDA_MK := $(BUILD)/cuda.mk
@@ -206,7 +200,19 @@ $(CUDA_MK): tools/probe_cuda.sh $(CUDA_PROBE_KEY_FILE)
 	@mv $@.tmp $@
 include $(CUDA_MK)
 endif
+ifneq ($(CUBLASLT_FOUND),1)
+  GPU_UNAVAILABLE := $(NVCC) has no cuBLASLt (tools/probe_cuda.sh said why); the trainer is built without CUDA
+endif
+endif
 
+ifneq ($(GPU_UNAVAILABLE),)
+train_gpt2: train_gpt2.cu $(BUILD)/libcoldstart.a | $(DEPS_STAMP)
+	$(CXX) $(ALL_CXXFLAGS) -x c++ $< -x none $(BUILD)/libcoldstart.a -o $@ $(LDLIBS)
+
+test-gpu gpu-build sanitize-gpu bench:
+	@echo "$@: $(GPU_UNAVAILABLE)"
+	@if [ "$@" = test-gpu ] && [ "$(ALLOW_NO_GPU)" = 1 ]; then echo "0 passed, 0 failed"; else exit 1; fi
+else
 GPU_ARCHS ?= $(DETECTED_GPU_ARCHS)
 ifeq ($(strip $(GPU_ARCHS)),)
   override GPU_ARCHS := 80 90

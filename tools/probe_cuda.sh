@@ -7,7 +7,8 @@
 #   USE_CUDNN=0             do not look for cuDNN (the build then has only our attention kernel)
 #   PYTHON                  interpreters whose site-packages may hold the nvidia-cudnn-cu* and
 #                           nvidia-nccl-cu* wheels (default: python3 in PATH and /usr/bin/python3)
-# cuBLASLt is required; cuDNN and NCCL are optional. A wheel ships only libcudnn.so.9 (no unversioned
+# cuBLASLt is required for the CUDA build (without it the trainer is built by the C++ compiler, as with
+# NO_CUDA=1); cuDNN and NCCL are optional. A wheel ships only libcudnn.so.9 (no unversioned
 # libcudnn.so for -lcudnn), so the probe also links -l:libcudnn.so.9, and the binary gets an rpath to
 # the folder so that it runs without LD_LIBRARY_PATH.
 set -u
@@ -73,12 +74,13 @@ find_library() {
 
 cublaslt_src='#include <cublasLt.h>
 int main() { return cublasLtGetVersion() > 0 ? 0 : 1; }'
-if ! link cublaslt "$cublaslt_src" -lcublasLt; then
-  say "cuBLASLt: not found with $nvcc (cublasLt.h and libcublasLt.so come with the CUDA Toolkit); the GPU build needs it"
-  sed 's/^/  /' "$tmp/cublaslt.log" | head -5
-  exit 1
-fi
 say "CUDA Toolkit: $cuda_home ($("$nvcc" --version | grep -o 'release [0-9.]*'))"
+if ! link cublaslt "$cublaslt_src" -lcublasLt; then
+  say "cuBLASLt: not found with $nvcc (cublasLt.h and libcublasLt.so come with the CUDA Toolkit): the trainer is built without CUDA"
+  sed 's/^/  /' "$tmp/cublaslt.log" | head -5
+  { echo "# written by tools/probe_cuda.sh; delete to probe again"; echo "CUBLASLT_FOUND := 0"; } >"$out"
+  exit 0
+fi
 say "cuBLASLt: found"
 
 CUDNN_FOUND=0 CUDNN_CFLAGS= CUDNN_LIBS= CUDNN_WHERE=
@@ -119,6 +121,7 @@ if [ -n "$archs" ]; then say "GPUs present: compute capability ${archs% }"; else
 
 {
   echo "# written by tools/probe_cuda.sh; delete to probe again"
+  echo "CUBLASLT_FOUND := 1"
   echo "CUDA_HOME := $cuda_home"
   echo "CUDNN_FOUND := $CUDNN_FOUND"
   echo "CUDNN_CFLAGS := $CUDNN_CFLAGS"
