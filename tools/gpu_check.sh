@@ -95,7 +95,7 @@ if [ "$build_status" = 0 ]; then
   wanted test-gpu && note test-gpu "$(verdict $stage_status)" "$stage_seconds" "$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out/test_gpu.log" | tail -1)"
 
   # ---- 4. sanitizers ----
-  wanted sanitize && stage sanitize sanitize.log 60 150 env DATA="$data" ATTENTIONS="flash$([ "$cudnn" = 1 ] && echo ' cudnn')" ./tools/sanitize_gpu.sh
+  wanted sanitize && stage sanitize sanitize.log 60 200 env DATA="$data" ATTENTIONS="flash$([ "$cudnn" = 1 ] && echo ' cudnn')" ./tools/sanitize_gpu.sh
   wanted sanitize && note sanitize "$(verdict $stage_status)" "$stage_seconds" "$(grep -E 'runs clean' "$out/sanitize.log" | tail -1)"
 
   # ---- 5. benchmark ----
