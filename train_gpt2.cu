@@ -23,6 +23,7 @@
 #include "common/random.h"
 #include "common/run_log.h"
 #include "config/flags.h"
+#include "config/resolve.h"
 #include "data/checkpoint.h"
 #include "data/model_file.h"
 #include "data/shards.h"
@@ -32,6 +33,7 @@
 #include "optim/grad_norm.h"
 #include "optim/outlier.h"
 #include "optim/schedule.h"
+#include "optim/update_metrics.h"
 
 #ifdef COLDSTART_CUDA
 #include <cuda_runtime.h>
@@ -78,7 +80,12 @@ static std::string choose_device(const Config& cfg) {
 static std::unique_ptr<Backend> make_backend(const std::string& device, const GPT2Config& config, int B, int T,
                                              const OptimizerConfig& opt, const Config& cfg) {
 #ifdef COLDSTART_CUDA
-    if (device == "cuda") return make_cuda_backend(config, B, T, opt, {cfg.precision, cfg.attention, cfg.recompute, cfg.gelu_fusion});
+    if (device == "cuda") {
+        if (cfg.metrics_every > 0 && cfg.metrics_rrc)
+            fail("--metrics-rrc 1: the CUDA backend does not measure the relative representation change yet; add --metrics-rrc 0 "
+                 "(the other metrics work), or --device cpu");
+        return make_cuda_backend(config, B, T, opt, {cfg.precision, cfg.attention, cfg.recompute, cfg.gelu_fusion});
+    }
 #endif
     return make_cpu_backend(config, B, T, opt);
 }
@@ -252,7 +259,8 @@ static std::set<int64_t> parse_step_list(const std::string& list) {
 // ---------------------------------------------------------------------------------------------------
 // The run.
 
-static void train(const Config& cfg) {
+static void train(Config cfg) {
+    resolve_optimizer_defaults(cfg);
     if (cfg.train_data.empty()) fail("-i/--train-data: no training shards given (a glob of llm.c .bin files)");
     if (cfg.resume && cfg.output_dir.empty()) fail("-y 1: resuming needs the run's output folder (-o)");
     if (cfg.threads > 0) omp_set_num_threads(cfg.threads);
@@ -281,10 +289,13 @@ static void train(const Config& cfg) {
         fail("-x -1: one epoch of %s holds no full step of %d micro-batches; set -x", cfg.train_data.c_str(), accum);
     const int val_batches = val_loader ? int(std::min<size_t>(size_t(cfg.val_batches), val_loader->batches_per_epoch())) : 0;
 
-    const OptimizerConfig opt{cfg.optimizer, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay};
+    const OptimizerConfig opt = optimizer_config(cfg);
+    validate_optimizer_config(opt, cfg.lr);
     std::unique_ptr<Backend> backend = make_backend(device, model.config, B, T, opt, cfg);
     backend->set_parameters(model.params.data());
-    const Schedule schedule{cfg.schedule, cfg.lr, cfg.warmup_steps, cfg.final_lr_frac, cfg.cooldown_frac, int(steps)};
+    const int warmup = warmup_steps(cfg.warmup, steps);
+    const Schedule schedule{cfg.schedule, cfg.lr, warmup, cfg.final_lr_frac, cfg.cooldown_frac, int(steps)};
+    const std::vector<TensorSlice> tensors = parameter_tensors(model.config);
     const nlohmann::json identity = run_identity(cfg, model.params.size(), accum);
 
     Rng sample_rng(cfg.seed ^ 0x5A4D504CULL);  // a stream of its own: not the initialisation's numbers again
@@ -295,8 +306,11 @@ static void train(const Config& cfg) {
     std::printf("model: %s (%s), %zu parameters\n", model.source.c_str(), model.config.describe().c_str(), model.params.size());
     std::printf("batch: B=%d T=%d, %d micro-batches per step = %lld tokens; %lld steps; train tokens %zu\n", B, T, accum,
                 (long long)B * T * accum, (long long)steps, train_loader.total_tokens());
-    std::printf("optimizer: %s lr %g, schedule %s, warmup %d, weight decay %g, grad clip %g\n", cfg.optimizer.c_str(),
-                cfg.lr, cfg.schedule.c_str(), cfg.warmup_steps, cfg.weight_decay, cfg.grad_clip);
+    std::printf("schedule: %s, peak lr %g, warmup %d steps, grad clip %g%s%s\n", cfg.schedule.c_str(), cfg.lr, warmup,
+                cfg.grad_clip, cfg.recipe.empty() ? "" : ", recipe ", cfg.recipe.c_str());
+    std::fputs(describe_optimizer(opt, tensors).c_str(), stdout);
+    if (cfg.metrics_every > 0)
+        std::printf("metrics: every %d steps%s\n", cfg.metrics_every, cfg.metrics_rrc ? ", with the RRC of the linear layers" : "");
 
     // Output files are created only now that every input has been checked.
     RunLog log;
@@ -340,11 +354,17 @@ static void train(const Config& cfg) {
         if (last) break;
 
         const auto start = std::chrono::steady_clock::now();
+        const bool measured = cfg.metrics_every > 0 && step % cfg.metrics_every == 0;
         backend->zero_grad();
         double loss = 0;
+        NoiseScaleSums noise;  // the first micro-batch's gradient against the step's, for B_noise
         for (int micro = 0; micro < accum; ++micro) {
             train_loader.next_batch();
             loss += backend->forward_backward(train_loader.inputs(), train_loader.targets(), 1.0f / float(accum));
+            if (measured && accum > 1 && micro == 0) {
+                const double small = double(backend->grad_norm()) * accum;  // the gradient so far is g_1 / accum
+                noise = {small * small, double(B) * T, 0.0, double(B) * T * accum};
+            }
         }
         loss /= accum;
         if (inject_nonfinite.count(step)) loss = NAN;
@@ -358,8 +378,10 @@ static void train(const Config& cfg) {
                          : cfg.skip_loss_z > 0 && p.loss_detector.z_score(loss) > cfg.skip_loss_z ? "loss spike"
                          : cfg.skip_norm_z > 0 && p.norm_detector.z_score(norm) > cfg.skip_norm_z ? "gradient-norm spike"
                          : nullptr;
+        StepMeasurement measurement;
+        measurement.with_rrc = cfg.metrics_rrc != 0;
         if (!skip) {
-            backend->optimizer_step({lr, clip_scale(norm, cfg.grad_clip), ++p.optimizer_t});
+            backend->optimizer_step({lr, clip_scale(norm, cfg.grad_clip), ++p.optimizer_t}, measured ? &measurement : nullptr);
             p.loss_detector.add(loss);
             p.norm_detector.add(norm);
             p.bad_in_row = 0;
@@ -379,6 +401,12 @@ static void train(const Config& cfg) {
                                  {"ms", seconds * 1e3}, {"tokens_per_s", tokens_per_s}};
         if (skip) record["skipped"] = skip;
         log.write(record);
+        if (measured && !skip) {
+            noise.big_sq = double(norm) * norm;
+            const nlohmann::json metrics = metrics_record(step, lr, p.optimizer_t, measurement, tensors, opt, accum > 1 ? &noise : nullptr);
+            std::printf("%s\n", metrics_summary(metrics).c_str());
+            log.write(metrics);
+        }
         if (p.bad_in_row >= cfg.max_bad_steps) {
             const int64_t good = cfg.output_dir.empty() ? -1 : latest_checkpoint(cfg.output_dir);
             fail("step %lld: %d steps in a row had a non-finite loss or gradient norm; stopping (%s)", (long long)step + 1,

@@ -63,6 +63,8 @@ void File::seek(size_t offset) {
     if (fseeko(f_, off_t(offset), SEEK_SET) != 0) fail("%s: seek to byte %zu failed: %s", path_.c_str(), offset, strerror(errno));
 }
 
+size_t File::position() { return size_t(ftello(f_)); }
+
 size_t File::size() {
     const off_t here = ftello(f_);
     if (fseeko(f_, 0, SEEK_END) != 0) fail("%s: cannot determine size: %s", path_.c_str(), strerror(errno));

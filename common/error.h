@@ -33,7 +33,8 @@ public:
     void read_exact(void* dst, size_t n, const char* field);
     void write_all(const void* src, size_t n);
     void seek(size_t offset);
-    size_t size();  // total size in bytes (restores the position)
+    size_t size();      // total size in bytes (restores the position)
+    size_t position();  // bytes from the start to where the next read or write happens
     // Flushes stdio buffers and the OS cache to disk; throws with the path on failure (disk full).
     void flush_to_disk();
     void close();  // explicit close that reports errors (the destructor cannot)

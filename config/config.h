@@ -23,18 +23,35 @@ struct Config {
     int64_t max_steps = -1;            // -x -1: one epoch of the training data
     int shuffle = 0;                   // --shuffle 0|1
     uint64_t seed = 42;                // --seed init, shuffling, sampling
-    // optimizer and schedule
-    std::string optimizer = "adamw";   // --optimizer
-    float lr = 3e-4f;                  // -l
-    int warmup_steps = 0;              // -u
+    // optimizer and schedule (METHODS.md section 3; the README lists what each option does)
+    std::string recipe;                // --recipe preset of the options below (config/recipes.cpp); flags override
+    std::string optimizer = "adamw";   // --optimizer adamw|lion|liona|lionar
+    float lr = 3e-4f;                  // -l (liona, lionar: the target angle per step, radians)
+    std::string warmup = "0";          // -u steps ("700") or a percentage of the run's steps ("5%")
     float final_lr_frac = 1.0f;        // -q
     std::string schedule = "cosine";   // -k
     float cooldown_frac = 0.2f;        // --cooldown-frac (trapezoid)
     float weight_decay = 0.0f;         // -c
-    float beta1 = 0.9f;                // --beta1
-    float beta2 = 0.95f;               // --beta2
-    float eps = 1e-8f;                 // --eps
+    float beta1 = -1.0f;               // --beta1; -1: the optimizer's default (0.9)
+    float beta2 = -1.0f;               // --beta2; -1: the optimizer's default (adamw 0.95, lion family 0.99)
+    float eps = 1e-8f;                 // --eps (adamw)
     float grad_clip = 1.0f;            // --grad-clip 0: off
+    int bias_correction = 1;           // --bias-correction adamw: divide m by 1 - beta1^t
+    int nesterov = 0;                  // --nesterov lion family: beta1 = beta2^2
+    std::string inverse_bias_correction = "none";  // --inverse-bias-correction none|step|snr
+    std::string control = "rows";      // --control rows|tensor (liona, lionar)
+    int control_embeddings = 0;        // --control-embeddings 1: wte and wpe are controlled too
+    int center = 0;                    // --center 1: centre controlled rows and their updates
+    std::string angle_norm = "strict"; // --angle-norm strict|smoothed
+    float norm_ema = 0.9f;             // --norm-ema rho of the smoothed normalisation
+    std::string target_angle = "lr";   // --target-angle lr|equilibrium
+    std::string snr_estimator = "alignment";  // --snr-estimator alignment|norm-ratio (lionar)
+    float k_min = 0.1f;                // --k-min (lionar)
+    float snr_ema = 0.9f;              // --snr-ema (lionar)
+    int row_gains = 0;                 // --row-gains 1: a learnable gain per controlled row
+    // update-size metrics (METHODS.md section 2)
+    int metrics_every = 0;             // --metrics-every N; 0: off
+    int metrics_rrc = 1;               // --metrics-rrc 0|1: the relative representation change too
     // evaluation, sampling, output
     int val_every = 20;                // -v 0: never (except at the end)
     int val_batches = 20;              // -m

@@ -9,6 +9,8 @@
 #include <variant>
 
 #include "common/error.h"
+#include "config/recipes.h"
+#include "config/resolve.h"
 #include "optim/schedule.h"
 
 namespace coldstart {
@@ -24,6 +26,8 @@ struct Option {
     double min, max;         // inclusive range for numbers
     const char* choices;     // "a|b|c" for strings with a fixed set of values, else nullptr
     const char* help;
+    bool (*valid)(const std::string&) = nullptr;  // strings with a format: says whether a value has it,
+    const char* expected = nullptr;               // and describes the format for the error message
 };
 
 constexpr double kNoMin = -1e300, kNoMax = 1e300;
@@ -47,18 +51,52 @@ const std::vector<Option>& options() {
         {"-x", "max-steps", &Config::max_steps, -1, 1e15, nullptr, "optimizer steps; -1: one epoch of the training data"},
         {nullptr, "shuffle", &Config::shuffle, 0, 1, nullptr, "1: shuffle shards and batches each epoch (seeded)"},
         {nullptr, "seed", &Config::seed, 0, 1.8e19, nullptr, "seed of initialisation, shuffling and sampling"},
-        {nullptr, "optimizer", &Config::optimizer, 0, 0, "adamw", "optimizer"},
-        {"-l", "lr", &Config::lr, 0, kNoMax, nullptr, "peak learning rate"},
-        {"-u", "warmup-steps", &Config::warmup_steps, 0, 1e9, nullptr, "linear warmup steps"},
+        {nullptr, "recipe", &Config::recipe, 0, 0, nullptr,
+         "preset of optimizer and schedule options (listed below); options given besides it win"},
+        {nullptr, "optimizer", &Config::optimizer, 0, 0, "adamw|lion|liona|lionar", "optimizer"},
+        {"-l", "lr", &Config::lr, 0, kNoMax, nullptr, "peak learning rate (liona, lionar: the angle per step in radians)"},
+        {"-u", "warmup", &Config::warmup, 0, 0, nullptr,
+         "linear warmup: steps (700) or a percentage of the run's steps (5%)", is_warmup_text,
+         "steps (700) or a percentage of the run's steps (5%)"},
         {"-q", "final-lr-frac", &Config::final_lr_frac, 0, 1, nullptr, "final learning rate as a fraction of the peak"},
         {"-k", "schedule", &Config::schedule, 0, 0, kScheduleKinds, "learning-rate schedule after warmup"},
         {nullptr, "cooldown-frac", &Config::cooldown_frac, 0, 1, nullptr,
          "trapezoid/wsd: fraction of training spent in the final linear cooldown"},
-        {"-c", "weight-decay", &Config::weight_decay, 0, kNoMax, nullptr, "decoupled weight decay (matrices only)"},
-        {nullptr, "beta1", &Config::beta1, 0, 0.999999, nullptr, "AdamW beta1"},
-        {nullptr, "beta2", &Config::beta2, 0, 0.999999, nullptr, "AdamW beta2"},
-        {nullptr, "eps", &Config::eps, 0, 1, nullptr, "AdamW epsilon"},
+        {"-c", "weight-decay", &Config::weight_decay, 0, kNoMax, nullptr,
+         "decoupled weight decay (matrices only; never on controlled tensors)"},
+        {nullptr, "beta1", &Config::beta1, -1, 0.999999, nullptr,
+         "adamw: first-moment EMA; lion family: interpolation of the update direction; -1: 0.9"},
+        {nullptr, "beta2", &Config::beta2, -1, 0.999999, nullptr,
+         "adamw: second-moment EMA; lion family: the momentum's EMA; -1: 0.95 for adamw, 0.99 for the lion family"},
+        {nullptr, "eps", &Config::eps, 0, 1, nullptr, "adamw: epsilon"},
         {nullptr, "grad-clip", &Config::grad_clip, 0, kNoMax, nullptr, "clip the global gradient norm to this; 0: off"},
+        {nullptr, "bias-correction", &Config::bias_correction, 0, 1, nullptr,
+         "adamw: 1 divides the first moment by 1 - beta1^t; 0: AdamW without momentum bias correction"},
+        {nullptr, "nesterov", &Config::nesterov, 0, 1, nullptr,
+         "lion family: 1 = Nesterov momentum with factor beta2, i.e. beta1 = beta2^2"},
+        {nullptr, "inverse-bias-correction", &Config::inverse_bias_correction, 0, 0, "none|step|snr",
+         "lion family: step multiplies each step by 1 - beta2^t (reading i); snr corrects lionar's norm-ratio estimate "
+         "for the zero-initialised momentum (reading ii)"},
+        {nullptr, "control", &Config::control, 0, 0, "rows|tensor", "liona, lionar: angular control per row or per tensor"},
+        {nullptr, "control-embeddings", &Config::control_embeddings, 0, 1, nullptr,
+         "liona, lionar: 1 controls wte and wpe too (else they take plain Lion steps)"},
+        {nullptr, "center", &Config::center, 0, 1, nullptr,
+         "liona, lionar: 1 centres each controlled row at the start and each row of every update"},
+        {nullptr, "angle-norm", &Config::angle_norm, 0, 0, "strict|smoothed",
+         "liona, lionar: divide the update by its norm (exact angle) or by an EMA of its RMS"},
+        {nullptr, "norm-ema", &Config::norm_ema, 0, 0.999999, nullptr, "liona, lionar: EMA factor of the smoothed normalisation"},
+        {nullptr, "target-angle", &Config::target_angle, 0, 0, "lr|equilibrium",
+         "liona, lionar: the angle per step is the learning rate, or Lion's equilibrium angle for (lr, weight decay)"},
+        {nullptr, "snr-estimator", &Config::snr_estimator, 0, 0, "alignment|norm-ratio",
+         "lionar: estimate of the gradient's signal fraction"},
+        {nullptr, "k-min", &Config::k_min, 1e-6, 1, nullptr, "lionar: the smallest step scale"},
+        {nullptr, "snr-ema", &Config::snr_ema, 0, 0.999999, nullptr, "lionar: EMA factor of the signal-fraction estimate"},
+        {nullptr, "row-gains", &Config::row_gains, 0, 1, nullptr,
+         "liona, lionar (per row): 1 adds a learnable gain per controlled row (W = gain * direction)"},
+        {nullptr, "metrics-every", &Config::metrics_every, 0, 1e9, nullptr,
+         "measure the update size per tensor every N steps (log records of type metrics); 0: off"},
+        {nullptr, "metrics-rrc", &Config::metrics_rrc, 0, 1, nullptr,
+         "with --metrics-every: 1 also measures each linear layer's relative representation change"},
         {"-v", "val-every", &Config::val_every, 0, 1e9, nullptr, "validate every N steps and at the end; 0: only at the end"},
         {"-m", "val-batches", &Config::val_batches, 1, 1e9, nullptr, "batches per validation"},
         {"-s", "sample-every", &Config::sample_every, 0, 1e9, nullptr, "print a text sample every N steps; 0: never"},
@@ -155,6 +193,7 @@ void set_from_text(const Option& o, const std::string& text, const std::string& 
         if (!is_valid_utf8(text)) fail("%s: the value is not valid UTF-8 (config.json could not record it)", where.c_str());
         if (o.choices && !is_one_of(text, o.choices))
             fail("%s: expected one of %s, got '%s'", where.c_str(), o.choices, text.c_str());
+        if (o.valid && !o.valid(text)) fail("%s: expected %s, got '%s'", where.c_str(), o.expected, text.c_str());
         c.*(*s) = text;
         return;
     }
@@ -173,8 +212,10 @@ void set_from_text(const Option& o, const std::string& text, const std::string& 
 
 void set_from_json(const Option& o, const nlohmann::json& value, const std::string& where, Config& c) {
     if (std::holds_alternative<std::string Config::*>(o.field)) {
-        if (!value.is_string()) fail("%s: expected a string, got %s", where.c_str(), value.dump().c_str());
-        set_from_text(o, value.get<std::string>(), where, c);
+        // An integer is taken as its decimal text, so that {"warmup": 700} reads as -u 700 does.
+        if (!value.is_string() && !value.is_number_integer())
+            fail("%s: expected a string, got %s", where.c_str(), value.dump().c_str());
+        set_from_text(o, value.is_string() ? value.get<std::string>() : value.dump(), where, c);
         return;
     }
     const bool is_float = std::holds_alternative<float Config::*>(o.field);
@@ -208,36 +249,56 @@ void apply_json_config(const nlohmann::json& object, const std::string& source, 
     }
 }
 
-void load_json_config_file(const std::string& path, Config& c) {
+namespace {
+
+nlohmann::json read_json_config_file(const std::string& path) {
     std::ifstream in(path);
     if (!in) fail("--config %s: cannot open the file", path.c_str());
-    nlohmann::json object;
     try {
-        object = nlohmann::json::parse(in);
+        return nlohmann::json::parse(in);
     } catch (const nlohmann::json::parse_error& e) {
         fail("%s: malformed JSON at byte %zu: %s", path.c_str(), size_t(e.byte), e.what());
     } catch (const nlohmann::json::exception& e) {  // e.g. a number beyond double's range
         fail("%s: malformed JSON: %s", path.c_str(), e.what());
     }
+}
+
+// A recipe's options go first, so that the config file and the flags override them.
+void apply_recipe(const std::string& name, const std::string& where, Config& c) {
+    if (name.empty()) return;
+    const nlohmann::json* recipe = find_recipe(name);
+    if (!recipe) fail("%s: unknown recipe '%s' (available: %s)", where.c_str(), name.c_str(), recipe_names().c_str());
+    apply_json_config(*recipe, "--recipe " + name, c);
+    c.recipe = name;
+}
+
+std::string recipe_in(const nlohmann::json& object) {
+    return object.is_object() && object.contains("recipe") && object["recipe"].is_string() ? object["recipe"].get<std::string>() : "";
+}
+
+}  // namespace
+
+void load_json_config_file(const std::string& path, Config& c) {
+    const nlohmann::json object = read_json_config_file(path);
+    apply_recipe(recipe_in(object), path + ": recipe", c);
     apply_json_config(object, path, c);
     c.config_file = path;
 }
 
+// Order of precedence, lowest first: defaults, the recipe (--recipe, else the config file's), the config
+// file (--config), the other flags in the order given.
 ParseOutcome parse_command_line(int argc, const char* const* argv, Config& c) {
+    struct Given {
+        const Option* option;
+        std::string value;
+    };
+    std::vector<Given> given;
     for (int i = 1; i < argc; ++i) {
-        const std::string arg = argv[i];
+        std::string arg = argv[i], value;
         if (arg == "--help") {
             std::fputs(help_text().c_str(), stdout);
             return ParseOutcome::help_shown;
         }
-        if (arg.rfind("--config=", 0) == 0) load_json_config_file(arg.substr(9), c);
-        if (arg == "--config") {
-            if (i + 1 >= argc) fail("--config: expected a JSON file after the flag");
-            load_json_config_file(argv[i + 1], c);
-        }
-    }
-    for (int i = 1; i < argc; ++i) {
-        std::string arg = argv[i], value;
         bool has_inline_value = false;
         if (arg.rfind("--", 0) == 0 && arg.find('=') != std::string::npos) {
             value = arg.substr(arg.find('=') + 1);
@@ -250,9 +311,23 @@ ParseOutcome parse_command_line(int argc, const char* const* argv, Config& c) {
             if (i + 1 >= argc) fail("%s: expected a value after the flag", flag_names(*o).c_str());
             value = argv[++i];
         }
-        if (std::string(o->long_name) == "config") continue;  // applied above
-        set_from_text(*o, value, flag_names(*o), c);
+        given.push_back({o, value});
     }
+    std::string config_path, recipe;
+    for (const Given& g : given) {
+        if (std::string(g.option->long_name) == "config") config_path = g.value;
+        if (std::string(g.option->long_name) == "recipe") recipe = g.value;
+    }
+    nlohmann::json file_options;
+    if (!config_path.empty()) file_options = read_json_config_file(config_path);
+    if (recipe.empty()) apply_recipe(recipe_in(file_options), config_path + ": recipe", c);
+    else apply_recipe(recipe, "--recipe", c);
+    if (!config_path.empty()) {
+        apply_json_config(file_options, config_path, c);
+        c.config_file = config_path;
+    }
+    for (const Given& g : given)
+        if (std::string(g.option->long_name) != "config") set_from_text(*g.option, g.value, flag_names(*g.option), c);
     return ParseOutcome::run;
 }
 
@@ -276,6 +351,7 @@ std::string help_text() {
         s += format("%-30s %s%s [default %s]\n", names.c_str(), o.help, choices.c_str(), def.c_str());
     }
     s += format("%-30s %s\n", "       --help", "this text");
+    s += "\n" + recipes_help();
     return s;
 }
 

@@ -13,7 +13,7 @@
 namespace coldstart {
 
 static constexpr int32_t kStateMagic = 20261125;
-static constexpr int32_t kStateVersion = 2;
+static constexpr int32_t kStateVersion = 3;  // 3: the optimizer state as named buffers
 
 CheckpointFiles checkpoint_files(const std::string& dir, int64_t step, int rank) {
     const long long s = step;
@@ -41,7 +41,7 @@ void write_checkpoint(const std::string& dir, const GPT2Config& config, const fl
         header[4] = int32_t(meta.size());
         f.write_all(header.data(), kLlmcHeaderBytes);
         f.write_all(meta.data(), meta.size());
-        optimizer.save_state(f);
+        save_optimizer_state(optimizer, f);
         if (master_weights) f.write_all(params, ParamLayout(config).total * sizeof(float));
         crash_point("state-written", state.step);
     });
@@ -109,12 +109,15 @@ TrainingState read_state_file(const std::string& path, size_t num_params, Optimi
     }
     if (params_in_run != int64_t(num_params))
         fail("%s: holds state for %lld parameters, the model has %zu", path.c_str(), (long long)params_in_run, num_params);
-    optimizer.load_state(f);
+    load_optimizer_state(optimizer, f);
     master_params.clear();
     if (header[3] == 1) {
         master_params.resize(num_params);
         f.read_exact(master_params.data(), num_params * sizeof(float), "the fp32 master weights");
     }
+    if (f.position() != file_size)
+        fail("%s: %zu bytes follow the end of the state (the optimizer's state of another optimizer or option set?)",
+             path.c_str(), file_size - f.position());
     return state;
 }
 

@@ -5,10 +5,10 @@
 // Each file is written to a temporary name, flushed to disk and renamed, so a crash at any moment leaves
 // every earlier complete checkpoint intact, and -y resumes from the newest complete one.
 //
-// State file: a header of 256 int32 ([0] = 20261125 magic, [1] = 2 version, [2] = world size,
+// State file: a header of 256 int32 ([0] = 20261125 magic, [1] = 3 version, [2] = world size,
 // [3] = 1 if fp32 master weights follow the optimizer state, [4] = bytes of the JSON block), then a JSON
 // object with everything small (step, the data loader's position, the random state, the batch shape the
-// position refers to, the outlier detectors, the log's length), then the optimizer's own state, then
+// position refers to, the outlier detectors, the log's length), then the optimizer's state (named buffers: optim/optimizer.h), then
 // (when the model file is bf16) the fp32 parameters, so that a resumed run continues bit for bit.
 #pragma once
 

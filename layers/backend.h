@@ -10,6 +10,7 @@
 
 #include "layers/gpt2_config.h"
 #include "optim/optimizer.h"
+#include "optim/update_metrics.h"
 
 namespace coldstart {
 
@@ -25,7 +26,9 @@ public:
     virtual float forward_backward(const int* inputs, const int* targets, float loss_scale) = 0;
     virtual float evaluate(const int* inputs, const int* targets) = 0;  // mean loss, no gradient
     virtual float grad_norm() = 0;                                      // global l2 norm of the gradient
-    virtual void optimizer_step(const StepContext& ctx) = 0;
+    // The update. With a measurement (a measured step of --metrics-every), also fills measure->tensors
+    // and, if measure->with_rrc, measure->rrc from the last micro-batch's activations.
+    virtual void optimizer_step(const StepContext& ctx, StepMeasurement* measure = nullptr) = 0;
 
     // Next-token probabilities (V) after the sequence tokens[0..n), for sampling.
     virtual void next_token_probs(const int* tokens, int n, std::vector<float>& probs) = 0;

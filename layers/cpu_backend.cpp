@@ -14,7 +14,8 @@ namespace {
 class CpuBackend : public Backend {
 public:
     CpuBackend(const GPT2Config& config, int B, int T, const OptimizerConfig& opt)
-        : model_(config, B, T), B_(B), T_(T), optimizer_(make_cpu_optimizer(opt, parameter_tensors(config))) {}
+        : model_(config, B, T), B_(B), T_(T), tensors_(parameter_tensors(config)),
+          optimizer_(make_cpu_optimizer(opt, tensors_)) {}
 
     std::string device_name() const override { return "cpu"; }
     const GPT2Config& config() const override { return model_.config(); }
@@ -33,8 +34,25 @@ public:
         return float(std::sqrt(sum_of_squares(model_.grads().data(), model_.grads().size())));
     }
 
-    void optimizer_step(const StepContext& ctx) override {
-        optimizer_->step(model_.params().data(), model_.grads().data(), ctx);
+    void optimizer_step(const StepContext& ctx, StepMeasurement* measure) override {
+        float* params = model_.params().data();
+        if (!measure) {
+            optimizer_->step(params, model_.grads().data(), ctx);
+            return;
+        }
+        measure->tensors.assign(tensors_.size(), TensorStepSums{});
+        measure->rrc.clear();
+        if (measure->with_rrc) {  // ||W_t X|| needs the weights before the step
+            for (size_t k = 0; k < tensors_.size(); ++k)
+                if (is_linear_layer(tensors_[k].kind))
+                    measure->rrc.push_back({k, 0.0, model_.linear_output_sq(tensors_[k].kind, tensors_[k].layer, params + tensors_[k].offset)});
+            update_.resize(model_.params().size());
+        }
+        optimizer_->step(params, model_.grads().data(), ctx, {measure->tensors.data(), measure->with_rrc ? update_.data() : nullptr});
+        for (RrcSums& r : measure->rrc) {
+            const TensorSlice& t = tensors_[r.tensor];
+            r.change_sq = model_.linear_output_sq(t.kind, t.layer, update_.data() + t.offset);
+        }
     }
 
     void next_token_probs(const int* tokens, int n, std::vector<float>& probs) override {
@@ -57,7 +75,9 @@ public:
 private:
     Gpt2Cpu model_;
     int B_, T_;
+    std::vector<TensorSlice> tensors_;
     std::unique_ptr<Optimizer> optimizer_;
+    std::vector<float> update_;  // (params) W_{t+1} - W_t of a measured step, for the RRC
 };
 
 }  // namespace

@@ -32,6 +32,7 @@
 #include "layers/cuda/matmul.cuh"
 #include "optim/cuda/adamw.cuh"
 #include "optim/cuda/grad_norm.cuh"
+#include "optim/update_metrics.h"
 
 namespace coldstart {
 
@@ -65,7 +66,7 @@ template <typename T>
 class CudaBackendImpl final : public CudaBackend {
 public:
     CudaBackendImpl(const GPT2Config& config, int B, int T_, const OptimizerConfig& opt, const CudaOptions& options)
-        : config_(config), layout_(config), B_(B), T_(T_), options_(options) {
+        : config_(config), layout_(config), tensors_(parameter_tensors(config)), B_(B), T_(T_), options_(options) {
         validate_config(config, "model");
         if (T_ > config.max_seq_len)
             fail("sequence length %d exceeds the model's maximum sequence length %d", T_, config.max_seq_len);
@@ -128,7 +129,7 @@ public:
         h_losses_ = reinterpret_cast<float*>(h_buckets_ + 3 * BT + 1);
         h_norm_ = reinterpret_cast<double*>((reinterpret_cast<uintptr_t>(h_losses_ + BT) + 7) / 8 * 8);
         h_row_ = reinterpret_cast<T*>(h_norm_ + 1);
-        optimizer_ = make_cuda_optimizer(opt, parameter_tensors(config), stream_);
+        optimizer_ = make_cuda_optimizer(opt, tensors_, stream_);
         CUDA_CHECK(cudaMemsetAsync(grads_, 0, grad_bytes, stream_));
         CUDA_CHECK(cudaStreamSynchronize(stream_));
         std::fputs(plan_.c_str(), stdout);
@@ -171,11 +172,21 @@ public:
         return float(std::sqrt(*h_norm_));
     }
 
-    void optimizer_step(const StepContext& ctx) override {
+    // A measured step (--metrics-every) gets the per-tensor sums; the RRC is not measured here (the
+    // trainer refuses --metrics-rrc 1 on the GPU before training starts).
+    void optimizer_step(const StepContext& ctx, StepMeasurement* measure) override {
         const NvtxRange range("optimizer");
+        if (measure && measure->with_rrc)
+            fail("--metrics-rrc 1: the CUDA backend does not measure the relative representation change yet; use --metrics-rrc 0");
         // From pageable memory: the call returns only once the value is staged, so ctx may go away.
         CUDA_CHECK(cudaMemcpyAsync(optimizer_->grad_scale_device(), &ctx.grad_scale, sizeof(float), cudaMemcpyHostToDevice, stream_));
-        optimizer_->step(master_, grads_, ctx);
+        StepOutputs out;
+        if (measure) {
+            measure->tensors.assign(tensors_.size(), TensorStepSums{});
+            measure->rrc.clear();
+            out.sums = measure->tensors.data();
+        }
+        optimizer_->step(master_, grads_, ctx, out);
         if constexpr (sizeof(T) != sizeof(float)) convert_floats(params_, master_, layout_.total, stream_);
     }
 
@@ -458,6 +469,7 @@ private:
 
     GPT2Config config_;
     ParamLayout layout_;
+    std::vector<TensorSlice> tensors_;
     int B_, T_;
     CudaOptions options_;
     std::string device_name_, plan_;

@@ -11,6 +11,7 @@
 #include "layers/layernorm.h"
 #include "layers/matmul.h"
 #include "layers/residual.h"
+#include "optim/grad_norm.h"
 
 namespace coldstart {
 
@@ -133,6 +134,28 @@ float Gpt2Cpu::forward(const int* tokens, const int* targets, int B, int T, floa
     double sum = 0;  // in double, in order: the mean loss does not depend on the thread count
     for (size_t i = 0; i < BT; ++i) sum += acts_.losses[i];
     return float(sum / double(BT));
+}
+
+LinearInput Gpt2Cpu::linear_input(ParamTensor kind, int layer) const {
+    if (tokens_.empty()) fail("the inputs of a linear layer exist only after a forward pass");
+    const size_t C = config_.channels, BTC = size_t(B_) * size_t(T_) * C, l = layer > 0 ? size_t(layer) : 0;
+    const int c = int(C);
+    switch (kind) {
+        case QKVW: return {acts_.ln1 + l * BTC, c, 3 * c};
+        case ATTPROJW: return {acts_.atty + l * BTC, c, c};
+        case FCW: return {acts_.ln2 + l * BTC, c, 4 * c};
+        case FCPROJW: return {acts_.fch_gelu + l * BTC * 4, 4 * c, c};
+        case WTE: return {acts_.lnf, c, config_.padded_vocab_size};  // the tied lm head
+        default: fail("%s is not the weight of a linear layer", kParamTensorNames[kind]);
+    }
+}
+
+double Gpt2Cpu::linear_output_sq(ParamTensor kind, int layer, const float* weight) {
+    const LinearInput x = linear_input(kind, layer);
+    const size_t BT = size_t(B_) * size_t(T_);
+    linear_out_.resize(BT * size_t(x.out_features));
+    matmul_forward(linear_out_.data(), x.inputs, weight, nullptr, BT, x.in_features, x.out_features);
+    return sum_of_squares(linear_out_.data(), linear_out_.size());
 }
 
 void Gpt2Cpu::zero_grad() { std::fill(grads_.begin(), grads_.end(), 0.0f); }

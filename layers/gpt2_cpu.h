@@ -8,6 +8,12 @@
 
 namespace coldstart {
 
+// The inputs of one linear layer in the last forward pass: (B*T, in_features) rows of tokens.
+struct LinearInput {
+    const float* inputs;
+    int in_features, out_features;
+};
+
 class Gpt2Cpu {
 public:
     // Allocates parameters, gradients and activations for micro-batches up to B x T (T <= maxT).
@@ -27,6 +33,13 @@ public:
     void zero_grad();
 
     const float* probs() const { return acts_.logits; }  // (B,T,Vp) after forward
+
+    // The inputs X of the linear layer whose weight is `kind` (is_linear_layer) in `layer` (ignored for
+    // wte, the lm head), from the last forward pass; and ||X W^T||^2 for a matrix `weight` of the layer's
+    // weight's shape (the weight itself, or its update).
+    LinearInput linear_input(ParamTensor kind, int layer) const;
+    double linear_output_sq(ParamTensor kind, int layer, const float* weight);
+    int batch_tokens() const { return B_ * T_; }  // rows of the last forward pass
 
 private:
     struct Activations {  // pointers into one allocation; layer-stacked buffers are (L, B, T, ...)
@@ -69,6 +82,7 @@ private:
     std::vector<float> act_memory_, grad_scratch_memory_;
     std::vector<int> targets_;  // (B,T) of the last forward
     std::vector<int> tokens_;   // (B,T) of the last forward
+    std::vector<float> linear_out_;  // (B,T,max(4C,Vp)) scratch of linear_output_sq, allocated on first use
     Activations acts_{};
     GradScratch gs_{};
     int B_ = 0, T_ = 0;

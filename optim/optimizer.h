@@ -1,9 +1,14 @@
 // The optimizer interface: one step over the flat parameter buffer, tensor by tensor.
 //
-// Each optimizer (AdamW and, later, its variants, Lion, LionA, LionAR) implements this once for the CPU
-// reference and once as CUDA kernels; the training loop only ever sees this interface, so swapping the
-// optimizer is a flag. Tensors are described by parameter_tensors(): which take weight decay (matrices),
-// and their row structure for per-row methods.
+// Each optimizer (AdamW and its variant without momentum bias correction, Lion, LionA, LionAR; the
+// formulas are in ../shared/docs/METHODS.md section 3) implements this once for the CPU reference and
+// once as CUDA kernels; the training loop only ever sees this interface, so swapping the optimizer is a
+// flag. Tensors come from parameter_tensors() (which are matrices, their rows) and tensor_roles() below
+// (which take weight decay, which are under angular control).
+//
+// A measured step (--metrics-every) also asks the step for the sums the update-size metrics are made of
+// (TensorStepSums): the optimizer reads W, g and its momentum and writes the update anyway, so it emits
+// them as it goes instead of a second pass over the weights.
 #pragma once
 
 #include <cstdint>
@@ -17,31 +22,103 @@ namespace coldstart {
 
 class File;
 
+enum class InverseBiasCorrection { none, step, snr };  // LionAR readings: none, (i) and (ii) of METHODS.md
+enum class ControlScope { rows, tensor };               // LionA/LionAR: per row (neuron) or per tensor
+enum class AngleNorm { strict, smoothed };              // divide the update by its norm, or by an EMA of it
+enum class TargetAngle { lr, equilibrium };             // angle per step = lr, or Lion's equilibrium angle
+enum class SnrEstimator { alignment, norm_ratio };      // LionAR's estimate of the gradient's signal fraction
+
 struct OptimizerConfig {
-    std::string name = "adamw";
-    float beta1 = 0.9f;
-    float beta2 = 0.95f;
-    float eps = 1e-8f;
-    float weight_decay = 0.0f;  // decoupled; applied to matrices (2-D tensors) only
+    std::string name = "adamw";  // adamw | lion | liona | lionar
+    float beta1 = 0.9f;          // adamw: first moment; lion family: interpolation of the update direction
+    float beta2 = 0.95f;         // adamw: second moment; lion family: the momentum's EMA factor
+    float eps = 1e-8f;           // adamw
+    float weight_decay = 0.0f;   // decoupled; on matrices only, never on controlled tensors
+    bool bias_correction = true; // adamw: divide the first moment by 1 - beta1^t
+    InverseBiasCorrection inverse_bias_correction = InverseBiasCorrection::none;
+    ControlScope control = ControlScope::rows;
+    bool control_embeddings = false;  // also control wte and wpe (else they take plain Lion steps)
+    bool center = false;              // centre controlled rows at the start and each update after
+    AngleNorm angle_norm = AngleNorm::strict;
+    float norm_ema = 0.9f;            // rho of the smoothed normalisation
+    TargetAngle target_angle = TargetAngle::lr;
+    SnrEstimator snr_estimator = SnrEstimator::alignment;
+    float k_min = 0.1f;               // LionAR: the smallest step scale
+    float snr_ema = 0.9f;             // LionAR: EMA factor of the signal-fraction estimate
+    bool row_gains = false;           // LionA/LionAR: a learnable gain per controlled row
+
+    bool is_lion_family() const { return name == "lion" || name == "liona" || name == "lionar"; }
+    bool is_angular() const { return name == "liona" || name == "lionar"; }
+    // The EMA factor of the momentum m (the one whose bias correction is 1 - b^t).
+    float momentum_beta() const { return name == "adamw" ? beta1 : beta2; }
 };
 
+// How one tensor is stepped: plainly (the base optimizer's elementwise update, with weight decay when
+// `decay`), or under angular control (LionA/LionAR: norm held, turned by the target angle).
+struct TensorRole {
+    bool decay;       // takes decoupled weight decay
+    bool controlled;  // under angular control
+};
+std::vector<TensorRole> tensor_roles(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors);
+// The startup table: the optimizer's settings and, per kind of tensor, its shape, count and step.
+std::string describe_optimizer(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors);
+
 struct StepContext {
-    float lr;          // the scheduled learning rate of this step
+    float lr;          // the scheduled learning rate; for LionA/LionAR the basis of the target angle
     float grad_scale;  // multiplies every gradient before use (gradient clipping)
-    int64_t t;         // 1-based step count, for bias corrections
+    int64_t t;         // 1-based count of updates taken, for bias corrections
+};
+
+// Per tensor, what one step produces beside the update, in double. W = W_t (before), d = W_{t+1} - W_t
+// as stored (the difference of the two fp32 values), g = the gradient after clipping, m = momentum.
+// optim/update_metrics.h turns these into the logged measures.
+struct TensorStepSums {
+    double w_sq = 0;          // ||W||^2
+    double d_sq = 0;          // ||d||^2
+    double w_dot_d = 0;       // <W, d>
+    double g_sq = 0;          // ||g||^2
+    double g_dot_mprev = 0;   // <g, m_{t-1}>
+    double mprev_sq = 0;      // ||m_{t-1}||^2
+    double m_sq = 0;          // ||m_t||^2
+    double row_angle_sq = 0;  // matrices: sum over rows with ||w_r|| > 0 of angle(w_r, w_r + d_r)^2
+    double rows = 0;          // the number of rows in that sum
+    double snr_scale = 1;     // LionAR: the step scale k_t of this tensor (1 for the others)
+};
+
+// What a measured step asks for besides the update; null members are not computed.
+struct StepOutputs {
+    TensorStepSums* sums = nullptr;  // (number of tensors)
+    float* update = nullptr;         // (ParamLayout.total) receives W_{t+1} - W_t
+};
+
+// One buffer of an optimizer's state (moments, row norms, EMAs), as checkpoints store it.
+struct StateBuffer {
+    std::string name;
+    size_t count;  // fp32 values
 };
 
 class Optimizer {
 public:
     virtual ~Optimizer() = default;
-    virtual const char* name() const = 0;
+    virtual const OptimizerConfig& config() const = 0;
     // params, grads: (ParamLayout.total) flat buffers in the memory of the backend that owns them.
-    virtual void step(float* params, const float* grads, const StepContext& ctx) = 0;
-    // The optimizer's own state (moments, ...), for checkpoints. The reader checks sizes and names
-    // the file on mismatch.
-    virtual void save_state(File& f) const = 0;
-    virtual void load_state(File& f) = 0;
+    virtual void step(float* params, const float* grads, const StepContext& ctx, const StepOutputs& out = {}) = 0;
+
+    // The state, as named fp32 buffers in a fixed order, copied to and from host memory. The CPU and
+    // CUDA versions of an optimizer have the same layout, so a checkpoint resumes on either.
+    virtual std::vector<StateBuffer> state_layout() const = 0;
+    virtual void read_state(size_t index, float* host) const = 0;   // (state_layout()[index].count)
+    virtual void write_state(size_t index, const float* host) = 0;  // (state_layout()[index].count)
 };
+
+// Checkpoint I/O of any optimizer's state: each buffer as its name, its count and its values. The
+// reader names the file, the buffer and both sizes on any mismatch.
+void save_optimizer_state(const Optimizer& optimizer, File& f);
+void load_optimizer_state(Optimizer& optimizer, File& f);
+
+// Checks a configuration for contradictions (e.g. the equilibrium angle without weight decay) with
+// messages that name the flags; peak_lr is the schedule's largest learning rate.
+void validate_optimizer_config(const OptimizerConfig& config, float peak_lr);
 
 // The CPU reference implementation of the optimizer named in config.name.
 std::unique_ptr<Optimizer> make_cpu_optimizer(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors);

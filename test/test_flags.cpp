@@ -7,9 +7,11 @@
 
 #include "common/error.h"
 #include "config/flags.h"
+#include "config/resolve.h"
 #include "test/test_util.h"
 
 using namespace coldstart;
+using test_util::error_of;
 
 namespace {
 
@@ -44,7 +46,7 @@ TEST_CASE("flags: llm.c short flags and long names set the same fields") {
                             "-m", "3", "-s", "7", "-g", "16", "-n", "50"});
     const Config b = parse({"--train-data", "tr*.bin", "--val-data=va*.bin", "--init", "d4", "--output-dir", "out",
                             "--batch-size", "8", "--seq-len", "64", "--total-batch-tokens", "1024", "--max-steps", "100",
-                            "--lr", "1e-3", "--warmup-steps", "10", "--final-lr-frac", "0.1", "--weight-decay", "0.1",
+                            "--lr", "1e-3", "--warmup", "10", "--final-lr-frac", "0.1", "--weight-decay", "0.1",
                             "--schedule", "linear", "--val-every", "5", "--val-batches", "3", "--sample-every", "7",
                             "--gen-tokens", "16", "--checkpoint-every", "50"});
     CHECK(config_to_json(a) == config_to_json(b));
@@ -149,4 +151,91 @@ TEST_CASE("flags: --config=FILE works, floats round-trip exactly, non-UTF-8 valu
     CHECK(config_to_json(c)["final-lr-frac"].dump() == "0.3");  // and the shortest text that does so
     CHECK(parse_error({"-i", "caf\xe9.bin"}) == "-i/--train-data: the value is not valid UTF-8 (config.json could not record it)");
     CHECK(parse({"-i", "caf\xc3\xa9.bin"}).train_data == "caf\xc3\xa9.bin");
+}
+
+TEST_CASE("flags: recipes preset the optimizer and schedule; the config file and flags override them") {
+    const Config lionar = parse({"--recipe", "paper-lionar"});
+    CHECK(lionar.recipe == "paper-lionar");
+    CHECK(lionar.optimizer == "lionar");
+    CHECK(lionar.beta2 == doctest::Approx(0.98));
+    CHECK(lionar.nesterov == 1);
+    CHECK(lionar.inverse_bias_correction == "step");
+    CHECK(lionar.warmup == "0");
+    CHECK(lionar.schedule == "trapezoid");
+    CHECK(lionar.cooldown_frac == doctest::Approx(0.5));
+    CHECK(lionar.final_lr_frac == 0.0f);
+    CHECK(lionar.weight_decay == doctest::Approx(0.1));
+    const Config adamw = parse({"--recipe", "paper-adamw"});
+    CHECK(adamw.optimizer == "adamw");
+    CHECK(adamw.warmup == "5%");
+    CHECK(adamw.bias_correction == 1);
+    CHECK(parse({"--recipe", "paper-adamw-nobc"}).bias_correction == 0);
+    // A flag wins over the recipe wherever it stands.
+    CHECK(parse({"--recipe", "paper-adamw", "-u", "2%"}).warmup == "2%");
+    CHECK(parse({"-u", "2%", "--recipe", "paper-adamw"}).warmup == "2%");
+    // A config file's recipe is applied before the file's other options; a --recipe flag replaces it.
+    test_util::TempDir dir;
+    write_text(dir / "c.json", R"({"recipe": "paper-liona", "weight-decay": 0.3})");
+    const Config from_file = parse({"--config", dir / "c.json"});
+    CHECK(from_file.optimizer == "liona");
+    CHECK(from_file.weight_decay == doctest::Approx(0.3));
+    CHECK(parse({"--config", dir / "c.json", "--recipe", "paper-adamw"}).optimizer == "adamw");
+    CHECK(parse_error({"--recipe", "nope"}).find("--recipe: unknown recipe 'nope' (available: paper-adamw, ") == 0);
+    // The written config.json repeats a recipe run exactly.
+    write_text(dir / "final.json", config_to_json(lionar).dump());
+    CHECK(config_to_json(parse({"--config", dir / "final.json"})) == config_to_json(lionar));
+    CHECK(help_text().find("paper-lionar ") != std::string::npos);
+}
+
+TEST_CASE("flags: -u takes warmup steps or a percentage of the run's steps") {
+    for (const char* ok : {"0", "700", "5%", "2.5%", "100%", "0%"}) CHECK_MESSAGE(is_warmup_text(ok), ok);
+    for (const char* bad : {"", "%", "5%%", "-3", "1e3", "101%", "abc", "5 %", ".%", "1.5"}) CHECK_MESSAGE(!is_warmup_text(bad), bad);
+    CHECK(warmup_steps("5%", 200) == 10);
+    CHECK(warmup_steps("2.5%", 200) == 5);
+    CHECK(warmup_steps("700", 1000) == 700);
+    CHECK(warmup_steps("0%", 1000) == 0);
+    CHECK(parse({"-u", "20%"}).warmup == "20%");
+    CHECK(parse_error({"-u", "5 %"}) == "-u/--warmup: expected steps (700) or a percentage of the run's steps (5%), got '5 %'");
+    test_util::TempDir dir;
+    write_text(dir / "c.json", R"({"warmup": 700})");
+    CHECK(parse({"--config", dir / "c.json"}).warmup == "700");
+}
+
+TEST_CASE("flags: optimizer defaults resolve per optimizer; --nesterov sets beta1 = beta2^2; contradictions are named") {
+    auto resolved = [](std::vector<std::string> args) {
+        Config c = parse(std::move(args));
+        resolve_optimizer_defaults(c);
+        return c;
+    };
+    const Config adamw = resolved({});
+    CHECK(adamw.beta1 == 0.9f);
+    CHECK(adamw.beta2 == 0.95f);
+    const Config lion = resolved({"--optimizer", "lion"});
+    CHECK(lion.beta1 == 0.9f);
+    CHECK(lion.beta2 == 0.99f);
+    const Config nesterov = resolved({"--optimizer", "lionar", "--beta2", "0.98", "--nesterov", "1"});
+    CHECK(nesterov.beta1 == 0.98f * 0.98f);
+    // Resolved values are what config.json records; reading it back resolves to the same options.
+    Config again = parse({});
+    apply_json_config(nlohmann::json::parse(config_to_json(nesterov).dump()), "config.json", again);
+    resolve_optimizer_defaults(again);
+    CHECK(config_to_json(again) == config_to_json(nesterov));
+    CHECK(error_of([&] { resolved({"--optimizer", "lion", "--nesterov", "1", "--beta1", "0.9"}); }) ==
+          "--nesterov 1 sets beta1 = beta2^2 = 0.9801; --beta1 0.9 contradicts it (leave --beta1 out)");
+    CHECK(error_of([&] { resolved({"--nesterov", "1"}); }) ==
+          "--nesterov 1 applies to the lion family (lion, liona, lionar), not to --optimizer adamw");
+
+    auto invalid = [&](std::vector<std::string> args, float peak_lr = 1e-3f) {
+        return error_of([&] { validate_optimizer_config(optimizer_config(resolved(std::move(args))), peak_lr); });
+    };
+    CHECK(invalid({"--optimizer", "liona"}) == "(no error)");
+    CHECK(invalid({"--optimizer", "liona", "--target-angle", "equilibrium"}) ==
+          "--target-angle equilibrium: Lion's equilibrium angle needs a weight decay above 0 (-c)");
+    CHECK(invalid({"--optimizer", "lionar", "--inverse-bias-correction", "snr"}).find("--inverse-bias-correction snr corrects") == 0);
+    CHECK(invalid({"--optimizer", "lionar", "--inverse-bias-correction", "snr", "--snr-estimator", "norm-ratio"}) == "(no error)");
+    CHECK(invalid({"--inverse-bias-correction", "step"}) ==
+          "--inverse-bias-correction applies to lion, liona and lionar (this run: --optimizer adamw)");
+    CHECK(invalid({"--optimizer", "liona", "--row-gains", "1", "--control", "tensor"}).find("--row-gains 1 needs per-row") == 0);
+    CHECK(invalid({"--optimizer", "liona"}, 2.0f).find("-l 2: liona turns each controlled row by 2 radians per step") == 0);
+    CHECK(parse_error({"--optimizer", "sgd"}) == "--optimizer: expected one of adamw|lion|liona|lionar, got 'sgd'");
 }

@@ -26,33 +26,6 @@ namespace {
 
 constexpr double kTolerance = 1e-5;
 
-GPT2Config small_config() {
-    GPT2Config c;
-    c.max_seq_len = 16;
-    c.vocab_size = 97;  // awkward on purpose: not a multiple of anything
-    c.padded_vocab_size = 128;
-    c.num_layers = 2;
-    c.num_heads = 3;
-    c.channels = 24;
-    return c;
-}
-
-// Every parameter random (gains around 1, non-zero biases) so that no term of the model hides behind a
-// zero or a one; padded vocabulary rows stay zero as in a real model file.
-std::vector<float> random_params(const GPT2Config& c, uint64_t seed) {
-    const ParamLayout layout(c);
-    std::vector<float> p(layout.total);
-    Rng rng(seed);
-    for (int k = 0; k < NUM_PARAM_TENSORS; ++k) {
-        const bool gain = k == LN1W || k == LN2W || k == LNFW;
-        const bool bias = k == LN1B || k == LN2B || k == LNFB || k == QKVB || k == ATTPROJB || k == FCB || k == FCPROJB;
-        for (size_t i = 0; i < layout.sizes[k]; ++i)
-            p[layout.offsets[k] + i] = gain ? 1.0f + 0.2f * rng.normal() : (bias ? 0.1f : 0.2f) * rng.normal();
-    }
-    for (size_t i = size_t(c.vocab_size) * c.channels; i < size_t(c.padded_vocab_size) * c.channels; ++i) p[i] = 0.0f;
-    return p;
-}
-
 // The key-bias elements of qkvb (L, 3C) (which = true), or the query and value biases (false).
 std::vector<float> key_bias_part(const float* qkvb, const GPT2Config& c, bool key) {
     std::vector<float> out;
@@ -92,11 +65,11 @@ void write_batches(const std::string& path, const Batches& b) {
 }  // namespace
 
 TEST_CASE("model vs pytorch: logits, loss, 16 gradients and 10 AdamW steps") {
-    const GPT2Config c = small_config();
+    const GPT2Config c = test_util::small_model_config();
     const ParamLayout layout(c);
     const int B = 2, T = 11, steps = 10;
     const float lr = 1e-2f, weight_decay = 0.1f, clip = 1.0f;
-    const std::vector<float> params = random_params(c, 1234);
+    const std::vector<float> params = test_util::random_model_params(c, 1234);
     const Batches batches = random_batches(steps, B, T, c.vocab_size, 99);
 
     test_util::TempDir dir;

@@ -135,3 +135,30 @@ TEST_CASE("robustness: a full disk or a read-only folder is reported with the pa
         MESSAGE("read-only folder case not run: needs root and setpriv to act as an unprivileged user");
     }
 }
+
+TEST_CASE("resume: every optimizer's state (momentum, held norms, EMAs, row gains) continues bit for bit, metrics too") {
+    const std::vector<std::string> optimizers = {
+        " --optimizer lion",
+        " --optimizer liona --control tensor --center 1 --target-angle equilibrium -c 0.1",
+        " --optimizer lionar --angle-norm smoothed --row-gains 1 --snr-estimator norm-ratio --inverse-bias-correction snr",
+        " --recipe paper-lionar"};
+    test_util::TempDir dir;
+    int i = 0;
+    for (const std::string& optimizer : optimizers) {
+        CAPTURE(optimizer);
+        const std::string flags = shakespeare_flags() + " -e d1 -b 4 -t 16 -d 128 -l 1e-2 -x 16 -n 4 -v 8 -m 1 -s 0 --threads 2 "
+                                                        "--metrics-every 3" + optimizer;
+        const std::string ref = dir / format("ref%d", i), cut = dir / format("cut%d", i);
+        ++i;
+        REQUIRE(run_command(trainer() + flags + " -o " + ref).exit_code == 0);
+        REQUIRE(run_command("COLDSTART_CRASH_AT=state-written:12 " + trainer() + flags + " -o " + cut).exit_code == 137);
+        const auto resumed = run_command(trainer() + flags + " -y 1 -o " + cut);
+        REQUIRE_MESSAGE(resumed.exit_code == 0, resumed.output);
+        CHECK(resumed.output.find("(step 8)") != std::string::npos);
+        CHECK(test_util::read_bytes(cut + "/model_00000016.bin") == test_util::read_bytes(ref + "/model_00000016.bin"));
+        CHECK(losses(cut + "/log.jsonl") == losses(ref + "/log.jsonl"));
+        const auto metrics = records_of(test_util::read_jsonl(cut + "/log.jsonl"), "metrics");
+        CHECK(metrics.size() == 6);  // steps 0, 3, ..., 15
+        CHECK(metrics == records_of(test_util::read_jsonl(ref + "/log.jsonl"), "metrics"));
+    }
+}

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 
 #include "common/error.h"
+#include "common/random.h"
 
 namespace test_util {
 
@@ -65,6 +66,23 @@ double relative_error(const float* a, const float* b, size_t n) {
     }
     if (ref == 0) return diff == 0 ? 0 : INFINITY;
     return std::sqrt(diff / ref);
+}
+
+double dot(const float* a, const float* b, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; ++i) s += double(a[i]) * b[i];
+    return s;
+}
+
+double angle_between(const float* a, const float* b, size_t n) {
+    const double na = std::sqrt(dot(a, a, n)), nb = std::sqrt(dot(b, b, n));
+    double diff = 0, sum = 0;
+    for (size_t i = 0; i < n; ++i) {
+        const double x = a[i] / na, y = b[i] / nb;
+        diff += (x - y) * (x - y);
+        sum += (x + y) * (x + y);
+    }
+    return 2 * std::atan2(std::sqrt(diff), std::sqrt(sum));
 }
 
 void write_bytes(const std::string& path, const void* data, size_t n) {
@@ -123,6 +141,32 @@ std::vector<char> read_bytes(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
     REQUIRE_MESSAGE(f.good(), "cannot read " << path);
     return std::vector<char>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+coldstart::GPT2Config small_model_config() {
+    coldstart::GPT2Config c;
+    c.max_seq_len = 16;
+    c.vocab_size = 97;  // awkward on purpose: not a multiple of anything
+    c.padded_vocab_size = 128;
+    c.num_layers = 2;
+    c.num_heads = 3;
+    c.channels = 24;
+    return c;
+}
+
+std::vector<float> random_model_params(const coldstart::GPT2Config& c, uint64_t seed) {
+    using namespace coldstart;
+    const ParamLayout layout(c);
+    std::vector<float> p(layout.total);
+    Rng rng(seed);
+    for (int k = 0; k < NUM_PARAM_TENSORS; ++k) {
+        const bool gain = k == LN1W || k == LN2W || k == LNFW;
+        const bool bias = k == LN1B || k == LN2B || k == LNFB || k == QKVB || k == ATTPROJB || k == FCB || k == FCPROJB;
+        for (size_t i = 0; i < layout.sizes[k]; ++i)
+            p[layout.offsets[k] + i] = gain ? 1.0f + 0.2f * rng.normal() : (bias ? 0.1f : 0.2f) * rng.normal();
+    }
+    for (size_t i = size_t(c.vocab_size) * c.channels; i < size_t(c.padded_vocab_size) * c.channels; ++i) p[i] = 0.0f;
+    return p;
 }
 
 }  // namespace test_util

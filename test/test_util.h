@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "layers/gpt2_config.h"
+
 namespace test_util {
 
 // Path of a file under the shared data folder ($COLDSTART_DATA, default ../shared/data). Fails the
@@ -39,6 +41,12 @@ inline double relative_error(const std::vector<float>& a, const std::vector<floa
     return a.size() == b.size() ? relative_error(a.data(), b.data(), a.size()) : 1e30;
 }
 
+// <a, b> in double, and the angle between a and b in double by Kahan's formula 2 atan2(|a^ - b^|, |a^ + b^|)
+// of the unit vectors: independent of the trainer's own formula, and precise for tiny angles where
+// arccos of the cosine is not.
+double dot(const float* a, const float* b, size_t n);
+double angle_between(const float* a, const float* b, size_t n);
+
 void write_bytes(const std::string& path, const void* data, size_t n);
 
 // Writes an llm.c token shard; the header fields can be overridden to make bad files.
@@ -54,6 +62,12 @@ std::vector<nlohmann::json> read_jsonl(const std::string& path);
 std::vector<nlohmann::json> records_of(const std::vector<nlohmann::json>& log, const std::string& type);
 
 inline bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+// A small GPT-2 with awkward sizes (C=24, L=2, NH=3, maxT=16, V=97 padded to 128) for model-level tests.
+coldstart::GPT2Config small_model_config();
+// Every parameter random (gains around 1, non-zero biases) so that no term of the model hides behind a
+// zero or a one; padded vocabulary rows stay zero as in a real model file.
+std::vector<float> random_model_params(const coldstart::GPT2Config& c, uint64_t seed);
 
 // The message of the coldstart::Error that f throws, or "(no error)".
 std::string error_of(const std::function<void()>& f);

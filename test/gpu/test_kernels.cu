@@ -379,63 +379,85 @@ TEST_CASE_TEMPLATE("cuda classifier: fused softmax cross-entropy, padded vocabul
     }
 }
 
-TEST_CASE("cuda AdamW: the CPU reference's steps to 1e-7 (FMA contraction differs), weight decay on matrices only, state files interchange") {
+TEST_CASE("cuda AdamW: the CPU reference's steps to 1e-7, decay by tensor role, measured-step sums, state interchange") {
     GPT2Config c;
     c.max_seq_len = 16; c.vocab_size = 97; c.padded_vocab_size = 128; c.num_layers = 2; c.num_heads = 3; c.channels = 24;
     const std::vector<TensorSlice> tensors = parameter_tensors(c);
     const size_t P = ParamLayout(c).total;
-    const OptimizerConfig opt{"adamw", 0.9f, 0.95f, 1e-8f, 0.1f};
-    Rng rng(5);
-    Floats params = random_floats<float>(rng, P);
-    Buffer<float> d_params(P), d_grads(P);
-    d_params.upload(params);
-    AdamWCpu cpu_opt(opt, tensors);
-    auto gpu_opt = cuda::make_cuda_optimizer(opt, tensors, 0);
-    for (int t = 1; t <= 3; ++t) {
-        const Floats grads = random_floats<float>(rng, P);
-        const StepContext ctx{1e-2f * float(t), 0.7f, t};
-        d_grads.upload(grads);
-        REQUIRE(cudaMemcpy(gpu_opt->grad_scale_device(), &ctx.grad_scale, sizeof(float), cudaMemcpyHostToDevice) == cudaSuccess);
-        gpu_opt->step(d_params, d_grads, ctx);
-        cpu_opt.step(params.data(), grads.data(), ctx);
+    for (bool bias_correction : {true, false}) {
+        CAPTURE(bias_correction);
+        OptimizerConfig opt;
+        opt.weight_decay = 0.1f;
+        opt.bias_correction = bias_correction;
+        Rng rng(5);
+        Floats params = random_floats<float>(rng, P);
+        Buffer<float> d_params(P), d_grads(P);
+        d_params.upload(params);
+        AdamWCpu cpu_opt(opt, tensors);
+        auto gpu_opt = cuda::make_cuda_optimizer(opt, tensors, 0);
+        auto step_both = [&](const StepContext& ctx, const StepOutputs& cpu_out, const StepOutputs& gpu_out) {
+            const Floats grads = random_floats<float>(rng, P);
+            d_grads.upload(grads);
+            REQUIRE(cudaMemcpy(gpu_opt->grad_scale_device(), &ctx.grad_scale, sizeof(float), cudaMemcpyHostToDevice) == cudaSuccess);
+            gpu_opt->step(d_params, d_grads, ctx, gpu_out);
+            cpu_opt.step(params.data(), grads.data(), ctx, cpu_out);
+        };
+        for (int t = 1; t <= 3; ++t) step_both({1e-2f * float(t), 0.7f, t}, {}, {});
+        const Floats gpu_params = d_params.download();
+        size_t differing = 0;
+        for (size_t i = 0; i < P; ++i) differing += gpu_params[i] != params[i];
+        MESSAGE("AdamW after 3 steps: " << differing << " of " << P << " parameters differ in any bit from the CPU's");
+        CHECK(rel(gpu_params, params) < 1e-7);
+        for (const TensorSlice& t : tensors) {  // per tensor: decay where tensor_roles() says, and only there
+            const Floats a(gpu_params.begin() + long(t.offset), gpu_params.begin() + long(t.offset + t.numel));
+            const Floats b(params.begin() + long(t.offset), params.begin() + long(t.offset + t.numel));
+            CHECK_MESSAGE(rel(a, b) < 1e-7, t.name << (t.is_matrix ? " (matrix)" : " (vector)") << ": relative error " << rel(a, b));
+        }
+        // A measured step: the same per-tensor sums as the CPU optimizer's, and the update itself.
+        std::vector<TensorStepSums> cpu_sums(tensors.size()), gpu_sums(tensors.size());
+        Floats cpu_update(P), gpu_update(P);
+        step_both({1e-2f, 0.9f, 4}, {cpu_sums.data(), cpu_update.data()}, {gpu_sums.data(), gpu_update.data()});
+        // The update is the difference of two weights that may differ in their last bit (FMA
+        // contraction): against an update of ~lr = 1e-2 that is up to ~1e-5 relative, hence 1e-4.
+        CHECK(rel(gpu_update, cpu_update) < 1e-4);
+        for (size_t k = 0; k < tensors.size(); ++k) {
+            const TensorStepSums &a = gpu_sums[k], &b = cpu_sums[k];
+            const Floats got = {float(a.w_sq), float(a.d_sq), float(a.w_dot_d), float(a.g_sq), float(a.g_dot_mprev), float(a.mprev_sq),
+                                float(a.m_sq), float(a.row_angle_sq), float(a.rows)};
+            const Floats want = {float(b.w_sq), float(b.d_sq), float(b.w_dot_d), float(b.g_sq), float(b.g_dot_mprev), float(b.mprev_sq),
+                                 float(b.m_sq), float(b.row_angle_sq), float(b.rows)};
+            CHECK_MESSAGE(rel(got, want) < 1e-4, tensors[k].name << ": measured-step sums differ, relative error " << rel(got, want));
+        }
+        // The state as checkpoints store it: a file written from the GPU optimizer loads into the CPU one
+        // and back, and both then take the same step.
+        test_util::TempDir dir;
+        {
+            File f(dir / "gpu.state", "wb");
+            save_optimizer_state(*gpu_opt, f);
+            f.close();
+        }
+        AdamWCpu cpu_loaded(opt, tensors);
+        {
+            File f(dir / "gpu.state", "rb");
+            load_optimizer_state(cpu_loaded, f);
+        }
+        for (size_t b = 0; b < cpu_opt.state_layout().size(); ++b) {
+            Floats x(P), y(P);
+            cpu_opt.read_state(b, x.data());
+            cpu_loaded.read_state(b, y.data());
+            CHECK_MESSAGE(rel(y, x) < 1e-7, "state buffer " << cpu_opt.state_layout()[b].name);
+        }
+        {
+            File f(dir / "cpu.state", "wb");
+            save_optimizer_state(cpu_opt, f);
+            f.close();
+            File g(dir / "cpu.state", "rb");
+            load_optimizer_state(*gpu_opt, g);
+        }
+        d_params.upload(params);
+        step_both({1e-2f, 1.0f, 5}, {}, {});
+        CHECK(rel(d_params.download(), params) < 1e-7);
     }
-    const Floats gpu_params = d_params.download();
-    size_t differing = 0;
-    for (size_t i = 0; i < P; ++i) differing += gpu_params[i] != params[i];
-    MESSAGE("AdamW after 3 steps: " << differing << " of " << P << " parameters differ in any bit from the CPU's");
-    CHECK(rel(gpu_params, params) < 1e-7);
-    for (const TensorSlice& t : tensors) {  // per tensor: decay applied to matrices and only to them
-        const Floats a(gpu_params.begin() + long(t.offset), gpu_params.begin() + long(t.offset + t.numel));
-        const Floats b(params.begin() + long(t.offset), params.begin() + long(t.offset + t.numel));
-        CHECK_MESSAGE(rel(a, b) < 1e-7, t.name << (t.is_matrix ? " (matrix)" : " (vector)") << ": relative error " << rel(a, b));
-    }
-    // A state file written from the GPU optimizer holds what the CPU optimizer holds.
-    test_util::TempDir dir;
-    {
-        File f(dir / "gpu.state", "wb");
-        gpu_opt->save_state(f);
-        f.close();
-        File g(dir / "cpu.state", "wb");
-        cpu_opt.save_state(g);
-        g.close();
-    }
-    const std::vector<char> a = test_util::read_bytes(dir / "gpu.state"), b = test_util::read_bytes(dir / "cpu.state");
-    REQUIRE(a.size() == b.size());
-    Floats fa(a.size() / 4), fb(b.size() / 4);
-    std::memcpy(fa.data(), a.data(), a.size());
-    std::memcpy(fb.data(), b.data(), b.size());
-    CHECK(rel(fa, fb) < 1e-7);
-    // and reading it back restores the moments: one more step from the same parameters agrees again
-    File r(dir / "cpu.state", "rb");
-    gpu_opt->load_state(r);
-    d_params.upload(params);
-    const Floats grads = random_floats<float>(rng, P);
-    d_grads.upload(grads);
-    const StepContext ctx{1e-2f, 1.0f, 4};
-    REQUIRE(cudaMemcpy(gpu_opt->grad_scale_device(), &ctx.grad_scale, sizeof(float), cudaMemcpyHostToDevice) == cudaSuccess);
-    gpu_opt->step(d_params, d_grads, ctx);
-    cpu_opt.step(params.data(), grads.data(), ctx);
-    CHECK(rel(d_params.download(), params) < 1e-7);
 }
 
 TEST_CASE("cuda gradient norm: sum of squares in double, deterministic; bf16 conversion rounds to nearest") {

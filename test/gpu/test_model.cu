@@ -24,6 +24,7 @@
 #include "layers/cuda_backend.h"
 #include "layers/gpt2_cpu.h"
 #include "optim/grad_norm.h"
+#include "optim/update_metrics.h"
 #include "test/gpu/gpu_test_util.cuh"
 
 using namespace coldstart;
@@ -247,6 +248,32 @@ TEST_CASE("cuda backend vs CPU backend: 20 training steps with accumulation and 
         MESSAGE(precision << ": 20 steps, CPU loss " << cpu_losses.front() << " -> " << cpu_losses.back() << ", GPU "
                           << gpu_losses.front() << " -> " << gpu_losses.back());
     }
+}
+
+TEST_CASE("cuda backend: a measured step (--metrics-every) gives the CPU backend's per-tensor sums; the RRC is refused") {
+    const GPT2Config c = small_config();
+    const Floats params = random_params(c, 12, false);
+    const auto batch = random_batches(1, 2, 37, c.vocab_size, 4)[0];
+    auto cpu = make_cpu_backend(c, 2, 37, OptimizerConfig{});
+    auto gpu = make_cuda_backend(c, 2, 37, OptimizerConfig{}, options("fp32"));
+    StepMeasurement m_cpu, m_gpu;
+    for (Backend* b : {static_cast<Backend*>(cpu.get()), static_cast<Backend*>(gpu.get())}) {
+        b->set_parameters(params.data());
+        b->zero_grad();
+        b->forward_backward(batch.inputs.data(), batch.targets.data(), 1.0f);
+        const float norm = b->grad_norm();
+        b->optimizer_step({1e-3f, clip_scale(norm, 1.0f), 1}, b == cpu.get() ? &m_cpu : &m_gpu);
+    }
+    REQUIRE(m_gpu.tensors.size() == m_cpu.tensors.size());
+    for (size_t k = 0; k < m_cpu.tensors.size(); ++k) {
+        const TensorStepSums &a = m_gpu.tensors[k], &b = m_cpu.tensors[k];
+        const Floats got = {float(a.w_sq), float(a.d_sq), float(a.g_sq), float(a.m_sq), float(a.rows)};
+        const Floats want = {float(b.w_sq), float(b.d_sq), float(b.g_sq), float(b.m_sq), float(b.rows)};
+        CHECK_MESSAGE(rel(got, want) < 1e-4, "tensor " << k << ": relative error " << rel(got, want));
+    }
+    StepMeasurement with_rrc;
+    with_rrc.with_rrc = true;
+    CHECK(test_util::contains(test_util::error_of([&] { gpu->optimizer_step({1e-3f, 1.0f, 2}, &with_rrc); }), "--metrics-rrc"));
 }
 
 TEST_CASE("cuda backend: two runs give the same bits (losses, norms, parameters)") {
