@@ -52,6 +52,30 @@ stage() {
 }
 verdict() { case $1 in 0) echo ok ;; -1) echo skipped ;; 124 | 137) echo timeout ;; *) echo "FAIL($1)" ;; esac; }
 
+# The data: the shared folder where it is, else (a device copy of the work tree may lack ../shared)
+# random-token shards in llm.c's format, which every GPU stage can use (only speed and correctness
+# against the CPU are measured, never what is learnt).
+for d in "$data" ../shared/data ./shared/data; do
+  [ -f "$d/tinyshakespeare/tiny_shakespeare_train.bin" ] && { data=$d; break; }
+done
+if [ ! -f "$data/tinyshakespeare/tiny_shakespeare_train.bin" ]; then
+  data=build/gpu_check_data
+  mkdir -p "$data/tinyshakespeare"
+  "$py" - "$data/tinyshakespeare" <<'PY' || echo "could not write random shards"
+import array, random, sys
+random.seed(1)
+for name, n in (("tiny_shakespeare_train.bin", 400000), ("tiny_shakespeare_val.bin", 40000)):
+    header = array.array("i", [20240520, 1, n] + [0] * 253)
+    tokens = array.array("H", (random.randrange(50257) for _ in range(n)))
+    with open(f"{sys.argv[1]}/{name}", "wb") as f:
+        header.tofile(f)
+        tokens.tofile(f)
+PY
+  echo "data: no shared data folder here; random-token shards in $data"
+else
+  echo "data: $data"
+fi
+
 # ---- 1. environment ----
 {
   echo "== environment $(date -u)"
