@@ -39,6 +39,9 @@
 
 #ifdef COLDSTART_CUDA
 #include <cuda_runtime.h>
+
+#include "common/mfu.h"
+#include "layers/cuda_backend.h"
 #endif
 
 using namespace coldstart;
@@ -65,9 +68,8 @@ static std::string choose_device(const Config& cfg) {
 #ifdef COLDSTART_CUDA
     const std::string gpu = find_cuda_gpu();
     if (!gpu.empty()) {
-        if (cfg.device == "cuda") fail("--device cuda: found %s, but the CUDA backend is not implemented yet; use --device cpu", gpu.c_str());
-        std::printf("found %s, but the CUDA backend is not implemented yet: training on the CPU\n", gpu.c_str());
-        return "cpu";
+        std::printf("training on %s (CUDA, %s; MFU counts llm.c's 6N + 6LCT FLOPs per token)\n", gpu.c_str(), cfg.precision.c_str());
+        return "cuda";
     }
     if (cfg.device == "cuda") fail("--device cuda: no CUDA GPU is available");
 #else
@@ -75,6 +77,31 @@ static std::string choose_device(const Config& cfg) {
 #endif
     std::printf("training on the CPU reference path (%d threads)\n", omp_get_max_threads());
     return "cpu";
+}
+
+static std::unique_ptr<Backend> make_backend(const std::string& device, const GPT2Config& config, int B, int T,
+                                             const OptimizerConfig& opt, const Config& cfg, Communicator& comm) {
+#ifdef COLDSTART_CUDA
+    if (device == "cuda") {
+        if (cfg.metrics_every > 0 && cfg.metrics_rrc)
+            fail("--metrics-rrc 1: the CUDA backend does not measure the relative representation change yet; add --metrics-rrc 0 "
+                 "(the other metrics work), or --device cpu");
+        if (comm.size() > 1)
+            fail("%d processes on GPUs need the NCCL communicator, which is not written yet; several CPU processes work "
+                 "(--device cpu)", comm.size());
+        return make_cuda_backend(config, B, T, opt, {cfg.precision, cfg.attention, cfg.recompute, cfg.gelu_fusion});
+    }
+#endif
+    return make_cpu_backend(config, B, T, opt, &comm, cfg.zero_stage);
+}
+
+// The step line's throughput note: MFU on the GPU (llm.c's FLOP count, see common/mfu.h), nothing on the CPU.
+static std::string mfu_note(const std::string& device, const Backend& backend, const Config& cfg, size_t params, double tokens_per_s) {
+#ifdef COLDSTART_CUDA
+    if (device == "cuda")
+        return " | " + mfu_text(backend.device_name(), cfg.precision == "bf16", flops_per_token(backend.config(), params, cfg.seq_len), tokens_per_s);
+#endif
+    return "";
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -296,7 +323,7 @@ static void set_up(Run& r, const ProcessGroup& group) {
     r.opt = optimizer_config(cfg);
     validate_optimizer_config(r.opt, cfg.lr);
     r.comm = connect_cpu_processes(group, cfg);
-    r.backend = make_cpu_backend(r.model.config, r.B, r.T, r.opt, r.comm.get(), cfg.zero_stage);
+    r.backend = make_backend(r.device, r.model.config, r.B, r.T, r.opt, cfg, *r.comm);
     r.backend->set_parameters(r.model.params.data());
     r.schedule = {cfg.schedule, cfg.lr, warmup_steps(cfg.warmup, r.steps), cfg.final_lr_frac, cfg.cooldown_frac, int(r.steps)};
     r.tensors = parameter_tensors(r.model.config);
@@ -410,8 +437,9 @@ static void train_step(Run& r, int64_t step, Progress& p, double& smoothed_step_
 
     smoothed_step_s = step == 0 ? seconds : 0.9 * smoothed_step_s + 0.1 * seconds;
     const double tokens_per_s = double(r.step_tokens()) / seconds;
-    std::printf("step %5lld/%lld | loss %.6f | norm %.4f | lr %.2e | %.1f ms | %.0f tok/s | eta %s%s%s\n",
+    std::printf("step %5lld/%lld | loss %.6f | norm %.4f | lr %.2e | %.1f ms | %.0f tok/s%s | eta %s%s%s\n",
                 (long long)step + 1, (long long)r.steps, loss, norm, lr, seconds * 1e3, tokens_per_s,
+                mfu_note(r.device, *r.backend, cfg, r.model.params.size(), tokens_per_s).c_str(),
                 duration_text(smoothed_step_s * double(r.steps - step - 1)).c_str(), skip ? " | skipped: " : "", skip ? skip : "");
     nlohmann::json record = {{"type", "train"}, {"step", step}, {"loss", loss}, {"grad_norm", norm}, {"lr", lr},
                              {"ms", seconds * 1e3}, {"tokens_per_s", tokens_per_s}};

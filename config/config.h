@@ -74,6 +74,11 @@ struct Config {
     std::string process_dir;           // -pf folder where the processes meet; empty: the output folder
     int zero_stage = 1;                // -z 1: shard the optimizer state and master weights (ZeRO-1); 0: replicate
     int threads = 0;                   // --threads CPU threads; 0: OpenMP's default
+    // CUDA path
+    std::string precision = "bf16";    // --precision bf16|fp32 on the GPU (the CPU path is fp32)
+    std::string attention = "flash";   // --attention flash|cudnn on the GPU
+    int recompute = 1;                 // -r 0|1|2 GPU: recompute GELU (1) and layernorms (2) in backward
+    int gelu_fusion = 0;               // -ge 0|1 GPU: GELU in cuBLASLt's epilogue
 };
 
 }  // namespace coldstart

@@ -127,6 +127,14 @@ const std::vector<Option>& options() {
          "folder where the processes meet (one machine: best /dev/shm); empty: the output folder"},
         {"-z", "zero-stage", &Config::zero_stage, 0, 1, nullptr,
          "1: each process holds only its shard of the optimizer state (ZeRO-1); 0: every process holds all"},
+        // CUDA path
+        {nullptr, "precision", &Config::precision, 0, 0, "bf16|fp32",
+         "GPU: bf16 (fp32 master weights and optimizer, bf16 matrix work) or fp32 (everything, as the tests)"},
+        {nullptr, "attention", &Config::attention, 0, 0, "flash|cudnn",
+         "GPU: our flash-style attention kernel, or cuDNN's fused attention (bf16, in builds with cuDNN)"},
+        {"-r", "recompute", &Config::recompute, 0, 2, nullptr,
+         "GPU: recompute in the backward pass to save memory: 0 nothing, 1 GELU, 2 GELU and layernorms"},
+        {"-ge", "gelu-fusion", &Config::gelu_fusion, 0, 1, nullptr, "GPU: 1: GELU in cuBLASLt's matmul epilogue"},
     };
     return table;
 }

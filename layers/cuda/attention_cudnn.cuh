@@ -1,0 +1,32 @@
+// cuDNN's fused flash attention (--attention cudnn), the same contract as attention.cuh for bf16:
+// out (B,T,C) and lse (B,NH,T) from qkv (B,T,3C), and dqkv from dout. Built only where cuDNN is found
+// (make USE_CUDNN=1, the default when the probe finds it), in its own object file because its graph
+// code is slow to compile; elsewhere these stubs say how to get it.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "common/error.h"
+#include "layers/cuda/common.cuh"
+
+namespace coldstart::cuda {
+
+#ifdef COLDSTART_CUDNN
+inline bool cudnn_attention_available() { return true; }
+void cudnn_attention_forward(bf16* out /*B,T,C*/, float* lse /*B,NH,T*/, const bf16* qkv /*B,T,3C*/, int B, int T_, int C,
+                             int NH, cudaStream_t stream);
+void cudnn_attention_backward(bf16* dqkv /*B,T,3C*/, const bf16* dout /*B,T,C*/, const bf16* qkv /*B,T,3C*/,
+                              const bf16* out /*B,T,C*/, const float* lse /*B,NH,T*/, int B, int T_, int C, int NH,
+                              cudaStream_t stream);
+#else
+inline bool cudnn_attention_available() { return false; }
+[[noreturn]] inline void cudnn_attention_forward(bf16*, float*, const bf16*, int, int, int, int, cudaStream_t) {
+    fail("--attention cudnn: this binary was built without cuDNN");
+}
+[[noreturn]] inline void cudnn_attention_backward(bf16*, const bf16*, const bf16*, const bf16*, const float*, int, int, int, int,
+                                                  cudaStream_t) {
+    fail("--attention cudnn: this binary was built without cuDNN");
+}
+#endif
+
+}  // namespace coldstart::cuda

@@ -1,0 +1,506 @@
+// The CUDA backend: GPT-2's forward and backward as kernels and cuBLASLt products, in the order of the
+// CPU model (layers/gpt2_cpu.cpp), which is its oracle. Read forward() and backward() side by side
+// with Gpt2Cpu::forward and Gpt2Cpu::backward.
+//
+// Memory, as llm.c: one allocation for the parameters (fp32 master weights, then the bf16 copy), one
+// for the gradients (fp32), one for the activations and every scratch buffer, carved in a fixed order;
+// the optimizer owns one for its state. The plan is printed when the backend is made.
+//
+// Differences from the CPU model, each for speed and each with the same result up to rounding:
+//   - the residual add and the layernorm after it are one kernel (residual_layernorm_forward);
+//   - the classifier writes d(logits) during the forward pass (fused softmax cross-entropy);
+//   - attention stores only each row's logsumexp, not the T x T probabilities;
+//   - with -r 1 / -r 2 the GELU output / layernorm outputs are kept for one layer only and
+//     recomputed in the backward pass (same kernels, same inputs: the same bits as -r 0);
+//   - activation gradients overwrite their buffers instead of accumulating into zeroed ones.
+#include "layers/cuda_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "common/error.h"
+#include "layers/classifier.h"
+#include "layers/cuda/attention.cuh"
+#include "layers/cuda/attention_cudnn.cuh"
+#include "layers/cuda/classifier.cuh"
+#include "layers/cuda/common.cuh"
+#include "layers/cuda/encoder.cuh"
+#include "layers/cuda/gelu.cuh"
+#include "layers/cuda/layernorm.cuh"
+#include "layers/cuda/matmul.cuh"
+#include "optim/cuda/adamw.cuh"
+#include "optim/cuda/grad_norm.cuh"
+#include "optim/update_metrics.h"
+
+namespace coldstart {
+
+bool cuda_backend_has_cudnn() { return cuda::cudnn_attention_available(); }
+
+namespace {
+
+using namespace cuda;
+
+// Hands out 256-byte-aligned pieces of one allocation. Run once without memory to size it.
+class Carver {
+public:
+    explicit Carver(void* base) : base_(static_cast<char*>(base)) {}
+    template <typename U>
+    U* take(size_t n) {
+        used_ = (used_ + 255) / 256 * 256;
+        U* p = base_ ? reinterpret_cast<U*>(base_ + used_) : nullptr;
+        used_ += n * sizeof(U);
+        return p;
+    }
+    size_t used() const { return used_; }
+
+private:
+    char* base_;
+    size_t used_ = 0;
+};
+
+std::string mib(size_t bytes) { return format("%.1f MiB", double(bytes) / double(1 << 20)); }
+
+template <typename T>
+class CudaBackendImpl final : public CudaBackend {
+public:
+    CudaBackendImpl(const GPT2Config& config, int B, int T_, const OptimizerConfig& opt, const CudaOptions& options)
+        : config_(config), layout_(config), tensors_(parameter_tensors(config)), B_(B), T_(T_), options_(options) {
+        validate_config(config, "model");
+        if (T_ > config.max_seq_len)
+            fail("sequence length %d exceeds the model's maximum sequence length %d", T_, config.max_seq_len);
+        if (options.recompute < 0 || options.recompute > 2) fail("-r %d: expected 0, 1 or 2", options.recompute);
+        if (options.attention == "cudnn" && !cudnn_attention_available())
+            fail("--attention cudnn: this binary was built without cuDNN (make USE_CUDNN=1 with cuDNN found, see the README)");
+        if (options.attention == "cudnn" && sizeof(T) != 2)
+            fail("--attention cudnn: cuDNN's fused attention needs --precision bf16");
+        if (options.gelu_fusion && (4 * config.channels) % 8 != 0)
+            fail("--gelu-fusion 1: needs 4C (%d) to be a multiple of 8", 4 * config.channels);
+        CUDA_CHECK(cudaSetDevice(0));
+        cudaDeviceProp prop;
+        CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+        device_name_ = prop.name;
+        CUDA_CHECK(cudaStreamCreate(&stream_));
+        matmul_ = std::make_unique<Matmul>(stream_);
+
+        // Size everything first, check that it fits, then allocate.
+        const size_t P = layout_.total;
+        const size_t param_bytes = P * sizeof(float) + (sizeof(T) == sizeof(float) ? 0 : P * sizeof(T));
+        Carver sizing(nullptr);
+        carve(sizing);
+        const size_t act_bytes = sizing.used(), grad_bytes = P * sizeof(float), opt_bytes = 2 * P * sizeof(float);
+        size_t free_bytes = 0, total_bytes = 0;
+        CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+        const size_t need = param_bytes + grad_bytes + opt_bytes + act_bytes;
+        plan_ = format("cuda memory plan on %s (%s free of %s), precision %s, recompute %d, attention %s:\n", prop.name,
+                       mib(free_bytes).c_str(), mib(total_bytes).c_str(), options.precision.c_str(), options.recompute,
+                       options.attention.c_str());
+        plan_ += format("  parameters   %12s  fp32 master weights%s\n", mib(param_bytes).c_str(),
+                        sizeof(T) == sizeof(float) ? "" : " + bf16 copy for the matrix work");
+        plan_ += format("  gradients    %12s  fp32\n", mib(grad_bytes).c_str());
+        plan_ += format("  optimizer    %12s  %s state (fp32)\n", mib(opt_bytes).c_str(), opt.name.c_str());
+        plan_ += format("  activations  %12s  B=%d T=%d, with backward scratch\n", mib(act_bytes).c_str(), B, T_);
+        plan_ += format("  cuBLASLt     %12s  workspace\n", mib(matmul_->workspace_bytes()).c_str());
+        plan_ += format("  total        %12s\n", mib(need + matmul_->workspace_bytes()).c_str());
+        if (need > free_bytes)
+            fail("the run needs %s of GPU memory but %s are free: try a smaller -b, or -r 2 (recompute)\n%s", mib(need).c_str(),
+                 mib(free_bytes).c_str(), plan_.c_str());
+
+        param_memory_ = device_alloc(param_bytes, "parameters");
+        master_ = static_cast<float*>(param_memory_.get());
+        if constexpr (sizeof(T) == sizeof(float)) params_ = reinterpret_cast<T*>(master_);
+        else params_ = reinterpret_cast<T*>(master_ + P);
+        grad_memory_ = device_alloc(grad_bytes, "gradients");
+        grads_ = static_cast<float*>(grad_memory_.get());
+        act_memory_ = device_alloc(act_bytes, "activations");
+        Carver carver(act_memory_.get());
+        carve(carver);
+        // Activations start as NaN (all bytes 0xFF): a kernel that reads what no kernel wrote gives a
+        // NaN loss, which the tests see, instead of silently reading zeros.
+        CUDA_CHECK(cudaMemsetAsync(act_memory_.get(), 0xFF, act_bytes, stream_));
+        const size_t BT = size_t(B) * T_;
+        host_memory_ = pinned_alloc(BT * (2 * sizeof(int) + sizeof(float)) + (3 * BT + 1) * sizeof(int) +
+                                        size_t(config.padded_vocab_size) * sizeof(T) + 2 * sizeof(double),
+                                    "host staging buffers");
+        h_tokens_ = static_cast<int*>(host_memory_.get());
+        h_targets_ = h_tokens_ + BT;
+        h_buckets_ = h_targets_ + BT;
+        h_losses_ = reinterpret_cast<float*>(h_buckets_ + 3 * BT + 1);
+        h_norm_ = reinterpret_cast<double*>((reinterpret_cast<uintptr_t>(h_losses_ + BT) + 7) / 8 * 8);
+        h_row_ = reinterpret_cast<T*>(h_norm_ + 1);
+        optimizer_ = make_cuda_optimizer(opt, tensors_, stream_);
+        CUDA_CHECK(cudaMemsetAsync(grads_, 0, grad_bytes, stream_));
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+        std::fputs(plan_.c_str(), stdout);
+    }
+
+    ~CudaBackendImpl() override {
+        if (stream_) cudaStreamSynchronize(stream_);
+        optimizer_.reset();
+        matmul_.reset();
+        param_memory_.reset();
+        grad_memory_.reset();
+        act_memory_.reset();
+        host_memory_.reset();
+        if (stream_) cudaStreamDestroy(stream_);
+    }
+
+    std::string device_name() const override { return device_name_; }
+    const GPT2Config& config() const override { return config_; }
+    Optimizer& optimizer() override { return *optimizer_; }
+    std::string memory_plan() const override { return plan_; }
+
+    void zero_grad() override { CUDA_CHECK(cudaMemsetAsync(grads_, 0, layout_.total * sizeof(float), stream_)); }
+
+    // One process: last_micro_batch has nothing to reduce (several processes need NCCL, not written yet).
+    float forward_backward(const int* inputs, const int* targets, float loss_scale, bool /*last_micro_batch*/) override {
+        const float loss = forward(inputs, targets, B_, T_, Mode::train, loss_scale / float(size_t(B_) * T_));
+        backward();
+        return loss;
+    }
+
+    float evaluate(const int* inputs, const int* targets) override {
+        const NvtxRange range("evaluate");
+        return forward(inputs, targets, B_, T_, Mode::evaluate, 0.0f);
+    }
+
+    float grad_norm() override {
+        const NvtxRange range("grad norm");
+        sum_of_squares(a_.norm_result, grads_, layout_.total, a_.norm_parts, stream_);
+        CUDA_CHECK(cudaMemcpyAsync(h_norm_, a_.norm_result, sizeof(double), cudaMemcpyDeviceToHost, stream_));
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+        return float(std::sqrt(*h_norm_));
+    }
+
+    // A measured step (--metrics-every) gets the per-tensor sums; the RRC is not measured here (the
+    // trainer refuses --metrics-rrc 1 on the GPU before training starts).
+    void optimizer_step(const StepContext& ctx, StepMeasurement* measure) override {
+        const NvtxRange range("optimizer");
+        if (measure && measure->with_rrc)
+            fail("--metrics-rrc 1: the CUDA backend does not measure the relative representation change yet; use --metrics-rrc 0");
+        // From pageable memory: the call returns only once the value is staged, so ctx may go away.
+        CUDA_CHECK(cudaMemcpyAsync(optimizer_->grad_scale_device(), &ctx.grad_scale, sizeof(float), cudaMemcpyHostToDevice, stream_));
+        StepOutputs out;
+        if (measure) {
+            measure->tensors.assign(tensors_.size(), TensorStepSums{});
+            measure->rrc.clear();
+            out.sums = measure->tensors.data();
+        }
+        optimizer_->step(master_, grads_, ctx, out);
+        if constexpr (sizeof(T) != sizeof(float)) convert_floats(params_, master_, layout_.total, stream_);
+    }
+
+    void next_token_probs(const int* tokens, int n, std::vector<float>& probs) override {
+        const NvtxRange range("sample");
+        const int window = n < T_ ? n : T_;  // only the last T tokens fit the model's window
+        forward(tokens + (n - window), nullptr, 1, window, Mode::sample, 0.0f);
+        const int V = config_.vocab_size, Vp = config_.padded_vocab_size;
+        CUDA_CHECK(cudaMemcpyAsync(h_row_, a_.logits, size_t(Vp) * sizeof(T), cudaMemcpyDeviceToHost, stream_));
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+        std::vector<float> row(Vp);
+        for (int v = 0; v < Vp; ++v) row[v] = to_float(h_row_[v]);
+        cpu::classifier_forward(nullptr, row.data(), nullptr, 1, V, Vp);  // the CPU reference's softmax
+        probs.assign(row.begin(), row.begin() + V);
+    }
+
+    void get_parameters(float* host) override {
+        CUDA_CHECK(cudaMemcpyAsync(host, master_, layout_.total * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
+
+    void set_parameters(const float* host) override {
+        CUDA_CHECK(cudaMemcpyAsync(master_, host, layout_.total * sizeof(float), cudaMemcpyHostToDevice, stream_));
+        if constexpr (sizeof(T) != sizeof(float)) convert_floats(params_, master_, layout_.total, stream_);
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
+
+    void get_gradients(float* host) override {
+        CUDA_CHECK(cudaMemcpyAsync(host, grads_, layout_.total * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
+
+    void get_logits(float* host) override {
+        const size_t n = size_t(last_B_) * last_T_ * config_.padded_vocab_size;
+        std::vector<T> staged(n);
+        CUDA_CHECK(cudaMemcpyAsync(staged.data(), a_.logits, n * sizeof(T), cudaMemcpyDeviceToHost, stream_));
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+        for (size_t i = 0; i < n; ++i) host[i] = to_float(staged[i]);
+    }
+
+private:
+    enum class Mode { train, evaluate, sample };
+
+    // Device buffers, carved from one allocation for the largest micro-batch (B_, T_). Layer-stacked
+    // buffers hold layer l at l * B_*T_ * width, whatever the current micro-batch.
+    struct Activations {
+        T* encoded;      // (B,T,C) token + position embedding
+        T* ln1;          // (L,B,T,C); (B,T,C) with -r 2
+        float* ln1_mean; // (L,B,T)
+        float* ln1_rstd; // (L,B,T)
+        T* qkv;          // (L,B,T,3C)
+        T* atty;         // (L,B,T,C) attention output before the projection
+        float* lse;      // (L,B,NH,T) logsumexp of each attention row
+        T* residual2;    // (L,B,T,C) residual after attention
+        T* ln2;          // (L,B,T,C); (B,T,C) with -r 2
+        float* ln2_mean; // (L,B,T)
+        float* ln2_rstd; // (L,B,T)
+        T* fch;          // (L,B,T,4C) fc output before GELU
+        T* fch_gelu;     // (L,B,T,4C); (B,T,4C) with -r 1 or 2
+        T* residual3;    // (L,B,T,C) the layer's output
+        T* lnf;          // (B,T,C)
+        float* lnf_mean; // (B,T)
+        float* lnf_rstd; // (B,T)
+        T* logits;       // (B,T,Vp) logits, then d(logits) in place
+        float* losses;   // (B,T)
+        T* scratch;      // (B,T,C) attention projection / MLP output before the residual add
+        // backward
+        T* dresidual;    // (B,T,C) gradient flowing down the residual stream
+        T* dln;          // (B,T,C) gradient of a layernorm output
+        T* datty;        // (B,T,C)
+        T* dqkv;         // (B,T,3C)
+        T* dfch;         // (B,T,4C) d(fch_gelu), then d(fch) in place
+        float* att_d;    // (B,NH,T) attention backward: dout . out per row
+        float* reduce;   // column-reduction partials (layernorm and bias gradients)
+        double* norm_parts;   // (kSumOfSquaresParts)
+        double* norm_result;  // (1)
+        int* tokens;     // (B,T)
+        int* targets;    // (B,T)
+        int* buckets;    // (3*B*T+1) the encoder backward's tokens, starts, positions
+    };
+
+    void carve(Carver& c) {
+        const size_t L = config_.num_layers, C = config_.channels, NH = config_.num_heads, Vp = config_.padded_vocab_size;
+        const size_t BT = size_t(B_) * T_, BTC = layer_stride(C);
+        const size_t ln_layers = options_.recompute >= 2 ? 1 : L, gelu_layers = options_.recompute >= 1 ? 1 : L;
+        a_.encoded = c.take<T>(BTC);
+        a_.ln1 = c.take<T>(ln_layers * BTC);
+        a_.ln1_mean = c.take<float>(L * BT);
+        a_.ln1_rstd = c.take<float>(L * BT);
+        a_.qkv = c.take<T>(L * BTC * 3);
+        a_.atty = c.take<T>(L * BTC);
+        a_.lse = c.take<float>(L * BT * NH);
+        a_.residual2 = c.take<T>(L * BTC);
+        a_.ln2 = c.take<T>(ln_layers * BTC);
+        a_.ln2_mean = c.take<float>(L * BT);
+        a_.ln2_rstd = c.take<float>(L * BT);
+        a_.fch = c.take<T>(L * BTC * 4);
+        a_.fch_gelu = c.take<T>(gelu_layers * BTC * 4);
+        a_.residual3 = c.take<T>(L * BTC);
+        a_.lnf = c.take<T>(BTC);
+        a_.lnf_mean = c.take<float>(BT);
+        a_.lnf_rstd = c.take<float>(BT);
+        a_.logits = c.take<T>(BT * Vp);
+        a_.losses = c.take<float>(BT);
+        a_.scratch = c.take<T>(BTC);
+        a_.dresidual = c.take<T>(BTC);
+        a_.dln = c.take<T>(BTC);
+        a_.datty = c.take<T>(BTC);
+        a_.dqkv = c.take<T>(BTC * 3);
+        a_.dfch = c.take<T>(BTC * 4);
+        a_.att_d = c.take<float>(BT * NH);
+        a_.reduce = c.take<float>(std::max(layernorm_scratch_floats(int(BT), int(C)), bias_backward_scratch_floats(int(BT), int(4 * C))));
+        a_.norm_parts = c.take<double>(kSumOfSquaresParts);
+        a_.norm_result = c.take<double>(1);
+        a_.tokens = c.take<int>(BT);
+        a_.targets = c.take<int>(BT);
+        a_.buckets = c.take<int>(3 * BT + 1);
+    }
+
+    // Per-layer views. Layers are 256 bytes apart at least (a stride rounded up to 128 elements): every
+    // activation then starts 256-byte aligned whatever the shapes and -r, so cuBLASLt is told the same
+    // alignment, picks the same algorithm and gives the same bits for -r 0, 1 and 2.
+    size_t layer_stride(size_t width) const { return (size_t(B_) * T_ * width + 127) / 128 * 128; }
+    size_t BTC() const { return layer_stride(config_.channels); }
+    size_t BT() const { return size_t(B_) * T_; }
+    T* ln1(int l) const { return options_.recompute >= 2 ? a_.ln1 : a_.ln1 + l * BTC(); }
+    T* ln2(int l) const { return options_.recompute >= 2 ? a_.ln2 : a_.ln2 + l * BTC(); }
+    T* fch_gelu(int l) const { return options_.recompute >= 1 ? a_.fch_gelu : a_.fch_gelu + l * BTC() * 4; }
+    const T* residual_in(int l) const { return l == 0 ? a_.encoded : a_.residual3 + (l - 1) * BTC(); }
+    const T* param(ParamTensor k, size_t layer_offset = 0) const { return params_ + layout_.offsets[k] + layer_offset; }
+    float* grad(ParamTensor k, size_t layer_offset = 0) const { return grads_ + layout_.offsets[k] + layer_offset; }
+
+    void upload_tokens(const int* inputs, const int* targets, size_t n) {
+        const int V = config_.vocab_size;
+        for (size_t i = 0; i < n; ++i) {
+            if (inputs[i] < 0 || inputs[i] >= V) fail("input token %d at position %zu is outside the vocabulary [0, %d)", inputs[i], i, V);
+            if (targets && (targets[i] < 0 || targets[i] >= V))
+                fail("target %d at position %zu is outside the vocabulary [0, %d)", targets[i], i, V);
+        }
+        std::memcpy(h_tokens_, inputs, n * sizeof(int));
+        CUDA_CHECK(cudaMemcpyAsync(a_.tokens, h_tokens_, n * sizeof(int), cudaMemcpyHostToDevice, stream_));
+        if (targets) {
+            std::memcpy(h_targets_, targets, n * sizeof(int));
+            CUDA_CHECK(cudaMemcpyAsync(a_.targets, h_targets_, n * sizeof(int), cudaMemcpyHostToDevice, stream_));
+        }
+    }
+
+    // cuDNN builds a plan per shape, and the sampler's length changes every token: it takes our kernel.
+    void attention_forward_layer(T* out, float* lse, const T* qkv, int B, int T_now, Mode mode) {
+        if (options_.attention == "cudnn" && mode != Mode::sample) {
+            if constexpr (sizeof(T) == 2) {
+                cudnn_attention_forward(out, lse, qkv, B, T_now, config_.channels, config_.num_heads, stream_);
+                return;
+            }
+        }
+        attention_forward(out, lse, qkv, B, T_now, config_.channels, config_.num_heads, stream_);
+    }
+
+    // Runs the model on (B, T_now) tokens. train: also writes d(logits) with dloss per position;
+    // evaluate: losses only; sample: logits of the last position only (in logits' first row).
+    float forward(const int* inputs, const int* targets, int B, int T_now, Mode mode, float dloss) {
+        const NvtxRange range("forward");
+        const int C = config_.channels, L = config_.num_layers, V = config_.vocab_size, Vp = config_.padded_vocab_size;
+        const int N = B * T_now;  // positions
+        upload_tokens(inputs, targets, size_t(N));
+        last_B_ = B;
+        last_T_ = T_now;
+        encoder_forward(a_.encoded, a_.tokens, param(WTE), param(WPE), B, T_now, C, stream_);
+        layernorm_forward(ln1(0), a_.ln1_mean, a_.ln1_rstd, a_.encoded, param(LN1W), param(LN1B), N, C, stream_);
+        for (int l = 0; l < L; ++l) {
+            const NvtxRange layer_range("layer forward", l);
+            const size_t lC = size_t(l) * C, lCC = lC * C;
+            const T* residual = residual_in(l);
+            T* qkv = a_.qkv + l * BTC() * 3;
+            T* atty = a_.atty + l * BTC();
+            T* residual2 = a_.residual2 + l * BTC();
+            T* fch = a_.fch + l * BTC() * 4;
+            T* residual3 = a_.residual3 + l * BTC();
+            matmul_->forward(qkv, ln1(l), param(QKVW, 3 * lCC), param(QKVB, 3 * lC), N, C, 3 * C);
+            attention_forward_layer(atty, a_.lse + l * BT() * config_.num_heads, qkv, B, T_now, mode);
+            matmul_->forward(a_.scratch, atty, param(ATTPROJW, lCC), param(ATTPROJB, lC), N, C, C);
+            residual_layernorm_forward(residual2, ln2(l), a_.ln2_mean + l * BT(), a_.ln2_rstd + l * BT(), residual, a_.scratch,
+                                       param(LN2W, lC), param(LN2B, lC), N, C, stream_);
+            if (options_.gelu_fusion) {
+                matmul_->forward(fch_gelu(l), ln2(l), param(FCW, 4 * lCC), param(FCB, 4 * lC), N, C, 4 * C, fch);
+            } else {
+                matmul_->forward(fch, ln2(l), param(FCW, 4 * lCC), param(FCB, 4 * lC), N, C, 4 * C);
+                gelu_forward(fch_gelu(l), fch, size_t(N) * 4 * C, stream_);
+            }
+            matmul_->forward(a_.scratch, fch_gelu(l), param(FCPROJW, 4 * lCC), param(FCPROJB, lC), N, 4 * C, C);
+            // The next layernorm (the next layer's first, or the final one) is fused with this add.
+            const bool last = l == L - 1;
+            T* next_ln = last ? a_.lnf : ln1(l + 1);
+            float* next_mean = last ? a_.lnf_mean : a_.ln1_mean + (l + 1) * BT();
+            float* next_rstd = last ? a_.lnf_rstd : a_.ln1_rstd + (l + 1) * BT();
+            const T* next_w = last ? param(LNFW) : param(LN1W, lC + C);
+            const T* next_b = last ? param(LNFB) : param(LN1B, lC + C);
+            residual_layernorm_forward(residual3, next_ln, next_mean, next_rstd, residual2, a_.scratch, next_w, next_b, N, C,
+                                       stream_);
+        }
+        const NvtxRange classifier_range("classifier");
+        if (mode == Mode::sample) {  // only the last position's next token is wanted
+            matmul_->forward(a_.logits, a_.lnf + size_t(N - 1) * C, param(WTE), static_cast<const T*>(nullptr), 1, C, Vp);
+            return 0.0f;
+        }
+        matmul_->forward(a_.logits, a_.lnf, param(WTE), static_cast<const T*>(nullptr), N, C, Vp);  // lm head tied to wte
+        classifier_forward(a_.losses, a_.logits, a_.targets, dloss, size_t(N), V, Vp, mode == Mode::train, stream_);
+        CUDA_CHECK(cudaMemcpyAsync(h_losses_, a_.losses, size_t(N) * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+        if (mode == Mode::train) {  // group positions by token for the encoder backward while the GPU works
+            buckets_.build(h_tokens_, size_t(N), Vp);
+            const size_t U = buckets_.tokens.size();
+            int* h = h_buckets_;
+            std::memcpy(h, buckets_.tokens.data(), U * sizeof(int));
+            std::memcpy(h + U, buckets_.starts.data(), (U + 1) * sizeof(int));
+            std::memcpy(h + 2 * U + 1, buckets_.positions.data(), size_t(N) * sizeof(int));
+            CUDA_CHECK(cudaMemcpyAsync(a_.buckets, h, (2 * U + 1 + size_t(N)) * sizeof(int), cudaMemcpyHostToDevice, stream_));
+        }
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+        double sum = 0;  // in double, in order, as the CPU model sums its losses
+        for (int i = 0; i < N; ++i) sum += h_losses_[i];
+        return float(sum / double(N));
+    }
+
+    void backward() {
+        const NvtxRange range("backward");
+        const int B = last_B_, T_now = last_T_;
+        const int C = config_.channels, NH = config_.num_heads, L = config_.num_layers, Vp = config_.padded_vocab_size;
+        const int N = B * T_now;
+        // d(logits) is already in logits (the fused classifier wrote it).
+        matmul_->backward_input(a_.dln, a_.logits, param(WTE), N, C, Vp);
+        matmul_->backward_weight(grad(WTE), a_.logits, a_.lnf, N, C, Vp);
+        layernorm_backward(a_.dresidual, grad(LNFW), grad(LNFB), a_.dln, a_.residual3 + (L - 1) * BTC(), param(LNFW), a_.lnf_mean,
+                           a_.lnf_rstd, N, C, false, a_.reduce, stream_);
+        for (int l = L - 1; l >= 0; --l) {
+            const NvtxRange layer_range("layer backward", l);
+            const size_t lC = size_t(l) * C, lCC = lC * C;
+            const T* residual = residual_in(l);
+            const T* fch = a_.fch + l * BTC() * 4;
+            const T* residual2 = a_.residual2 + l * BTC();
+            // dresidual holds d(residual3); residual3 = residual2 + fcproj(gelu(fc(ln2(residual2)))).
+            if (options_.recompute >= 1) gelu_forward(fch_gelu(l), fch, size_t(N) * 4 * C, stream_);
+            matmul_->backward_input(a_.dfch, a_.dresidual, param(FCPROJW, 4 * lCC), N, 4 * C, C,
+                                    options_.gelu_fusion ? fch : nullptr);
+            matmul_->backward_weight(grad(FCPROJW, 4 * lCC), a_.dresidual, fch_gelu(l), N, 4 * C, C);
+            bias_backward(grad(FCPROJB, lC), a_.dresidual, N, C, a_.reduce, stream_);
+            if (!options_.gelu_fusion) gelu_backward_inplace(a_.dfch, fch, size_t(N) * 4 * C, stream_);
+            if (options_.recompute >= 2)
+                layernorm_forward(ln2(l), a_.ln2_mean + l * BT(), a_.ln2_rstd + l * BT(), residual2, param(LN2W, lC), param(LN2B, lC),
+                                  N, C, stream_);
+            matmul_->backward_input(a_.dln, a_.dfch, param(FCW, 4 * lCC), N, C, 4 * C);
+            matmul_->backward_weight(grad(FCW, 4 * lCC), a_.dfch, ln2(l), N, C, 4 * C);
+            bias_backward(grad(FCB, 4 * lC), a_.dfch, N, 4 * C, a_.reduce, stream_);
+            // Adding the layernorm path turns d(residual3) into d(residual2) in place.
+            layernorm_backward(a_.dresidual, grad(LN2W, lC), grad(LN2B, lC), a_.dln, residual2, param(LN2W, lC),
+                               a_.ln2_mean + l * BT(), a_.ln2_rstd + l * BT(), N, C, true, a_.reduce, stream_);
+            // residual2 = residual + attproj(attention(qkv(ln1(residual)))).
+            const T* atty = a_.atty + l * BTC();
+            matmul_->backward_input(a_.datty, a_.dresidual, param(ATTPROJW, lCC), N, C, C);
+            matmul_->backward_weight(grad(ATTPROJW, lCC), a_.dresidual, atty, N, C, C);
+            bias_backward(grad(ATTPROJB, lC), a_.dresidual, N, C, a_.reduce, stream_);
+            const T* qkv = a_.qkv + l * BTC() * 3;
+            const float* lse = a_.lse + l * BT() * NH;
+            if (options_.attention == "cudnn") {
+                if constexpr (sizeof(T) == 2)
+                    cudnn_attention_backward(a_.dqkv, a_.datty, qkv, atty, lse, B, T_now, C, NH, stream_);
+            } else {
+                attention_backward(a_.dqkv, a_.datty, qkv, atty, lse, a_.att_d, B, T_now, C, NH, stream_);
+            }
+            if (options_.recompute >= 2)
+                layernorm_forward(ln1(l), a_.ln1_mean + l * BT(), a_.ln1_rstd + l * BT(), residual, param(LN1W, lC), param(LN1B, lC), N,
+                                  C, stream_);
+            matmul_->backward_input(a_.dln, a_.dqkv, param(QKVW, 3 * lCC), N, C, 3 * C);
+            matmul_->backward_weight(grad(QKVW, 3 * lCC), a_.dqkv, ln1(l), N, C, 3 * C);
+            bias_backward(grad(QKVB, 3 * lC), a_.dqkv, N, 3 * C, a_.reduce, stream_);
+            layernorm_backward(a_.dresidual, grad(LN1W, lC), grad(LN1B, lC), a_.dln, residual, param(LN1W, lC),
+                               a_.ln1_mean + l * BT(), a_.ln1_rstd + l * BT(), N, C, true, a_.reduce, stream_);
+        }
+        encoder_backward(grad(WTE), grad(WPE), a_.dresidual, a_.buckets, int(buckets_.tokens.size()), B, T_now, C, stream_);
+    }
+
+    GPT2Config config_;
+    ParamLayout layout_;
+    std::vector<TensorSlice> tensors_;
+    int B_, T_;
+    CudaOptions options_;
+    std::string device_name_, plan_;
+    cudaStream_t stream_ = nullptr;
+    std::unique_ptr<Matmul> matmul_;
+    std::unique_ptr<CudaOptimizer> optimizer_;
+    DeviceMemory param_memory_, grad_memory_, act_memory_;
+    PinnedMemory host_memory_;
+    float* master_ = nullptr;  // (P) fp32 master weights, llm.c order
+    T* params_ = nullptr;      // (P) what the kernels read: the bf16 copy, or master_ itself in fp32
+    float* grads_ = nullptr;   // (P) fp32
+    Activations a_{};
+    // pinned host staging
+    int* h_tokens_ = nullptr;    // (B,T)
+    int* h_targets_ = nullptr;   // (B,T)
+    int* h_buckets_ = nullptr;   // (3*B*T+1)
+    float* h_losses_ = nullptr;  // (B,T)
+    double* h_norm_ = nullptr;   // (1)
+    T* h_row_ = nullptr;         // (Vp) one row of logits for sampling
+    TokenBuckets buckets_;
+    int last_B_ = 0, last_T_ = 0;  // the micro-batch of the last forward
+};
+
+}  // namespace
+
+std::unique_ptr<CudaBackend> make_cuda_backend(const GPT2Config& config, int B, int T, const OptimizerConfig& opt,
+                                               const CudaOptions& options) {
+    if (options.precision == "fp32") return std::make_unique<CudaBackendImpl<float>>(config, B, T, opt, options);
+    if (options.precision == "bf16") return std::make_unique<CudaBackendImpl<cuda::bf16>>(config, B, T, opt, options);
+    fail("--precision %s: expected bf16 or fp32", options.precision.c_str());
+}
+
+}  // namespace coldstart

@@ -1,0 +1,168 @@
+// One launch for all tensors: every block belongs to one tensor (blocks are dealt out tensor by
+// tensor, a table in device memory says where each tensor's blocks start and whether it takes weight
+// decay), so the per-tensor settings cost one binary search per block and no host round trip.
+//
+// The arithmetic is the CPU reference's, expression for expression. Both compilers contract a*b+c
+// into FMAs where they can (GCC does for -march=native), so GPU and CPU steps agree to an ulp or so,
+// not always to the bit; the tests compare them at 1e-7.
+#include "optim/cuda/adamw.cuh"
+
+#include <cmath>
+
+#include "common/error.h"
+#include "layers/cuda/common.cuh"
+#include "optim/step_sums.h"
+
+namespace coldstart::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kPerThread = 4;
+constexpr size_t kPerBlock = size_t(kThreads) * kPerThread;
+
+struct DeviceTensor {
+    size_t offset, numel;
+    unsigned first_block;
+    int decay;  // tensor_roles(): takes decoupled weight decay
+};
+
+struct AdamWScalars {
+    float lr, beta1, beta2, eps, weight_decay;
+    float step_size;              // lr / (1 - beta1^t) (lr without bias correction), in double on the host as on the CPU
+    float bias_correction2_sqrt;  // sqrt(1 - beta2^t)
+};
+
+__global__ void adamw_kernel(float* w, const float* g, float* m, float* v, const DeviceTensor* tensors, int count,
+                             const float* grad_scale, AdamWScalars s) {
+    int lo = 0, hi = count - 1;  // the last tensor whose first block is <= this block
+    while (lo < hi) {
+        const int mid = (lo + hi + 1) / 2;
+        if (tensors[mid].first_block <= blockIdx.x) lo = mid;
+        else hi = mid - 1;
+    }
+    const DeviceTensor t = tensors[lo];
+    const float decay = t.decay ? 1.0f - s.lr * s.weight_decay : 1.0f;
+    const float scale = *grad_scale;
+    const size_t base = size_t(blockIdx.x - t.first_block) * kPerBlock + threadIdx.x;
+    for (int k = 0; k < kPerThread; ++k) {
+        const size_t j = base + size_t(k) * kThreads;
+        if (j >= t.numel) break;
+        const size_t i = t.offset + j;
+        const float grad = g[i] * scale;
+        const float mi = m[i] * s.beta1 + (1.0f - s.beta1) * grad;
+        const float vi = v[i] * s.beta2 + (1.0f - s.beta2) * grad * grad;
+        const float denom = sqrtf(vi) / s.bias_correction2_sqrt + s.eps;
+        m[i] = mi;
+        v[i] = vi;
+        w[i] = w[i] * decay - s.step_size * (mi / denom);
+    }
+}
+
+class AdamWCuda : public CudaOptimizer {
+public:
+    AdamWCuda(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors, cudaStream_t stream)
+        : config_(config), tensors_(tensors), stream_(stream) {
+        const std::vector<TensorRole> roles = tensor_roles(config, tensors);
+        std::vector<DeviceTensor> table;
+        unsigned blocks = 0;
+        for (size_t k = 0; k < tensors.size(); ++k) {
+            table.push_back({tensors[k].offset, tensors[k].numel, blocks, roles[k].decay ? 1 : 0});
+            total_ += tensors[k].numel;
+            blocks += unsigned(ceil_div(tensors[k].numel, kPerBlock));
+        }
+        blocks_ = blocks;
+        count_ = int(table.size());
+        // One allocation: m and v (total floats each), then the tensor table and the gradient scale.
+        memory_ = device_alloc(2 * total_ * sizeof(float) + table.size() * sizeof(DeviceTensor) + sizeof(float), "optimizer state");
+        m_ = static_cast<float*>(memory_.get());
+        v_ = m_ + total_;
+        tensors_device_ = reinterpret_cast<DeviceTensor*>(v_ + total_);
+        grad_scale_ = reinterpret_cast<float*>(tensors_device_ + table.size());
+        CUDA_CHECK(cudaMemsetAsync(m_, 0, 2 * total_ * sizeof(float), stream_));
+        CUDA_CHECK(cudaMemcpyAsync(tensors_device_, table.data(), table.size() * sizeof(DeviceTensor), cudaMemcpyHostToDevice, stream_));
+        const float one = 1.0f;
+        CUDA_CHECK(cudaMemcpyAsync(grad_scale_, &one, sizeof(float), cudaMemcpyHostToDevice, stream_));
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
+
+    const OptimizerConfig& config() const override { return config_; }
+    float* grad_scale_device() override { return grad_scale_; }
+    size_t state_bytes() const override { return 2 * total_ * sizeof(float); }
+
+    void step(float* params, const float* grads, const StepContext& ctx, const StepOutputs& out) override {
+        const NvtxRange range("adamw");
+        const bool measured = out.sums || out.update;
+        std::vector<float> w_old, g, m_prev;
+        if (measured) {
+            w_old = to_host(params);
+            g = to_host(grads);
+            m_prev = to_host(m_);
+        }
+        const float b1 = config_.beta1, b2 = config_.beta2;
+        const double bias_correction1 = config_.bias_correction ? 1.0 - std::pow(double(b1), double(ctx.t)) : 1.0;
+        const AdamWScalars s{ctx.lr, b1, b2, config_.eps, config_.weight_decay, float(double(ctx.lr) / bias_correction1),
+                             float(std::sqrt(1.0 - std::pow(double(b2), double(ctx.t))))};
+        adamw_kernel<<<blocks_, kThreads, 0, stream_>>>(params, grads, m_, v_, tensors_device_, count_, grad_scale_, s);
+        KERNEL_CHECK("adamw_kernel");
+        if (measured) add_step_sums(w_old, to_host(params), g, m_prev, to_host(m_), ctx.grad_scale, out);
+    }
+
+    std::vector<StateBuffer> state_layout() const override {
+        return {{"adamw.m", total_, 0, total_}, {"adamw.v", total_, 0, total_}};
+    }
+    void read_state(size_t index, float* host) const override {
+        CUDA_CHECK(cudaMemcpyAsync(host, index == 0 ? m_ : v_, total_ * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
+    void write_state(size_t index, const float* host) override {
+        CUDA_CHECK(cudaMemcpyAsync(index == 0 ? m_ : v_, host, total_ * sizeof(float), cudaMemcpyHostToDevice, stream_));
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
+
+private:
+    std::vector<float> to_host(const float* device) const {
+        std::vector<float> host(total_);
+        CUDA_CHECK(cudaMemcpyAsync(host.data(), device, total_ * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+        return host;
+    }
+
+    // The CPU optimizer's sums of a measured step (optim/step_sums.h), from the values before and after.
+    void add_step_sums(const std::vector<float>& w_old, const std::vector<float>& w_new, const std::vector<float>& g,
+                       const std::vector<float>& m_prev, const std::vector<float>& m_new, float grad_scale,
+                       const StepOutputs& out) const {
+        for (size_t k = 0; k < tensors_.size(); ++k) {
+            const TensorSlice& t = tensors_[k];
+            const size_t cols = t.numel / size_t(t.rows);
+            for_each_row(t, RowRange{0, size_t(t.rows)}, out.sums ? &out.sums[k] : nullptr, [&](size_t r, RowSums& sums) {
+                const size_t begin = t.offset + r * cols;
+                for (size_t i = begin; i < begin + cols; ++i) {
+                    if (out.sums) sums.add(w_old[i], w_new[i], g[i] * grad_scale, m_prev[i], m_new[i]);
+                    if (out.update) out.update[i] = w_new[i] - w_old[i];
+                }
+            });
+        }
+    }
+
+    OptimizerConfig config_;
+    std::vector<TensorSlice> tensors_;
+    cudaStream_t stream_;
+    size_t total_ = 0;
+    unsigned blocks_ = 0;
+    int count_ = 0;
+    DeviceMemory memory_;
+    float* m_ = nullptr;                      // (total) first moment
+    float* v_ = nullptr;                      // (total) second moment
+    DeviceTensor* tensors_device_ = nullptr;  // (count) where each tensor is, where its blocks start, its decay
+    float* grad_scale_ = nullptr;             // (1)
+};
+
+}  // namespace
+
+std::unique_ptr<CudaOptimizer> make_cuda_optimizer(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors,
+                                                   cudaStream_t stream) {
+    if (config.name == "adamw") return std::make_unique<AdamWCuda>(config, tensors, stream);
+    fail("--optimizer %s: not on the CUDA backend yet (only adamw is); use --device cpu for it", config.name.c_str());
+}
+
+}  // namespace coldstart::cuda
