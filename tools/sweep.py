@@ -240,6 +240,8 @@ class Sweep:
         for slot, job in list(running.items()):
             if job.process.poll() is None:
                 continue
+            if job.process.returncode == -signal.SIGINT:  # Ctrl-C reached the trainer first; the sweep's follows
+                raise KeyboardInterrupt
             del running[slot]
             ended = True
             result = job.result()
