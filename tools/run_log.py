@@ -1,0 +1,71 @@
+"""Reading a run's log.jsonl (the trainer's JSON-lines log), shared by the sweep and the plot tools.
+
+The tensor names and their order follow the trainer's metrics records (README, "What a run writes"):
+wte, wpe, then per layer h{l}.<kind>, then lnfw, lnfb.
+"""
+import json
+import math
+import re
+
+# Per-layer tensor kinds in llm.c's parameter order.
+LAYER_KINDS = ["ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb", "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb"]
+MODEL_TENSORS_FIRST = ["wte", "wpe"]
+MODEL_TENSORS_LAST = ["lnfw", "lnfb"]
+# The weight matrices: what the early-training statistics summarise (gains and biases behave differently
+# and would dilute a mean over layers).
+MATRIX_KINDS = {"wte", "wpe", "qkvw", "attprojw", "fcw", "fcprojw"}
+
+_LAYER_TENSOR = re.compile(r"^h(\d+)\.(\w+)$")
+
+
+def read_records(path):
+    """The records of a log, in order. A last line cut short (a trainer killed mid-write) is ignored;
+    a malformed line elsewhere is an error naming the file and line."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if number >= len(lines) - 1:  # the last line (a complete file ends with "\n", so maybe the one before "")
+                break
+            raise ValueError(f"{path}:{number}: not a JSON record: {e}") from None
+    return records
+
+
+def of_type(records, kind):
+    return [r for r in records if r.get("type") == kind]
+
+
+def metrics_by_step(records):
+    """The metrics records, one per step (a later record for the same step replaces an earlier one), by step."""
+    by_step = {}
+    for r in of_type(records, "metrics"):
+        by_step[r["step"]] = r
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def number(value):
+    """value as a float, or None where it is missing, null or not finite."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def split_name(tensor):
+    """(kind, layer) of a tensor name: ("qkvw", 3) for h3.qkvw, ("wte", None) for wte."""
+    m = _LAYER_TENSOR.match(tensor)
+    return (m.group(2), int(m.group(1))) if m else (tensor, None)
+
+
+def is_matrix(tensor):
+    return split_name(tensor)[0] in MATRIX_KINDS
+
+
+def kind_order(kinds):
+    """Tensor kinds in the model's order: wte, wpe, the per-layer kinds, lnfw, lnfb, then any others by name."""
+    known = MODEL_TENSORS_FIRST + LAYER_KINDS + MODEL_TENSORS_LAST
+    return sorted(kinds, key=lambda k: (known.index(k), "") if k in known else (len(known), k))
