@@ -30,7 +30,7 @@
 #include "layers/cuda/gelu.cuh"
 #include "layers/cuda/layernorm.cuh"
 #include "layers/cuda/matmul.cuh"
-#include "optim/cuda/adamw.cuh"
+#include "optim/cuda/cuda_optimizer.cuh"
 #include "optim/cuda/grad_norm.cuh"
 #include "optim/update_metrics.h"
 

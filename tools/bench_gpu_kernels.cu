@@ -22,7 +22,7 @@
 #include "layers/cuda/layernorm.cuh"
 #include "layers/cuda/matmul.cuh"
 #include "layers/gpt2_config.h"
-#include "optim/cuda/adamw.cuh"
+#include "optim/cuda/cuda_optimizer.cuh"
 #include "optim/cuda/grad_norm.cuh"
 
 using namespace coldstart;

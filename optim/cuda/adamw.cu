@@ -1,17 +1,20 @@
-// One launch for all tensors: every block belongs to one tensor (blocks are dealt out tensor by
-// tensor, a table in device memory says where each tensor's blocks start and whether it takes weight
-// decay), so the per-tensor settings cost one binary search per block and no host round trip.
+// AdamW on the GPU: the math of optim/adamw.cpp (PyTorch's torch.optim.AdamW, with or without momentum
+// bias correction, weight decay on the tensors tensor_roles() gives it: matrices only).
+//
+// An ordinary step is one launch for all tensors: every block belongs to one tensor (blocks are dealt out
+// tensor by tensor, a table in device memory says where each tensor's blocks start and whether it takes
+// weight decay), so the per-tensor settings cost one binary search per block. A measured step runs the
+// same update one block per row instead, so that each block also leaves its row's sums (step_sums.cuh).
 //
 // The arithmetic is the CPU reference's, expression for expression. Both compilers contract a*b+c
 // into FMAs where they can (GCC does for -march=native), so GPU and CPU steps agree to an ulp or so,
 // not always to the bit; the tests compare them at 1e-7.
-#include "optim/cuda/adamw.cuh"
-
 #include <cmath>
 
 #include "common/error.h"
 #include "layers/cuda/common.cuh"
-#include "optim/step_sums.h"
+#include "optim/cuda/cuda_optimizer.cuh"
+#include "optim/cuda/step_sums.cuh"
 
 namespace coldstart::cuda {
 namespace {
@@ -32,6 +35,23 @@ struct AdamWScalars {
     float bias_correction2_sqrt;  // sqrt(1 - beta2^t)
 };
 
+// One element's update; returns nothing, leaves the old values for a measured step's sums.
+struct AdamWElement {
+    float grad, m_prev, w_old;
+};
+__device__ inline AdamWElement adamw_element(float* w, const float* g, float* m, float* v, size_t i, float scale,
+                                             float decay, const AdamWScalars& s) {
+    const float grad = g[i] * scale;
+    const AdamWElement old{grad, m[i], w[i]};
+    const float mi = m[i] * s.beta1 + (1.0f - s.beta1) * grad;
+    const float vi = v[i] * s.beta2 + (1.0f - s.beta2) * grad * grad;
+    const float denom = sqrtf(vi) / s.bias_correction2_sqrt + s.eps;
+    m[i] = mi;
+    v[i] = vi;
+    w[i] = w[i] * decay - s.step_size * (mi / denom);
+    return old;
+}
+
 __global__ void adamw_kernel(float* w, const float* g, float* m, float* v, const DeviceTensor* tensors, int count,
                              const float* grad_scale, AdamWScalars s) {
     int lo = 0, hi = count - 1;  // the last tensor whose first block is <= this block
@@ -47,21 +67,35 @@ __global__ void adamw_kernel(float* w, const float* g, float* m, float* v, const
     for (int k = 0; k < kPerThread; ++k) {
         const size_t j = base + size_t(k) * kThreads;
         if (j >= t.numel) break;
-        const size_t i = t.offset + j;
-        const float grad = g[i] * scale;
-        const float mi = m[i] * s.beta1 + (1.0f - s.beta1) * grad;
-        const float vi = v[i] * s.beta2 + (1.0f - s.beta2) * grad * grad;
-        const float denom = sqrtf(vi) / s.bias_correction2_sqrt + s.eps;
-        m[i] = mi;
-        v[i] = vi;
-        w[i] = w[i] * decay - s.step_size * (mi / denom);
+        adamw_element(w, g, m, v, t.offset + j, scale, decay, s);
     }
+}
+
+// A measured step: one block per weight row of every tensor; the same update, and the row's sums.
+__global__ void adamw_rows_kernel(float* w, const float* g, float* m, float* v, const TensorRows* rows_table,
+                                  const DeviceTensor* tensors, int count, const float* grad_scale, AdamWScalars s,
+                                  RowSumsDevice* row_sums, float* update) {
+    __shared__ double shared[32];
+    const int k = tensor_of_row(rows_table, count, blockIdx.x);
+    const TensorRows t = rows_table[k];
+    const float decay = tensors[k].decay ? 1.0f - s.lr * s.weight_decay : 1.0f;
+    const float scale = *grad_scale;
+    const size_t row = t.offset + size_t(blockIdx.x - t.first) * size_t(t.cols);
+    ThreadRowSums sums;
+    for (int j = threadIdx.x; j < t.cols; j += blockDim.x) {
+        const size_t i = row + size_t(j);
+        const AdamWElement old = adamw_element(w, g, m, v, i, scale, decay, s);
+        sums.add_weights(old.w_old, w[i]);
+        sums.add_moments(old.grad, old.m_prev, m[i]);
+        if (update) update[i] = w[i] - old.w_old;
+    }
+    store_block_row_sums(sums, row_sums + blockIdx.x, shared);
 }
 
 class AdamWCuda : public CudaOptimizer {
 public:
     AdamWCuda(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors, cudaStream_t stream)
-        : config_(config), tensors_(tensors), stream_(stream) {
+        : config_(config), tensors_(tensors), stream_(stream), sums_(tensors, {}, stream) {
         const std::vector<TensorRole> roles = tensor_roles(config, tensors);
         std::vector<DeviceTensor> table;
         unsigned blocks = 0;
@@ -91,20 +125,22 @@ public:
 
     void step(float* params, const float* grads, const StepContext& ctx, const StepOutputs& out) override {
         const NvtxRange range("adamw");
-        const bool measured = out.sums || out.update;
-        std::vector<float> w_old, g, m_prev;
-        if (measured) {
-            w_old = to_host(params);
-            g = to_host(grads);
-            m_prev = to_host(m_);
-        }
         const float b1 = config_.beta1, b2 = config_.beta2;
         const double bias_correction1 = config_.bias_correction ? 1.0 - std::pow(double(b1), double(ctx.t)) : 1.0;
         const AdamWScalars s{ctx.lr, b1, b2, config_.eps, config_.weight_decay, float(double(ctx.lr) / bias_correction1),
                              float(std::sqrt(1.0 - std::pow(double(b2), double(ctx.t))))};
-        adamw_kernel<<<blocks_, kThreads, 0, stream_>>>(params, grads, m_, v_, tensors_device_, count_, grad_scale_, s);
-        KERNEL_CHECK("adamw_kernel");
-        if (measured) add_step_sums(w_old, to_host(params), g, m_prev, to_host(m_), ctx.grad_scale, out);
+        if (!out.sums && !out.update) {
+            adamw_kernel<<<blocks_, kThreads, 0, stream_>>>(params, grads, m_, v_, tensors_device_, count_, grad_scale_, s);
+            KERNEL_CHECK("adamw_kernel");
+            return;
+        }
+        float* update = out.update ? update_buffer() : nullptr;
+        adamw_rows_kernel<<<sums_.total_rows(), kThreads, 0, stream_>>>(params, grads, m_, v_, sums_.table(), tensors_device_,
+                                                                         count_, grad_scale_, s, sums_.rows(), update);
+        KERNEL_CHECK("adamw_rows_kernel");
+        if (update) CUDA_CHECK(cudaMemcpyAsync(out.update, update, total_ * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+        if (out.sums) sums_.reduce_and_download(nullptr, out.sums, stream_);
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
     }
 
     std::vector<StateBuffer> state_layout() const override {
@@ -120,37 +156,20 @@ public:
     }
 
 private:
-    std::vector<float> to_host(const float* device) const {
-        std::vector<float> host(total_);
-        CUDA_CHECK(cudaMemcpyAsync(host.data(), device, total_ * sizeof(float), cudaMemcpyDeviceToHost, stream_));
-        CUDA_CHECK(cudaStreamSynchronize(stream_));
-        return host;
-    }
-
-    // The CPU optimizer's sums of a measured step (optim/step_sums.h), from the values before and after.
-    void add_step_sums(const std::vector<float>& w_old, const std::vector<float>& w_new, const std::vector<float>& g,
-                       const std::vector<float>& m_prev, const std::vector<float>& m_new, float grad_scale,
-                       const StepOutputs& out) const {
-        for (size_t k = 0; k < tensors_.size(); ++k) {
-            const TensorSlice& t = tensors_[k];
-            const size_t cols = t.numel / size_t(t.rows);
-            for_each_row(t, RowRange{0, size_t(t.rows)}, out.sums ? &out.sums[k] : nullptr, [&](size_t r, RowSums& sums) {
-                const size_t begin = t.offset + r * cols;
-                for (size_t i = begin; i < begin + cols; ++i) {
-                    if (out.sums) sums.add(w_old[i], w_new[i], g[i] * grad_scale, m_prev[i], m_new[i]);
-                    if (out.update) out.update[i] = w_new[i] - w_old[i];
-                }
-            });
-        }
+    float* update_buffer() {  // (total) W_{t+1} - W_t of a measured step; allocated on first use
+        if (!update_memory_) update_memory_ = device_alloc(total_ * sizeof(float), "the measured step's update");
+        return static_cast<float*>(update_memory_.get());
     }
 
     OptimizerConfig config_;
     std::vector<TensorSlice> tensors_;
     cudaStream_t stream_;
+    StepSumsDevice sums_;
     size_t total_ = 0;
     unsigned blocks_ = 0;
     int count_ = 0;
     DeviceMemory memory_;
+    DeviceMemory update_memory_;
     float* m_ = nullptr;                      // (total) first moment
     float* v_ = nullptr;                      // (total) second moment
     DeviceTensor* tensors_device_ = nullptr;  // (count) where each tensor is, where its blocks start, its decay
@@ -159,10 +178,9 @@ private:
 
 }  // namespace
 
-std::unique_ptr<CudaOptimizer> make_cuda_optimizer(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors,
-                                                   cudaStream_t stream) {
-    if (config.name == "adamw") return std::make_unique<AdamWCuda>(config, tensors, stream);
-    fail("--optimizer %s: not on the CUDA backend yet (only adamw is); use --device cpu for it", config.name.c_str());
+std::unique_ptr<CudaOptimizer> make_adamw_cuda(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors,
+                                               cudaStream_t stream) {
+    return std::make_unique<AdamWCuda>(config, tensors, stream);
 }
 
 }  // namespace coldstart::cuda

@@ -31,7 +31,7 @@
 #include "layers/matmul.h"
 #include "layers/residual.h"
 #include "optim/adamw.h"
-#include "optim/cuda/adamw.cuh"
+#include "optim/cuda/cuda_optimizer.cuh"
 #include "optim/cuda/grad_norm.cuh"
 #include "optim/grad_norm.h"
 #include "test/gpu/gpu_test_util.cuh"

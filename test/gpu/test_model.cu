@@ -225,12 +225,16 @@ TEST_CASE("cuda model: -r 0, 1 and 2 give the same bits") {
     }
 }
 
-TEST_CASE("cuda backend vs CPU backend: 20 training steps with accumulation and clipping") {
+TEST_CASE("cuda backend vs CPU backend: 20 training steps with accumulation and clipping, AdamW and LionAR") {
     const GPT2Config c = small_config();
     const int B = 2, T = 37, steps = 20, accum = 2;
     const auto batches = random_batches(8, B, T, c.vocab_size, 21);
-    const OptimizerConfig opt{"adamw", 0.9f, 0.95f, 1e-8f, 0.1f};
+    const OptimizerConfig adamw{"adamw", 0.9f, 0.95f, 1e-8f, 0.1f};
+    OptimizerConfig lionar{"lionar", 0.98f * 0.98f, 0.98f, 1e-8f, 0.1f};  // as paper-lionar: Nesterov, inverse bias correction
+    lionar.inverse_bias_correction = InverseBiasCorrection::step;
+    for (const OptimizerConfig& opt : {adamw, lionar})
     for (const char* precision : {"fp32", "bf16"}) {
+        CAPTURE(opt.name);
         CAPTURE(precision);
         const bool bf16 = std::string(precision) == "bf16";
         const Floats params = random_params(c, 3, bf16);
@@ -245,7 +249,7 @@ TEST_CASE("cuda backend vs CPU backend: 20 training steps with accumulation and 
                           "step " << s + 1 << ": loss " << gpu_losses[s] << " vs CPU " << cpu_losses[s]);
         CHECK(rel(gpu_norms, cpu_norms) < (bf16 ? 5e-2 : 1e-3));
         CHECK_MESSAGE(gpu_losses.back() < gpu_losses.front(), "the GPU run should learn: " << gpu_losses.front() << " -> " << gpu_losses.back());
-        MESSAGE(precision << ": 20 steps, CPU loss " << cpu_losses.front() << " -> " << cpu_losses.back() << ", GPU "
+        MESSAGE(opt.name << " " << precision << ": 20 steps, CPU loss " << cpu_losses.front() << " -> " << cpu_losses.back() << ", GPU "
                           << gpu_losses.front() << " -> " << gpu_losses.back());
     }
 }

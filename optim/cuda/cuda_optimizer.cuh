@@ -1,0 +1,38 @@
+// The optimizers on the GPU: the same math as the CPU references (optim/adamw.cpp, optim/lion.cpp), the
+// same named state buffers (a checkpoint resumes on either device), steps that take device pointers.
+//
+// A step is a fixed number of launches with no host round trip: the gradient scale (clipping) is read by
+// the kernels from device memory (grad_scale_device(), which the backend writes from ctx.grad_scale),
+// per-tensor statistics (LionAR's signal estimate) are reduced on the device, and per-row work (LionA's
+// radial removal, scaling and renormalisation) is one fused pass per row. A measured step
+// (--metrics-every) also leaves per-row sums that one more launch reduces per tensor; one copy brings
+// them to the host (optim/cuda/step_sums.cuh). StepOutputs are host memory.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <memory>
+#include <vector>
+
+#include "optim/optimizer.h"
+
+namespace coldstart::cuda {
+
+// An Optimizer whose step() takes params (fp32 master weights) and grads (fp32), both
+// (ParamLayout.total) in the GPU's memory.
+class CudaOptimizer : public Optimizer {
+public:
+    virtual float* grad_scale_device() = 0;  // (1) device memory
+    virtual size_t state_bytes() const = 0;
+};
+
+// Throws coldstart::Error naming the optimizer when it has no CUDA version.
+std::unique_ptr<CudaOptimizer> make_cuda_optimizer(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors,
+                                                   cudaStream_t stream);
+// Each optimizer's own maker (optim/cuda/adamw.cu, optim/cuda/lion.cu).
+std::unique_ptr<CudaOptimizer> make_adamw_cuda(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors,
+                                               cudaStream_t stream);
+std::unique_ptr<CudaOptimizer> make_lion_cuda(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors,
+                                              cudaStream_t stream);
+
+}  // namespace coldstart::cuda

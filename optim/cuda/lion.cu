@@ -1,0 +1,727 @@
+// Lion, LionA and LionAR on the GPU: the math of optim/lion.cpp (the formulas are in optim/lion.h), the
+// same state buffers, the same scalars (optim/lion_math.h), step by step.
+//
+// The launches of one step, none of which waits for the host:
+//   LionAR only: per controlled row the partial sums ||g||^2, <g, m>, ||m||^2 (one block a row), then one
+//   block per controlled tensor adds its rows in a fixed order and updates the signal-fraction EMA and
+//   the step scale k on the device;
+//   tensors that are not controlled: Lion's elementwise step (one launch over all of them);
+//   controlled tensors, per row: one fused block a row (u, momentum, <x,u> and |x|^2, the radial
+//   removal, centring, |u|, the step, the renormalisation, the gain): everything the row needs stays in
+//   shared memory; per tensor (--control tensor): the same phases as separate launches over all rows,
+//   each followed by a fixed-order reduction per tensor, since the whole tensor's sums are needed between
+//   them.
+// The first step also centres rows and records the held norms (one block a row). A measured step runs
+// the plain step one block a row too, and every kernel leaves its rows' sums for step_sums.cuh.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "common/error.h"
+#include "layers/cuda/common.cuh"
+#include "optim/cuda/cuda_optimizer.cuh"
+#include "optim/cuda/step_sums.cuh"
+#include "optim/lion_math.h"
+
+namespace coldstart::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kPerThread = 4;
+constexpr size_t kPerBlock = size_t(kThreads) * kPerThread;
+constexpr int kMaxControlledCols = 16384;  // two rows of floats: 128 KB of shared memory (A100: 163 KB, H100: 227 KB)
+
+struct PlainTensor {
+    size_t offset, numel;
+    unsigned first_block;  // among the blocks of the elementwise launch
+    unsigned first_row;    // among the rows of the plain tensors
+    unsigned sums_row;     // its first row in the measured-step row sums
+    int rows, cols;
+    int decay;
+};
+
+struct ControlledTensor {
+    size_t offset;       // into the flat parameter buffer
+    size_t element;      // its first element among the controlled elements (directions, scratch)
+    unsigned first_row;  // its first row among the controlled rows
+    unsigned sums_row;   // its first row in the measured-step row sums
+    unsigned group;      // its first group (per row: one a row; per tensor: one)
+    int rows, cols;
+    int ordinal;         // among the controlled tensors
+};
+
+struct LionScalars {
+    float b1, b2, weight_decay;
+    float plain_lr;         // lr * the inverse bias correction's ramp
+    double theta;           // the target angle times the ramp (LionAR multiplies it by k)
+    float gain_lr;
+    double rho, rho_correction;
+    int center, smoothed, gains, lionar;
+};
+
+__device__ inline float sign_of(float x) { return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f); }
+
+template <typename Table>
+__device__ inline int find_by(const Table* table, int count, unsigned index, unsigned Table::*first) {
+    int lo = 0, hi = count - 1;
+    while (lo < hi) {
+        const int mid = (lo + hi + 1) / 2;
+        if (table[mid].*first <= index) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
+}
+
+// ---- tensors that take plain Lion steps ----
+
+struct PlainElement {
+    float grad, m_prev, w_old;
+};
+__device__ inline PlainElement lion_element(float* w, const float* g, float* m, size_t i, float scale, float decay,
+                                            const LionScalars& s) {
+    const float grad = g[i] * scale;
+    const PlainElement old{grad, m[i], w[i]};
+    const float u = sign_of(s.b1 * old.m_prev + (1.0f - s.b1) * grad);
+    w[i] = w[i] * decay - s.plain_lr * u;
+    m[i] = s.b2 * old.m_prev + (1.0f - s.b2) * grad;
+    return old;
+}
+
+__global__ void lion_plain_kernel(float* w, const float* g, float* m, const PlainTensor* tensors, int count,
+                                  const float* grad_scale, LionScalars s) {
+    const PlainTensor t = tensors[find_by(tensors, count, blockIdx.x, &PlainTensor::first_block)];
+    const float decay = t.decay ? 1.0f - s.plain_lr * s.weight_decay : 1.0f;
+    const float scale = *grad_scale;
+    const size_t base = size_t(blockIdx.x - t.first_block) * kPerBlock + threadIdx.x;
+    for (int k = 0; k < kPerThread; ++k) {
+        const size_t j = base + size_t(k) * kThreads;
+        if (j >= t.numel) break;
+        lion_element(w, g, m, t.offset + j, scale, decay, s);
+    }
+}
+
+// A measured step: one block per row of the plain tensors, the same step, and the row's sums.
+__global__ void lion_plain_rows_kernel(float* w, const float* g, float* m, const PlainTensor* tensors, int count,
+                                       const float* grad_scale, LionScalars s, RowSumsDevice* row_sums, float* update) {
+    __shared__ double shared[32];
+    const PlainTensor t = tensors[find_by(tensors, count, blockIdx.x, &PlainTensor::first_row)];
+    const unsigned r = blockIdx.x - t.first_row;
+    const float decay = t.decay ? 1.0f - s.plain_lr * s.weight_decay : 1.0f;
+    const float scale = *grad_scale;
+    const size_t row = t.offset + size_t(r) * size_t(t.cols);
+    ThreadRowSums sums;
+    for (int j = threadIdx.x; j < t.cols; j += blockDim.x) {
+        const size_t i = row + size_t(j);
+        const PlainElement old = lion_element(w, g, m, i, scale, decay, s);
+        sums.add_weights(old.w_old, w[i]);
+        sums.add_moments(old.grad, old.m_prev, m[i]);
+        if (update) update[i] = w[i] - old.w_old;
+    }
+    store_block_row_sums(sums, row_sums + t.sums_row + r, shared);
+}
+
+// ---- controlled tensors ----
+
+// The weights of every controlled row before the step, for a measured step's sums (the first step's
+// centring changes them before the step proper).
+__global__ void copy_controlled_kernel(const float* w, float* w_before, const ControlledTensor* tensors, int count) {
+    const ControlledTensor t = tensors[find_by(tensors, count, blockIdx.x, &ControlledTensor::first_row)];
+    const size_t r = blockIdx.x - t.first_row;
+    for (int j = threadIdx.x; j < t.cols; j += blockDim.x)
+        w_before[t.element + r * size_t(t.cols) + size_t(j)] = w[t.offset + r * size_t(t.cols) + size_t(j)];
+}
+
+// The first step: centre each row (optionally), copy it to the direction (row gains), and leave its
+// squared norm: the held norm of a row, or a part of the tensor's (reduced by sum_rows_kernel).
+__global__ void start_control_kernel(float* w, float* directions, double* row_sq, const ControlledTensor* tensors, int count,
+                                     LionScalars s) {
+    __shared__ double shared[32];
+    const ControlledTensor t = tensors[find_by(tensors, count, blockIdx.x, &ControlledTensor::first_row)];
+    const size_t r = blockIdx.x - t.first_row;
+    float* wr = w + t.offset + r * size_t(t.cols);
+    if (s.center) {
+        double sum = 0;
+        for (int j = threadIdx.x; j < t.cols; j += blockDim.x) sum += wr[j];
+        const float mean = float(block_sum(sum, shared) / double(t.cols));
+        for (int j = threadIdx.x; j < t.cols; j += blockDim.x) wr[j] -= mean;
+    }
+    double sq = 0;
+    for (int j = threadIdx.x; j < t.cols; j += blockDim.x) {
+        if (s.gains) directions[t.element + r * size_t(t.cols) + size_t(j)] = wr[j];
+        sq += double(wr[j]) * wr[j];
+    }
+    sq = block_sum(sq, shared);
+    if (threadIdx.x == 0) row_sq[blockIdx.x] = sq;
+}
+
+// Per controlled tensor: the sums over its rows of `fields` per-row values, in row order.
+__global__ void sum_rows_kernel(const double* per_row, int fields, const ControlledTensor* tensors, double* per_tensor) {
+    __shared__ double shared[32];
+    const ControlledTensor t = tensors[blockIdx.x];
+    for (int f = 0; f < fields; ++f) {
+        double s = 0;
+        for (int r = threadIdx.x; r < t.rows; r += blockDim.x) s += per_row[(size_t(t.first_row) + size_t(r)) * fields + f];
+        s = block_sum(s, shared);
+        if (threadIdx.x == 0) per_tensor[size_t(blockIdx.x) * fields + f] = s;
+    }
+}
+
+// The first step's held norms: per row, or per tensor from its rows' parts.
+__global__ void record_norms_kernel(const double* row_sq, const double* tensor_sq, float* norms, const ControlledTensor* tensors,
+                                    int count, int per_row) {
+    const ControlledTensor t = tensors[blockIdx.x];
+    if (!per_row) {
+        if (threadIdx.x == 0) norms[t.group] = float(sqrt(tensor_sq[blockIdx.x]));
+        return;
+    }
+    for (int r = threadIdx.x; r < t.rows; r += blockDim.x) norms[t.group + unsigned(r)] = float(sqrt(row_sq[t.first_row + unsigned(r)]));
+}
+
+// LionAR, per controlled row: ||g||^2, <g, m_{t-1}>, ||m_{t-1}||^2 of the controlled variable's gradient.
+__global__ void snr_rows_kernel(const float* g, const float* m, const float* gains, double* per_row, const ControlledTensor* tensors,
+                                int count, const float* grad_scale, LionScalars s) {
+    __shared__ double shared[32];
+    const ControlledTensor t = tensors[find_by(tensors, count, blockIdx.x, &ControlledTensor::first_row)];
+    const size_t r = blockIdx.x - t.first_row, row = t.offset + r * size_t(t.cols);
+    const float row_gain = s.gains ? gains[t.group + unsigned(r)] : 1.0f;
+    const float scale = *grad_scale;
+    double g_sq = 0, g_dot_m = 0, m_sq = 0;
+    for (int j = threadIdx.x; j < t.cols; j += blockDim.x) {
+        const float gx = g[row + size_t(j)] * scale * row_gain;
+        const float mj = m[row + size_t(j)];
+        g_sq += double(gx) * gx;
+        g_dot_m += double(gx) * mj;
+        m_sq += double(mj) * mj;
+    }
+    g_sq = block_sum(g_sq, shared);
+    g_dot_m = block_sum(g_dot_m, shared);
+    m_sq = block_sum(m_sq, shared);
+    if (threadIdx.x == 0) {
+        double* out = per_row + size_t(blockIdx.x) * 3;
+        out[0] = g_sq;
+        out[1] = g_dot_m;
+        out[2] = m_sq;
+    }
+}
+
+// LionAR, one thread per controlled tensor: the signal fraction, its EMA (kept as floats, as the CPU
+// keeps it) and the step scale k.
+__global__ void snr_scale_kernel(const double* per_tensor, float* snr_ema, double* k_scale, int count, SnrEstimator estimator,
+                                 InverseBiasCorrection ibc, double b, double t, double ema_factor, double k_min) {
+    const int i = int(blockIdx.x * blockDim.x + threadIdx.x);
+    if (i >= count) return;
+    const double* sums = per_tensor + size_t(i) * 3;
+    const double signal = signal_fraction(estimator, ibc, b, t, sums[0], sums[1], sums[2]);
+    float* ema = snr_ema + 2 * size_t(i);
+    if (!isnan(signal)) {
+        ema[0] = float(ema_factor * ema[0] + (1.0 - ema_factor) * signal);
+        ema[1] += 1.0f;
+    }
+    k_scale[i] = snr_step_scale(ema[0], ema[1], ema_factor, k_min);
+}
+
+// The whole per-row step of one controlled row, one block: the CPU's phases (optim/lion.cpp) with
+// every sum over the row a block sum. u and x stay in shared memory (2 * cols floats).
+__global__ void controlled_rows_kernel(float* w, const float* g, float* m, float* directions, float* gains, float* gain_m,
+                                       const float* norms, float* norm_ema, const double* k_scale, const ControlledTensor* tensors,
+                                       int count, const float* grad_scale, LionScalars s, const float* w_before,
+                                       RowSumsDevice* row_sums, float* update) {
+    extern __shared__ float row_memory[];
+    __shared__ double shared[32];
+    __shared__ float new_gain, new_ema;
+    const ControlledTensor t = tensors[find_by(tensors, count, blockIdx.x, &ControlledTensor::first_row)];
+    const size_t r = blockIdx.x - t.first_row, row = t.offset + r * size_t(t.cols);
+    const unsigned group = t.group + unsigned(r);
+    const int cols = t.cols;
+    float* u = row_memory;
+    float* x = row_memory + cols;
+    float* x_global = s.gains ? directions + t.element + r * size_t(cols) : w + row;  // the controlled variable
+    const float row_gain = s.gains ? gains[group] : 1.0f;
+    const float scale = *grad_scale;
+    ThreadRowSums sums;
+
+    double xu = 0, xx = 0, gain_grad = 0;
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) {
+        const float grad = g[row + size_t(j)] * scale;  // dL/dW
+        const float gx = grad * row_gain;               // dL/dx
+        const float m_prev = m[row + size_t(j)];
+        u[j] = sign_of(s.b1 * m_prev + (1.0f - s.b1) * gx);
+        const float m_new = s.b2 * m_prev + (1.0f - s.b2) * gx;
+        m[row + size_t(j)] = m_new;
+        x[j] = x_global[j];
+        xu += double(u[j]) * x[j];
+        xx += double(x[j]) * x[j];
+        gain_grad += double(grad) * x[j];
+        if (row_sums) sums.add_moments(grad, m_prev, m_new);
+    }
+    xu = block_sum(xu, shared);
+    xx = block_sum(xx, shared);
+    gain_grad = block_sum(gain_grad, shared);
+    if (s.gains && threadIdx.x == 0) {  // a plain Lion step of the row's gain, no weight decay
+        const float gg = float(gain_grad);
+        gains[group] -= s.gain_lr * sign_of(s.b1 * gain_m[group] + (1.0f - s.b1) * gg);
+        gain_m[group] = s.b2 * gain_m[group] + (1.0f - s.b2) * gg;
+        new_gain = gains[group];
+    }
+
+    const float radial = xx > 0 ? float(xu / xx) : 0.0f;
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) u[j] -= radial * x[j];
+    if (s.center) {
+        double sum = 0;
+        for (int j = threadIdx.x; j < cols; j += blockDim.x) sum += u[j];
+        const float mean = float(block_sum(sum, shared) / double(cols));
+        for (int j = threadIdx.x; j < cols; j += blockDim.x) u[j] -= mean;
+    }
+    double uu = 0;
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) uu += double(u[j]) * u[j];
+    uu = block_sum(uu, shared);
+    double d;
+    if (!s.smoothed) {
+        d = sqrt(uu);
+    } else {
+        if (threadIdx.x == 0) {
+            norm_ema[group] = float(s.rho * norm_ema[group] + (1.0 - s.rho) * uu);
+            new_ema = norm_ema[group];
+        }
+        __syncthreads();
+        d = sqrt(double(new_ema) / s.rho_correction);
+    }
+    float factor = 1.0f;
+    if (d > 0 && xx > 0) {  // the same on every thread: a block sum
+        const double k = s.lionar ? k_scale[t.ordinal] : 1.0;
+        const float step = float(tan(s.theta * k) * sqrt(xx) / d);
+        double sq = 0;
+        for (int j = threadIdx.x; j < cols; j += blockDim.x) {
+            x[j] -= step * u[j];
+            sq += double(x[j]) * x[j];
+        }
+        sq = block_sum(sq, shared);
+        factor = sq > 0 ? float(norms[group] / sqrt(sq)) : 1.0f;
+    }
+    __syncthreads();  // new_gain
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) {
+        const float x_new = x[j] * factor;
+        const float w_old = w_before ? w_before[t.element + r * size_t(cols) + size_t(j)] : w[row + size_t(j)];
+        const float w_new = s.gains ? new_gain * x_new : x_new;
+        if (s.gains) x_global[j] = x_new;
+        w[row + size_t(j)] = w_new;
+        if (row_sums) sums.add_weights(w_old, w_new);
+        if (update) update[row + size_t(j)] = w_new - w_old;
+    }
+    if (row_sums) store_block_row_sums(sums, row_sums + t.sums_row + r, shared);
+}
+
+// ---- per-tensor control: the same phases as separate launches, the tensor's sums in between ----
+
+// Phase 1 per row: u (kept in scratch), the momentum, the row's <x,u> and |x|^2.
+__global__ void tensor_direction_kernel(const float* w, const float* g, float* m, float* u_all, double* per_row,
+                                        const ControlledTensor* tensors, int count, const float* grad_scale, LionScalars s,
+                                        RowSumsDevice* row_sums) {
+    __shared__ double shared[32];
+    const ControlledTensor t = tensors[find_by(tensors, count, blockIdx.x, &ControlledTensor::first_row)];
+    const size_t r = blockIdx.x - t.first_row, row = t.offset + r * size_t(t.cols);
+    float* u = u_all + t.element + r * size_t(t.cols);
+    const float scale = *grad_scale;
+    ThreadRowSums sums;
+    double xu = 0, xx = 0;
+    for (int j = threadIdx.x; j < t.cols; j += blockDim.x) {
+        const float grad = g[row + size_t(j)] * scale;
+        const float m_prev = m[row + size_t(j)];
+        u[j] = sign_of(s.b1 * m_prev + (1.0f - s.b1) * grad);
+        const float m_new = s.b2 * m_prev + (1.0f - s.b2) * grad;
+        m[row + size_t(j)] = m_new;
+        const float xj = w[row + size_t(j)];
+        xu += double(u[j]) * xj;
+        xx += double(xj) * xj;
+        if (row_sums) sums.add_moments(grad, m_prev, m_new);
+    }
+    xu = block_sum(xu, shared);
+    xx = block_sum(xx, shared);
+    if (threadIdx.x == 0) {
+        per_row[size_t(blockIdx.x) * 2] = xu;
+        per_row[size_t(blockIdx.x) * 2 + 1] = xx;
+    }
+    if (row_sums) store_block_moment_sums(sums, row_sums + t.sums_row + unsigned(r), shared);
+}
+
+// Phase 2 per row: the radial part removed with the tensor's <x,u>/<x,x>, each row re-centred, |u_r|^2.
+__global__ void tensor_radial_kernel(const float* w, float* u_all, const double* tensor_xu_xx, double* per_row,
+                                     const ControlledTensor* tensors, int count, LionScalars s) {
+    __shared__ double shared[32];
+    const int ti = find_by(tensors, count, blockIdx.x, &ControlledTensor::first_row);
+    const ControlledTensor t = tensors[ti];
+    const size_t r = blockIdx.x - t.first_row, row = t.offset + r * size_t(t.cols);
+    float* u = u_all + t.element + r * size_t(t.cols);
+    const double xu = tensor_xu_xx[2 * ti], xx = tensor_xu_xx[2 * ti + 1];
+    const float radial = xx > 0 ? float(xu / xx) : 0.0f;
+    for (int j = threadIdx.x; j < t.cols; j += blockDim.x) u[j] -= radial * w[row + size_t(j)];
+    if (s.center) {
+        double sum = 0;
+        for (int j = threadIdx.x; j < t.cols; j += blockDim.x) sum += u[j];
+        const float mean = float(block_sum(sum, shared) / double(t.cols));
+        for (int j = threadIdx.x; j < t.cols; j += blockDim.x) u[j] -= mean;
+    }
+    double uu = 0;
+    for (int j = threadIdx.x; j < t.cols; j += blockDim.x) uu += double(u[j]) * u[j];
+    uu = block_sum(uu, shared);
+    if (threadIdx.x == 0) per_row[blockIdx.x] = uu;
+}
+
+// One thread per controlled tensor: the divisor D (|u| or the smoothed RMS) and the step length.
+__global__ void tensor_step_kernel(const double* tensor_xu_xx, const double* tensor_uu, float* norm_ema, const double* k_scale,
+                                   const ControlledTensor* tensors, int count, LionScalars s, float* step, int* moved) {
+    const int i = int(blockIdx.x * blockDim.x + threadIdx.x);
+    if (i >= count) return;
+    const double xx = tensor_xu_xx[2 * i + 1], uu = tensor_uu[i];
+    double d;
+    if (!s.smoothed) {
+        d = sqrt(uu);
+    } else {
+        float& ema = norm_ema[tensors[i].group];
+        ema = float(s.rho * ema + (1.0 - s.rho) * uu);
+        d = sqrt(double(ema) / s.rho_correction);
+    }
+    moved[i] = d > 0 && xx > 0;
+    const double k = s.lionar ? k_scale[i] : 1.0;
+    step[i] = moved[i] ? float(tan(s.theta * k) * sqrt(xx) / d) : 0.0f;
+}
+
+// Phase 3 per row: x -= step u, the row's part of |x|^2.
+__global__ void tensor_move_kernel(float* w, const float* u_all, const float* step, const int* moved, double* per_row,
+                                   const ControlledTensor* tensors, int count) {
+    __shared__ double shared[32];
+    const int ti = find_by(tensors, count, blockIdx.x, &ControlledTensor::first_row);
+    const ControlledTensor t = tensors[ti];
+    const size_t r = blockIdx.x - t.first_row, row = t.offset + r * size_t(t.cols);
+    const float* u = u_all + t.element + r * size_t(t.cols);
+    double sq = 0;
+    if (moved[ti])
+        for (int j = threadIdx.x; j < t.cols; j += blockDim.x) {
+            w[row + size_t(j)] -= step[ti] * u[j];
+            sq += double(w[row + size_t(j)]) * w[row + size_t(j)];
+        }
+    sq = block_sum(sq, shared);
+    if (threadIdx.x == 0) per_row[blockIdx.x] = sq;
+}
+
+// Phase 4 per row: back to the held norm; the row's sums.
+__global__ void tensor_finish_kernel(float* w, const float* norms, const double* tensor_sq, const int* moved,
+                                     const ControlledTensor* tensors, int count, const float* w_before, RowSumsDevice* row_sums,
+                                     float* update) {
+    __shared__ double shared[32];
+    const int ti = find_by(tensors, count, blockIdx.x, &ControlledTensor::first_row);
+    const ControlledTensor t = tensors[ti];
+    const size_t r = blockIdx.x - t.first_row, row = t.offset + r * size_t(t.cols);
+    const double sq = tensor_sq[ti];
+    const float factor = moved[ti] && sq > 0 ? float(norms[t.group] / sqrt(sq)) : 1.0f;
+    ThreadRowSums sums;
+    for (int j = threadIdx.x; j < t.cols; j += blockDim.x) {
+        const size_t i = row + size_t(j);
+        w[i] *= factor;
+        if (w_before) {
+            const float w_old = w_before[t.element + r * size_t(t.cols) + size_t(j)];
+            sums.add_weights(w_old, w[i]);
+            if (update) update[i] = w[i] - w_old;
+        }
+    }
+    if (row_sums) store_block_weight_sums(sums, row_sums + t.sums_row + unsigned(r), shared);
+}
+
+class LionCuda : public CudaOptimizer {
+public:
+    LionCuda(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors, cudaStream_t stream)
+        : config_(config), tensors_(tensors), roles_(tensor_roles(config, tensors)), stream_(stream),
+          sums_(tensors, snr_index(config, roles_), stream) {
+        const bool per_row = config.control == ControlScope::rows;
+        if (config.row_gains && !per_row) fail("--row-gains 1 needs --control rows");
+        unsigned blocks = 0, plain_rows = 0, sums_row = 0;
+        for (size_t k = 0; k < tensors.size(); ++k) {
+            const TensorSlice& t = tensors[k];
+            const int cols = int(t.numel / size_t(t.rows));
+            total_ += t.numel;
+            if (roles_[k].controlled) {
+                if (cols > kMaxControlledCols)
+                    fail("%s: rows of %d values; the CUDA LionA/LionAR keep a row in shared memory, at most %d", t.name.c_str(), cols,
+                         kMaxControlledCols);
+                controlled_.push_back({t.offset, controlled_elements_, controlled_rows_, sums_row, groups_, t.rows, cols,
+                                       int(controlled_.size())});
+                controlled_elements_ += t.numel;
+                controlled_rows_ += unsigned(t.rows);
+                groups_ += per_row ? unsigned(t.rows) : 1;
+            } else {
+                plain_.push_back({t.offset, t.numel, blocks, plain_rows, sums_row, t.rows, cols, roles_[k].decay ? 1 : 0});
+                blocks += unsigned(ceil_div(t.numel, kPerBlock));
+                plain_rows += unsigned(t.rows);
+            }
+            sums_row += unsigned(t.rows);
+        }
+        plain_blocks_ = blocks;
+        plain_rows_ = plain_rows;
+        allocate();
+    }
+
+    const OptimizerConfig& config() const override { return config_; }
+    float* grad_scale_device() override { return grad_scale_; }
+    size_t state_bytes() const override {
+        size_t bytes = 0;
+        for (const Buffer& b : state_) bytes += b.count * sizeof(float);
+        return bytes;
+    }
+
+    void step(float* params, const float* grads, const StepContext& ctx, const StepOutputs& out) override {
+        const NvtxRange range("lion");
+        const OptimizerConfig& c = config_;
+        const double ramp = step_ramp(c.inverse_bias_correction, c.beta2, double(ctx.t));
+        LionScalars s;
+        s.b1 = c.beta1;
+        s.b2 = c.beta2;
+        s.weight_decay = c.weight_decay;
+        s.plain_lr = float(double(ctx.lr) * ramp);
+        s.theta = target_angle(c.target_angle, ctx.lr, c.weight_decay, c.beta1, c.beta2) * ramp;
+        s.gain_lr = s.plain_lr;
+        s.rho = c.norm_ema;
+        s.rho_correction = 1.0 - std::pow(double(c.norm_ema), double(ctx.t));
+        s.center = c.center;
+        s.smoothed = c.angle_norm == AngleNorm::smoothed;
+        s.gains = c.row_gains;
+        s.lionar = c.name == "lionar";
+        const bool measured = out.sums || out.update;
+        RowSumsDevice* row_sums = out.sums ? sums_.rows() : nullptr;
+        float* update = out.update ? scratch(update_, total_, "the measured step's update") : nullptr;
+        const int controlled = int(controlled_.size()), plain = int(plain_.size());
+
+        if (controlled > 0) {
+            const float* w_before = nullptr;
+            if (measured) {
+                w_before = scratch(w_before_, controlled_elements_, "the controlled weights before a measured step");
+                copy_controlled_kernel<<<controlled_rows_, kThreads, 0, stream_>>>(params, w_before_ptr(), controlled_table_, controlled);
+                KERNEL_CHECK("copy_controlled_kernel");
+            }
+            if (ctx.t == 1) start_control(params, s);
+            if (s.lionar) {
+                snr_rows_kernel<<<controlled_rows_, kThreads, 0, stream_>>>(grads, m_, gains_, row_partials_, controlled_table_,
+                                                                            controlled, grad_scale_, s);
+                KERNEL_CHECK("snr_rows_kernel");
+                sum_rows_kernel<<<controlled, kThreads, 0, stream_>>>(row_partials_, 3, controlled_table_, tensor_partials_);
+                KERNEL_CHECK("sum_rows_kernel (snr)");
+                snr_scale_kernel<<<unsigned(ceil_div(size_t(controlled), 128)), 128, 0, stream_>>>(
+                    tensor_partials_, snr_ema_, k_scale_, controlled, c.snr_estimator, c.inverse_bias_correction, c.beta2,
+                    double(ctx.t), c.snr_ema, c.k_min);
+                KERNEL_CHECK("snr_scale_kernel");
+            }
+            if (c.control == ControlScope::rows) {
+                const size_t shared_bytes = size_t(2) * size_t(max_cols_) * sizeof(float);
+                controlled_rows_kernel<<<controlled_rows_, kThreads, shared_bytes, stream_>>>(
+                    params, grads, m_, directions_, gains_, gain_m_, norms_, norm_ema_, k_scale_, controlled_table_, controlled,
+                    grad_scale_, s, w_before, row_sums, update);
+                KERNEL_CHECK("controlled_rows_kernel");
+            } else {
+                per_tensor_step(params, grads, s, w_before, row_sums, update);
+            }
+        }
+        if (plain > 0) {
+            if (measured) {
+                lion_plain_rows_kernel<<<plain_rows_, kThreads, 0, stream_>>>(params, grads, m_, plain_table_, plain, grad_scale_, s,
+                                                                              sums_.rows(), update);
+                KERNEL_CHECK("lion_plain_rows_kernel");
+            } else {
+                lion_plain_kernel<<<plain_blocks_, kThreads, 0, stream_>>>(params, grads, m_, plain_table_, plain, grad_scale_, s);
+                KERNEL_CHECK("lion_plain_kernel");
+            }
+        }
+        if (update) CUDA_CHECK(cudaMemcpyAsync(out.update, update, total_ * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+        if (out.sums) sums_.reduce_and_download(s.lionar ? k_scale_ : nullptr, out.sums, stream_);
+        if (measured) CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
+
+    std::vector<StateBuffer> state_layout() const override {
+        std::vector<StateBuffer> layout;
+        for (const Buffer& b : state_) layout.push_back({b.name, b.count, 0, b.count});
+        return layout;
+    }
+    void read_state(size_t index, float* host) const override {
+        const Buffer& b = state_.at(index);
+        CUDA_CHECK(cudaMemcpyAsync(host, b.data, b.count * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
+    void write_state(size_t index, const float* host) override {
+        const Buffer& b = state_.at(index);
+        CUDA_CHECK(cudaMemcpyAsync(b.data, host, b.count * sizeof(float), cudaMemcpyHostToDevice, stream_));
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
+
+private:
+    struct Buffer {  // one named state buffer, as the CPU optimizer names and orders them
+        const char* name;
+        float* data;
+        size_t count;
+    };
+
+    static std::vector<int> snr_index(const OptimizerConfig& c, const std::vector<TensorRole>& roles) {
+        std::vector<int> index(roles.size(), -1);
+        int next = 0;
+        if (c.name == "lionar")
+            for (size_t k = 0; k < roles.size(); ++k)
+                if (roles[k].controlled) index[k] = next++;
+        return index;
+    }
+
+    // One allocation for the state (in checkpoint order), the tables, the per-row and per-tensor
+    // partial sums, the step scales and the gradient scale; scratch for measured steps comes later.
+    void allocate() {
+        const OptimizerConfig& c = config_;
+        const size_t controlled = controlled_.size();
+        std::vector<std::pair<const char*, size_t>> wanted = {{"lion.m", total_}};
+        if (c.is_angular()) wanted.push_back({"lion.norms", groups_});
+        if (c.is_angular() && c.angle_norm == AngleNorm::smoothed) wanted.push_back({"lion.norm_ema", groups_});
+        if (c.name == "lionar") wanted.push_back({"lion.snr_ema", 2 * controlled});
+        if (c.row_gains) {
+            wanted.push_back({"lion.gains", groups_});
+            wanted.push_back({"lion.gain_m", groups_});
+            wanted.push_back({"lion.directions", controlled_elements_});
+        }
+        size_t floats = 1;  // the gradient scale
+        for (const auto& w : wanted) floats += w.second;
+        floats += controlled_elements_ * (c.control == ControlScope::tensor ? 1 : 0) + controlled;  // u scratch, steps
+        floats = (floats + 1) / 2 * 2;                                                              // doubles after, aligned
+        const size_t doubles = size_t(controlled_rows_) * 3 + controlled * 3 + controlled;         // partials, k
+        const size_t table_bytes = plain_.size() * sizeof(PlainTensor) + controlled * sizeof(ControlledTensor);
+        memory_ = device_alloc(floats * sizeof(float) + doubles * sizeof(double) + controlled * sizeof(int) + table_bytes + 16,
+                               "optimizer state");
+        float* f = static_cast<float*>(memory_.get());
+        for (const auto& w : wanted) {
+            state_.push_back({w.first, f, w.second});
+            f += w.second;
+        }
+        grad_scale_ = f++;
+        if (c.control == ControlScope::tensor) {
+            u_ = f;
+            f += controlled_elements_;
+        }
+        step_ = f;
+        f += controlled;
+        double* d = reinterpret_cast<double*>(static_cast<float*>(memory_.get()) + floats);
+        row_partials_ = d;
+        d += size_t(controlled_rows_) * 3;
+        tensor_partials_ = d;
+        d += controlled * 3;
+        k_scale_ = d;
+        d += controlled;
+        moved_ = reinterpret_cast<int*>(d);
+        char* tables = reinterpret_cast<char*>(moved_ + controlled);
+        tables += (16 - reinterpret_cast<uintptr_t>(tables) % 16) % 16;
+        plain_table_ = reinterpret_cast<PlainTensor*>(tables);
+        controlled_table_ = reinterpret_cast<ControlledTensor*>(plain_table_ + plain_.size());
+
+        for (const Buffer& b : state_) {
+            const std::string name = b.name;
+            if (name == "lion.m") m_ = b.data;
+            if (name == "lion.norms") norms_ = b.data;
+            if (name == "lion.norm_ema") norm_ema_ = b.data;
+            if (name == "lion.snr_ema") snr_ema_ = b.data;
+            if (name == "lion.gains") gains_ = b.data;
+            if (name == "lion.gain_m") gain_m_ = b.data;
+            if (name == "lion.directions") directions_ = b.data;
+            CUDA_CHECK(cudaMemsetAsync(b.data, 0, b.count * sizeof(float), stream_));
+        }
+        if (gains_) {
+            const std::vector<float> ones(groups_, 1.0f);
+            CUDA_CHECK(cudaMemcpyAsync(gains_, ones.data(), groups_ * sizeof(float), cudaMemcpyHostToDevice, stream_));
+        }
+        const float one = 1.0f;
+        CUDA_CHECK(cudaMemcpyAsync(grad_scale_, &one, sizeof(float), cudaMemcpyHostToDevice, stream_));
+        CUDA_CHECK(cudaMemcpyAsync(plain_table_, plain_.data(), plain_.size() * sizeof(PlainTensor), cudaMemcpyHostToDevice, stream_));
+        CUDA_CHECK(cudaMemcpyAsync(controlled_table_, controlled_.data(), controlled * sizeof(ControlledTensor),
+                                   cudaMemcpyHostToDevice, stream_));
+        for (const ControlledTensor& t : controlled_) max_cols_ = std::max(max_cols_, t.cols);
+        // Above 48 KB a kernel's shared memory must be asked for (C = 1600, GPT-2 XL, needs 51 KB).
+        CUDA_CHECK(cudaFuncSetAttribute(controlled_rows_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        int(2 * size_t(max_cols_) * sizeof(float))));
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
+
+    float* scratch(DeviceMemory& memory, size_t floats, const char* what) {
+        if (!memory) memory = device_alloc(floats * sizeof(float), what);
+        return static_cast<float*>(memory.get());
+    }
+    float* w_before_ptr() const { return static_cast<float*>(w_before_.get()); }
+
+    void start_control(float* params, const LionScalars& s) {
+        const int controlled = int(controlled_.size());
+        start_control_kernel<<<controlled_rows_, kThreads, 0, stream_>>>(params, directions_, row_partials_, controlled_table_,
+                                                                         controlled, s);
+        KERNEL_CHECK("start_control_kernel");
+        const bool per_row = config_.control == ControlScope::rows;
+        if (!per_row) {
+            sum_rows_kernel<<<controlled, kThreads, 0, stream_>>>(row_partials_, 1, controlled_table_, tensor_partials_);
+            KERNEL_CHECK("sum_rows_kernel (norms)");
+        }
+        record_norms_kernel<<<controlled, kThreads, 0, stream_>>>(row_partials_, tensor_partials_, norms_, controlled_table_,
+                                                                  controlled, per_row ? 1 : 0);
+        KERNEL_CHECK("record_norms_kernel");
+    }
+
+    void per_tensor_step(float* params, const float* grads, const LionScalars& s, const float* w_before, RowSumsDevice* row_sums,
+                         float* update) {
+        const int controlled = int(controlled_.size());
+        const unsigned rows = controlled_rows_;
+        double* xu_xx = tensor_partials_;                         // (controlled, 2)
+        double* uu = tensor_partials_ + 2 * size_t(controlled);   // (controlled)
+        double* sq = uu;                                          // reused once uu is consumed by tensor_step_kernel
+        tensor_direction_kernel<<<rows, kThreads, 0, stream_>>>(params, grads, m_, u_, row_partials_, controlled_table_, controlled,
+                                                                grad_scale_, s, row_sums);
+        KERNEL_CHECK("tensor_direction_kernel");
+        sum_rows_kernel<<<controlled, kThreads, 0, stream_>>>(row_partials_, 2, controlled_table_, xu_xx);
+        KERNEL_CHECK("sum_rows_kernel (<x,u>, <x,x>)");
+        tensor_radial_kernel<<<rows, kThreads, 0, stream_>>>(params, u_, xu_xx, row_partials_, controlled_table_, controlled, s);
+        KERNEL_CHECK("tensor_radial_kernel");
+        sum_rows_kernel<<<controlled, kThreads, 0, stream_>>>(row_partials_, 1, controlled_table_, uu);
+        KERNEL_CHECK("sum_rows_kernel (|u|^2)");
+        tensor_step_kernel<<<unsigned(ceil_div(size_t(controlled), 128)), 128, 0, stream_>>>(
+            xu_xx, uu, norm_ema_, k_scale_, controlled_table_, controlled, s, step_, moved_);
+        KERNEL_CHECK("tensor_step_kernel");
+        tensor_move_kernel<<<rows, kThreads, 0, stream_>>>(params, u_, step_, moved_, row_partials_, controlled_table_, controlled);
+        KERNEL_CHECK("tensor_move_kernel");
+        sum_rows_kernel<<<controlled, kThreads, 0, stream_>>>(row_partials_, 1, controlled_table_, sq);
+        KERNEL_CHECK("sum_rows_kernel (|x|^2)");
+        tensor_finish_kernel<<<rows, kThreads, 0, stream_>>>(params, norms_, sq, moved_, controlled_table_, controlled, w_before,
+                                                             row_sums, update);
+        KERNEL_CHECK("tensor_finish_kernel");
+    }
+
+    OptimizerConfig config_;
+    std::vector<TensorSlice> tensors_;
+    std::vector<TensorRole> roles_;
+    cudaStream_t stream_;
+    StepSumsDevice sums_;
+    std::vector<PlainTensor> plain_;
+    std::vector<ControlledTensor> controlled_;
+    size_t total_ = 0, controlled_elements_ = 0;
+    unsigned plain_blocks_ = 0, plain_rows_ = 0, controlled_rows_ = 0, groups_ = 0;
+    int max_cols_ = 0;
+    DeviceMemory memory_, update_, w_before_;
+    std::vector<Buffer> state_;
+    // Into memory_: the state buffers (in state_), then scratch and tables.
+    float *m_ = nullptr, *norms_ = nullptr, *norm_ema_ = nullptr, *snr_ema_ = nullptr;
+    float *gains_ = nullptr, *gain_m_ = nullptr, *directions_ = nullptr;
+    float* grad_scale_ = nullptr;  // (1)
+    float* u_ = nullptr;           // (controlled elements) per-tensor control: the direction between passes
+    float* step_ = nullptr;        // (controlled tensors) per-tensor control: the step length
+    int* moved_ = nullptr;         // (controlled tensors) per-tensor control: whether the tensor moves
+    double* row_partials_ = nullptr;     // (controlled rows, 3) per-row partial sums
+    double* tensor_partials_ = nullptr;  // (controlled tensors, 3) their per-tensor sums
+    double* k_scale_ = nullptr;          // (controlled tensors) LionAR's step scale
+    PlainTensor* plain_table_ = nullptr;
+    ControlledTensor* controlled_table_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<CudaOptimizer> make_lion_cuda(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors,
+                                              cudaStream_t stream) {
+    return std::make_unique<LionCuda>(config, tensors, stream);
+}
+
+}  // namespace coldstart::cuda

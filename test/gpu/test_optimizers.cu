@@ -1,0 +1,147 @@
+// The Lion family on the GPU against its CPU reference (optim/lion.cpp), option by option: plain Lion,
+// LionA per row and per tensor, strict and smoothed, with centring, row gains and the equilibrium
+// angle, LionAR with both estimators and both inverse bias corrections; the measured-step sums reduced on
+// the device (AdamW's too) against the CPU's; the state interchanged with the CPU optimizer.
+//
+// Tolerances: both sides compute in fp32 with double sums, the GPU's in another order (block trees), and
+// FMA contraction may differ in the last bit; a sign that rounds the other way (|b1 m + (1-b1) g| near 0)
+// moves one element by a step. Parameters after 6 steps: 1e-5 relative; sums: 1e-4 (the adamw test's).
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "common/random.h"
+#include "optim/cuda/cuda_optimizer.cuh"
+#include "optim/lion.h"
+#include "test/gpu/gpu_test_util.cuh"
+
+using namespace coldstart;
+using namespace gpu_test;
+
+namespace {
+
+GPT2Config small_config() {
+    GPT2Config c;
+    c.max_seq_len = 16; c.vocab_size = 97; c.padded_vocab_size = 128; c.num_layers = 2; c.num_heads = 3; c.channels = 24;
+    return c;
+}
+
+struct Case {
+    std::string what;
+    OptimizerConfig config;
+};
+
+std::vector<Case> cases() {
+    auto lion = [](const char* name) {
+        OptimizerConfig c;
+        c.name = name;
+        c.beta1 = 0.9f;
+        c.beta2 = 0.99f;
+        c.weight_decay = 0.1f;
+        return c;
+    };
+    std::vector<Case> out = {{"lion", lion("lion")}, {"liona per row, strict", lion("liona")}};
+    OptimizerConfig c = lion("liona");
+    c.angle_norm = AngleNorm::smoothed;
+    c.center = true;
+    c.row_gains = true;
+    out.push_back({"liona per row, smoothed, centred, row gains", c});
+    c = lion("liona");
+    c.control = ControlScope::tensor;
+    c.center = true;
+    c.control_embeddings = true;
+    out.push_back({"liona per tensor, centred, embeddings controlled", c});
+    c = lion("liona");
+    c.target_angle = TargetAngle::equilibrium;
+    out.push_back({"liona, equilibrium angle", c});
+    out.push_back({"lionar, alignment", lion("lionar")});
+    c = lion("lionar");
+    c.snr_estimator = SnrEstimator::norm_ratio;
+    c.inverse_bias_correction = InverseBiasCorrection::snr;
+    c.row_gains = true;
+    out.push_back({"lionar, norm ratio, inverse bias correction (ii), row gains", c});
+    c = lion("lionar");
+    c.control = ControlScope::tensor;
+    c.angle_norm = AngleNorm::smoothed;
+    out.push_back({"lionar per tensor, smoothed", c});
+    c = lion("lionar");
+    c.beta2 = 0.98f;
+    c.beta1 = 0.98f * 0.98f;  // Nesterov
+    c.inverse_bias_correction = InverseBiasCorrection::step;
+    out.push_back({"lionar as paper-lionar: b 0.98, Nesterov, inverse bias correction (i)", c});
+    return out;
+}
+
+Floats flat_sums(const TensorStepSums& s) {
+    return {float(s.w_sq), float(s.d_sq), float(s.w_dot_d), float(s.g_sq), float(s.g_dot_mprev), float(s.mprev_sq),
+            float(s.m_sq), float(s.row_angle_sq), float(s.rows), float(s.snr_scale)};
+}
+
+}  // namespace
+
+TEST_CASE("cuda Lion family: every option's steps, measured sums and state equal the CPU reference's") {
+    const GPT2Config c = small_config();
+    const std::vector<TensorSlice> tensors = parameter_tensors(c);
+    const size_t P = ParamLayout(c).total;
+    for (const Case& k : cases()) {
+        CAPTURE(k.what);
+        Rng rng(17);
+        Floats params = random_floats<float>(rng, P, -0.2f, 0.2f);
+        Buffer<float> d_params(P), d_grads(P);
+        d_params.upload(params);
+        LionCpu cpu(k.config, tensors);
+        auto gpu = cuda::make_cuda_optimizer(k.config, tensors, 0);
+        auto step_both = [&](const StepContext& ctx, const StepOutputs& cpu_out, const StepOutputs& gpu_out) {
+            const Floats grads = random_floats<float>(rng, P);
+            d_grads.upload(grads);
+            REQUIRE(cudaMemcpy(gpu->grad_scale_device(), &ctx.grad_scale, sizeof(float), cudaMemcpyHostToDevice) == cudaSuccess);
+            gpu->step(d_params, d_grads, ctx, gpu_out);
+            cpu.step(params.data(), grads.data(), ctx, cpu_out);
+        };
+        // The first step measured too: the centring of the first step belongs to its update.
+        std::vector<TensorStepSums> cpu_sums(tensors.size()), gpu_sums(tensors.size());
+        Floats cpu_update(P), gpu_update(P);
+        step_both({1e-2f, 0.8f, 1}, {cpu_sums.data(), cpu_update.data()}, {gpu_sums.data(), gpu_update.data()});
+        for (int t = 2; t <= 6; ++t) step_both({1e-2f * (1.0f + 0.1f * float(t)), 0.7f + 0.05f * float(t), t}, {}, {});
+        const Floats gpu_params = d_params.download();
+        MESSAGE(k.what << ": relative error after 6 steps " << rel(gpu_params, params));
+        CHECK(rel(gpu_params, params) < 1e-5);
+        CHECK(rel(gpu_update, cpu_update) < 1e-4);
+        for (size_t i = 0; i < tensors.size(); ++i)
+            CHECK_MESSAGE(rel(flat_sums(gpu_sums[i]), flat_sums(cpu_sums[i])) < 1e-4, tensors[i].name << ": first-step sums differ");
+        // A later measured step.
+        step_both({1e-2f, 1.0f, 7}, {cpu_sums.data(), nullptr}, {gpu_sums.data(), nullptr});
+        for (size_t i = 0; i < tensors.size(); ++i)
+            CHECK_MESSAGE(rel(flat_sums(gpu_sums[i]), flat_sums(cpu_sums[i])) < 1e-4, tensors[i].name << ": step-7 sums differ");
+        // The state buffers: the same names and sizes, equal values, and a GPU state loads into the CPU.
+        const auto layout = cpu.state_layout(), gpu_layout = gpu->state_layout();
+        REQUIRE(layout.size() == gpu_layout.size());
+        for (size_t b = 0; b < layout.size(); ++b) {
+            CAPTURE(layout[b].name);
+            CHECK(gpu_layout[b].name == layout[b].name);
+            REQUIRE(gpu_layout[b].count == layout[b].count);
+            Floats x(layout[b].count), y(layout[b].count);
+            cpu.read_state(b, x.data());
+            gpu->read_state(b, y.data());
+            CHECK(rel(y, x) < 1e-5);
+        }
+        test_util::TempDir dir;
+        {
+            File f(dir / "gpu.state", "wb");
+            save_optimizer_state(*gpu, f);
+            f.close();
+        }
+        LionCpu loaded(k.config, tensors);
+        File f(dir / "gpu.state", "rb");
+        CHECK(load_optimizer_state(loaded, f) == f.size());
+    }
+}
+
+TEST_CASE("cuda optimizers: an unknown optimizer is refused by name") {
+    OptimizerConfig c;
+    c.name = "sgd";
+    CHECK_THROWS_WITH_AS(cuda::make_cuda_optimizer(c, parameter_tensors(small_config()), 0),
+                         "--optimizer: unknown optimizer 'sgd' (available: adamw, lion, liona, lionar)", Error);
+}
