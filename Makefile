@@ -36,7 +36,7 @@ TEST_OBJS := $(TEST_SRCS:%.cpp=$(BUILD)/%.o)
 TOOL_SRCS := $(wildcard tools/*.cpp)
 TOOL_BINS := $(TOOL_SRCS:tools/%.cpp=$(BUILD)/tools/%)
 
-.PHONY: all cpu test train deps check-deps clean bench-cpu
+.PHONY: all cpu test train deps check-deps clean bench-cpu study-cpu
 all: train_gpt2 $(TOOL_BINS)
 
 # ---- dependencies: found by compiling a probe; installed from Debian when we are root ----
@@ -83,6 +83,14 @@ train: train_gpt2
 	./train_gpt2 -i $(DATA)/tinyshakespeare/tiny_shakespeare_train.bin \
 	             -j $(DATA)/tinyshakespeare/tiny_shakespeare_val.bin \
 	             --tokenizer $(DATA)/gpt2/gpt2_tokenizer.bin $(TRAIN_FLAGS)
+
+# ---- the warmup study on the CPU (issue 6; about 13 minutes on 2 cores): tinyshakespeare as bytes,
+# the sweep of tools/grids/cpu_study.json, its three figures (out/sweeps/cpu_study/plots) ----
+study-cpu: train_gpt2_cpu $(BUILD)/tools/make_shards
+	$(BUILD)/tools/make_shards --tokenizer bytes --val-tokens 100000 --out-prefix out/data/shakespeare_bytes \
+	    $(DATA)/tinyshakespeare/input.txt
+	DATA=$(DATA) $(PYTHON) tools/sweep.py tools/grids/cpu_study.json
+	$(PYTHON) tools/plot_study.py out/sweeps/cpu_study
 
 # CPU step time of GPT-2 124M at B=4, T=64; set LLMC_DIR to an llm.c CPU build to get the ratio.
 bench-cpu: train_gpt2_cpu $(BUILD)/tools/bench_cpu_matmul

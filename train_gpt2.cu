@@ -116,12 +116,18 @@ struct InitialModel {
 static InitialModel load_initial_model(const Config& cfg) {
     if (looks_like_descriptor(cfg.init)) {
         InitialModel m{config_from_descriptor(cfg.init), {}, "-e " + cfg.init};
+        if (cfg.vocab_size > 0) {  // a smaller vocabulary, padded to a multiple of 128 as GPT-2's is
+            m.config.vocab_size = cfg.vocab_size;
+            m.config.padded_vocab_size = (cfg.vocab_size + 127) / 128 * 128;
+            m.source += format(" --vocab-size %d", cfg.vocab_size);
+        }
         m.params.resize(ParamLayout(m.config).total);
         init_parameters(m.params.data(), m.config, cfg.seed);
         return m;
     }
     if (!file_exists(cfg.init))
         fail("-e %s: no such model file, and not a descriptor (dN or gpt2:dN, e.g. d12 = GPT-2 124M)", cfg.init.c_str());
+    if (cfg.vocab_size > 0) fail("--vocab-size %d: applies to a descriptor (-e dN); the model file %s has its own", cfg.vocab_size, cfg.init.c_str());
     LoadedModel loaded = load_model_file(cfg.init);
     return {loaded.config, std::move(loaded.params), cfg.init};
 }

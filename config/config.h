@@ -13,6 +13,7 @@ struct Config {
     std::string train_data;            // -i glob of llm.c token shards
     std::string val_data;              // -j glob; empty: no validation
     std::string init = "d12";          // -e model file or descriptor
+    int vocab_size = 0;                // --vocab-size a descriptor's vocabulary; 0: GPT-2's 50257
     std::string output_dir;            // -o logs, config, checkpoints; empty: write nothing
     std::string tokenizer;             // encoder.json+vocab.bpe folder or gpt2_tokenizer.bin, for samples
     std::string config_file;           // --config (recorded for the log; not written back)

@@ -39,6 +39,8 @@ const std::vector<Option>& options() {
         {"-j", "val-data", &Config::val_data, 0, 0, nullptr, "glob of validation shards (empty: no validation)"},
         {"-e", "init", &Config::init, 0, 0, nullptr,
          "model file (llm.c format, fp32 or bf16) or descriptor dN / gpt2:dN (d12 = GPT-2 124M)"},
+        {nullptr, "vocab-size", &Config::vocab_size, 0, 65536, nullptr,
+         "with a descriptor (-e dN): the vocabulary size, e.g. 256 for byte-level shards; 0: GPT-2's 50257"},
         {"-o", "output-dir", &Config::output_dir, 0, 0, nullptr,
          "folder for the log, config.json and checkpoints (empty: write nothing)"},
         {nullptr, "tokenizer", &Config::tokenizer, 0, 0, nullptr,

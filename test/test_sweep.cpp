@@ -529,3 +529,29 @@ TEST_CASE("plots: a log without metrics records, and a table without finished ru
     CHECK(contains(study.output, "no metrics records"));
     check_png(dir / "plots/loss_vs_warmup.png");
 }
+
+TEST_CASE("sweep: the shipped grids: smoke runs end to end with the real trainer; cpu_study and gpu_study expand") {
+    test_util::TempDir dir;
+    const std::string env = "DATA=" + data_root() + " ";
+    const auto smoke = run_command(env + tool("sweep.py") + " tools/grids/smoke.json --output " + dir / "smoke");
+    REQUIRE_MESSAGE(smoke.exit_code == 0, smoke.output);
+    const json table = read_json(dir / "smoke/results.json");
+    REQUIRE(table.size() == 4);
+    for (const auto& row : table) {
+        CAPTURE(row["name"]);
+        CHECK(row["status"] == "ok");
+        CHECK(row["final_val_loss"].get<double>() < 10.7);  // it learned from the initial ~10.83
+        CHECK(row["early_steps_measured"].get<int>() > 0);  // the trainer's metrics records were read
+        CHECK(row["early_angle_max"].get<double>() > 0);
+        CHECK(row["early_rrc_max"].get<double>() > 0);
+    }
+    const auto plots = run_command(tool("plot_study.py") + " " + dir / "smoke");
+    REQUIRE_MESSAGE(plots.exit_code == 0, plots.output);
+    for (const char* png : {"loss_vs_warmup.png", "loss_vs_lr.png", "early_updates.png"}) check_png(dir / "smoke/plots/" + png);
+
+    const auto cpu = run_command(env + tool("sweep.py") + " tools/grids/cpu_study.json --dry-run --output " + dir / "cpu");
+    REQUIRE_MESSAGE(cpu.exit_code == 0, cpu.output);
+    CHECK(contains(cpu.output, "24 runs"));
+    const auto gpu = run_command(env + tool("sweep.py") + " tools/grids/gpu_study.json --dry-run --output " + dir / "gpu");
+    REQUIRE_MESSAGE(gpu.exit_code == 0, gpu.output);
+}

@@ -222,6 +222,34 @@ TEST_CASE("tokenizer: make_shards numbers shards past --shard-tokens and splits 
     CHECK_FALSE(coldstart::file_exists(dir / "x_train.bin"));
 }
 
+TEST_CASE("tokenizer: make_shards --tokenizer bytes makes every byte a token; a byte-level model trains on it") {
+    test_util::TempDir dir;
+    const char raw[] = "To be, or not to be:\n\xc3\xa9t\xc3\xa9\x00\xff that is the question.\n";
+    const std::string text(raw, sizeof(raw) - 1);  // with its NUL byte
+    test_util::write_bytes(dir / "a.txt", text.data(), text.size());
+    const test_util::CommandResult result =
+        run_make_shards("--tokenizer bytes --val-tokens 10 --out-prefix " + (dir / "b") + " " + (dir / "a.txt"));
+    REQUIRE_MESSAGE(result.exit_code == 0, result.output);
+    std::vector<int> tokens;
+    for (const char* split : {"val", "train"})
+        for (uint16_t t : shard_tokens(dir / (std::string("b_") + split + ".bin"))) tokens.push_back(t);
+    std::vector<int> bytes;
+    for (unsigned char c : text) bytes.push_back(c);
+    CHECK(tokens == bytes);  // no end-of-text token, every byte as it is (0 and 255 too)
+    CHECK(shard_tokens(dir / "b_val.bin").size() == 10);
+
+    // A descriptor with --vocab-size 256 is a byte-level model; the data's ids must fit its vocabulary.
+    const auto run = test_util::run_command(test_util::trainer() + " -i " + dir / "b_train.bin -e d1 --vocab-size 256 -b 1 -t 8 -x 2 -s 0 --threads 1");
+    REQUIRE_MESSAGE(run.exit_code == 0, run.output);
+    CHECK(test_util::contains(run.output, "L=1 NH=1 C=64 maxT=1024 V=256 Vp=256"));
+    const auto too_small = test_util::run_command(test_util::trainer() + " -i " + dir / "b_train.bin -e d1 --vocab-size 200 -b 1 -t 8 -x 2 -s 0");
+    CHECK(too_small.exit_code == 1);
+    CHECK(test_util::contains(too_small.output, "which is not below the vocab size 200"));
+    const auto file_model = test_util::run_command(test_util::trainer() + " -i " + dir / "b_train.bin -e " + dir / "a.txt --vocab-size 256");
+    CHECK(file_model.exit_code == 1);
+    CHECK(test_util::contains(file_model.output, "--vocab-size 256: applies to a descriptor (-e dN)"));
+}
+
 TEST_CASE("tokenizer: make_shards reports bad usage as one error line and exit status 1") {
     test_util::TempDir dir;
     const test_util::CommandResult missing_input = run_make_shards(

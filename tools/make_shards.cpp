@@ -1,4 +1,5 @@
-// make_shards: text files -> llm.c token shards (GPT-2 tokens, an end-of-text token before every document).
+// make_shards: text files -> llm.c token shards (GPT-2 tokens, an end-of-text token before every document;
+// or, with --tokenizer bytes, each byte a token: a 256-token vocabulary for small studies on a CPU).
 //
 // Reproduces llm.c's data preparation byte for byte: tinyshakespeare with --split-on '\n\n' --val-tokens
 // 32768 gives tiny_shakespeare_{val,train}.bin, and the Gutenberg books in manifest.tsv's order with
@@ -17,6 +18,7 @@
 #include <cstdlib>
 #include <deque>
 #include <exception>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -39,7 +41,9 @@ Tokenizes text files with GPT-2's BPE and writes llm.c token shards: a header of
 (20240520, 1, token count, 0...) followed by the tokens as uint16. Every document is preceded
 by the end-of-text token (50256).
 
-  --tokenizer DIR        folder holding encoder.json and vocab.bpe
+  --tokenizer DIR        folder holding encoder.json and vocab.bpe; or `bytes`: every byte of the text is
+                         a token (ids 0-255, no end-of-text token), for byte-level models (-e dN
+                         --vocab-size 256)
   --out-prefix PATH/NAME writes PATH/NAME_val.bin and PATH/NAME_train.bin, or, when a split
                          exceeds one shard, PATH/NAME_train_000000.bin, PATH/NAME_train_000001.bin, ...
   --split-on SEP         also split each file into documents after every SEP (C escapes such as
@@ -127,7 +131,7 @@ Options parse_options(int argc, char** argv) {
         else if (arg == "--shard-tokens") o.shard_tokens = parse_count("--shard-tokens", value, 1, kMaxShardTokens);
         else fail("unknown option %s (see --help)", arg.c_str());
     }
-    if (o.tokenizer.empty()) fail("--tokenizer is required: the folder holding encoder.json and vocab.bpe");
+    if (o.tokenizer.empty()) fail("--tokenizer is required: the folder holding encoder.json and vocab.bpe, or bytes");
     if (o.out_prefix.empty()) fail("--out-prefix is required, e.g. out/tiny_shakespeare");
     if (o.files.empty()) fail("no input files given (see --help)");
     if (o.val_tokens && o.val_every) fail("--val-tokens and --val-every exclude each other; give one");
@@ -227,11 +231,11 @@ private:
     size_t documents_ = 0;
 };
 
-// Encodes documents in parallel, each as [EOT] + its tokens, keeping their order. Each thread keeps its
-// own cache across batches, since words repeat throughout a corpus.
+// Encodes documents in parallel, each as [EOT] + its tokens (GPT-2), or each byte a token (no tokenizer),
+// keeping their order. Each thread keeps its own cache across batches, since words repeat throughout a corpus.
 class BatchEncoder {
 public:
-    explicit BatchEncoder(const Tokenizer& tokenizer) : tokenizer_(tokenizer), caches_(omp_get_max_threads()) {}
+    explicit BatchEncoder(const Tokenizer* tokenizer) : tokenizer_(tokenizer), caches_(omp_get_max_threads()) {}
 
     std::vector<std::vector<int>> encode(const std::vector<std::string_view>& documents) {
         std::vector<std::vector<int>> tokens(documents.size());
@@ -239,9 +243,13 @@ public:
 #pragma omp parallel for schedule(dynamic, 1)
         for (size_t d = 0; d < documents.size(); ++d) {
             try {
+                if (!tokenizer_) {
+                    for (unsigned char byte : documents[d]) tokens[d].push_back(byte);
+                    continue;
+                }
                 EncodeCache& cache = caches_[omp_get_thread_num()];
-                tokens[d].push_back(tokenizer_.eot_token());
-                const std::vector<int> body = tokenizer_.encode(documents[d], cache);
+                tokens[d].push_back(tokenizer_->eot_token());
+                const std::vector<int> body = tokenizer_->encode(documents[d], cache);
                 tokens[d].insert(tokens[d].end(), body.begin(), body.end());
             } catch (...) {
 #pragma omp critical
@@ -253,22 +261,25 @@ public:
     }
 
 private:
-    const Tokenizer& tokenizer_;
+    const Tokenizer* tokenizer_;  // nullptr: bytes
     std::vector<EncodeCache> caches_;
 };
 
 void make_shards(const Options& options) {
-    const Tokenizer tokenizer = Tokenizer::load(options.tokenizer);
-    if (!tokenizer.can_encode())
-        fail("--tokenizer %s can only decode; encoding needs a folder with encoder.json and vocab.bpe",
-             options.tokenizer.c_str());
+    std::unique_ptr<Tokenizer> tokenizer;
+    if (options.tokenizer != "bytes") {
+        tokenizer = std::make_unique<Tokenizer>(Tokenizer::load(options.tokenizer));
+        if (!tokenizer->can_encode())
+            fail("--tokenizer %s can only decode; encoding needs a folder with encoder.json and vocab.bpe",
+                 options.tokenizer.c_str());
+    }
     const std::string prefix = options.out_prefix;
     const size_t slash = prefix.rfind('/');
     if (slash != std::string::npos) make_directories(prefix.substr(0, slash));
 
     ShardWriter val(prefix + "_val", options.shard_tokens), train(prefix + "_train", options.shard_tokens);
     SplitRouter router(options, val, train);
-    BatchEncoder encoder(tokenizer);
+    BatchEncoder encoder(tokenizer.get());
     std::deque<std::string> texts;  // the batch's files, which its documents point into (a deque never moves them)
     std::vector<std::string_view> documents;
     size_t batch_bytes = 0;
