@@ -77,6 +77,19 @@ __device__ inline F block_sum(F x, F* shared) {
     return warp_sum(x);
 }
 
+// The index of the last entry of a table sorted by `first` whose first is <= index: which tensor a block
+// or a row of a launch that deals them out tensor by tensor belongs to.
+template <typename Entry>
+__device__ inline int last_at_or_below(const Entry* table, int count, unsigned index, unsigned Entry::*first) {
+    int lo = 0, hi = count - 1;
+    while (lo < hi) {
+        const int mid = (lo + hi + 1) / 2;
+        if (table[mid].*first <= index) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
+}
+
 // NVTX range for Nsight Systems: names a phase of the step (forward, layer 3 backward, optimizer...).
 class NvtxRange {
 public:

@@ -54,13 +54,7 @@ __device__ inline AdamWElement adamw_element(float* w, const float* g, float* m,
 
 __global__ void adamw_kernel(float* w, const float* g, float* m, float* v, const DeviceTensor* tensors, int count,
                              const float* grad_scale, AdamWScalars s) {
-    int lo = 0, hi = count - 1;  // the last tensor whose first block is <= this block
-    while (lo < hi) {
-        const int mid = (lo + hi + 1) / 2;
-        if (tensors[mid].first_block <= blockIdx.x) lo = mid;
-        else hi = mid - 1;
-    }
-    const DeviceTensor t = tensors[lo];
+    const DeviceTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &DeviceTensor::first_block)];
     const float decay = t.decay ? 1.0f - s.lr * s.weight_decay : 1.0f;
     const float scale = *grad_scale;
     const size_t base = size_t(blockIdx.x - t.first_block) * kPerBlock + threadIdx.x;
@@ -76,7 +70,7 @@ __global__ void adamw_rows_kernel(float* w, const float* g, float* m, float* v, 
                                   const DeviceTensor* tensors, int count, const float* grad_scale, AdamWScalars s,
                                   RowSumsDevice* row_sums, float* update) {
     __shared__ double shared[32];
-    const int k = tensor_of_row(rows_table, count, blockIdx.x);
+    const int k = last_at_or_below(rows_table, count, blockIdx.x, &TensorRows::first);
     const TensorRows t = rows_table[k];
     const float decay = tensors[k].decay ? 1.0f - s.lr * s.weight_decay : 1.0f;
     const float scale = *grad_scale;

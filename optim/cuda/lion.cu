@@ -63,17 +63,6 @@ struct LionScalars {
 
 __device__ inline float sign_of(float x) { return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f); }
 
-template <typename Table>
-__device__ inline int find_by(const Table* table, int count, unsigned index, unsigned Table::*first) {
-    int lo = 0, hi = count - 1;
-    while (lo < hi) {
-        const int mid = (lo + hi + 1) / 2;
-        if (table[mid].*first <= index) lo = mid;
-        else hi = mid - 1;
-    }
-    return lo;
-}
-
 // ---- tensors that take plain Lion steps ----
 
 struct PlainElement {
@@ -91,7 +80,7 @@ __device__ inline PlainElement lion_element(float* w, const float* g, float* m, 
 
 __global__ void lion_plain_kernel(float* w, const float* g, float* m, const PlainTensor* tensors, int count,
                                   const float* grad_scale, LionScalars s) {
-    const PlainTensor t = tensors[find_by(tensors, count, blockIdx.x, &PlainTensor::first_block)];
+    const PlainTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &PlainTensor::first_block)];
     const float decay = t.decay ? 1.0f - s.plain_lr * s.weight_decay : 1.0f;
     const float scale = *grad_scale;
     const size_t base = size_t(blockIdx.x - t.first_block) * kPerBlock + threadIdx.x;
@@ -106,7 +95,7 @@ __global__ void lion_plain_kernel(float* w, const float* g, float* m, const Plai
 __global__ void lion_plain_rows_kernel(float* w, const float* g, float* m, const PlainTensor* tensors, int count,
                                        const float* grad_scale, LionScalars s, RowSumsDevice* row_sums, float* update) {
     __shared__ double shared[32];
-    const PlainTensor t = tensors[find_by(tensors, count, blockIdx.x, &PlainTensor::first_row)];
+    const PlainTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &PlainTensor::first_row)];
     const unsigned r = blockIdx.x - t.first_row;
     const float decay = t.decay ? 1.0f - s.plain_lr * s.weight_decay : 1.0f;
     const float scale = *grad_scale;
@@ -127,7 +116,7 @@ __global__ void lion_plain_rows_kernel(float* w, const float* g, float* m, const
 // The weights of every controlled row before the step, for a measured step's sums (the first step's
 // centring changes them before the step proper).
 __global__ void copy_controlled_kernel(const float* w, float* w_before, const ControlledTensor* tensors, int count) {
-    const ControlledTensor t = tensors[find_by(tensors, count, blockIdx.x, &ControlledTensor::first_row)];
+    const ControlledTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &ControlledTensor::first_row)];
     const size_t r = blockIdx.x - t.first_row;
     for (int j = threadIdx.x; j < t.cols; j += blockDim.x)
         w_before[t.element + r * size_t(t.cols) + size_t(j)] = w[t.offset + r * size_t(t.cols) + size_t(j)];
@@ -138,7 +127,7 @@ __global__ void copy_controlled_kernel(const float* w, float* w_before, const Co
 __global__ void start_control_kernel(float* w, float* directions, double* row_sq, const ControlledTensor* tensors, int count,
                                      LionScalars s) {
     __shared__ double shared[32];
-    const ControlledTensor t = tensors[find_by(tensors, count, blockIdx.x, &ControlledTensor::first_row)];
+    const ControlledTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &ControlledTensor::first_row)];
     const size_t r = blockIdx.x - t.first_row;
     float* wr = w + t.offset + r * size_t(t.cols);
     if (s.center) {
@@ -183,7 +172,7 @@ __global__ void record_norms_kernel(const double* row_sq, const double* tensor_s
 __global__ void snr_rows_kernel(const float* g, const float* m, const float* gains, double* per_row, const ControlledTensor* tensors,
                                 int count, const float* grad_scale, LionScalars s) {
     __shared__ double shared[32];
-    const ControlledTensor t = tensors[find_by(tensors, count, blockIdx.x, &ControlledTensor::first_row)];
+    const ControlledTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &ControlledTensor::first_row)];
     const size_t r = blockIdx.x - t.first_row, row = t.offset + r * size_t(t.cols);
     const float row_gain = s.gains ? gains[t.group + unsigned(r)] : 1.0f;
     const float scale = *grad_scale;
@@ -231,7 +220,7 @@ __global__ void controlled_rows_kernel(float* w, const float* g, float* m, float
     extern __shared__ float row_memory[];
     __shared__ double shared[32];
     __shared__ float new_gain, new_ema;
-    const ControlledTensor t = tensors[find_by(tensors, count, blockIdx.x, &ControlledTensor::first_row)];
+    const ControlledTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &ControlledTensor::first_row)];
     const size_t r = blockIdx.x - t.first_row, row = t.offset + r * size_t(t.cols);
     const unsigned group = t.group + unsigned(r);
     const int cols = t.cols;
@@ -320,7 +309,7 @@ __global__ void tensor_direction_kernel(const float* w, const float* g, float* m
                                         const ControlledTensor* tensors, int count, const float* grad_scale, LionScalars s,
                                         RowSumsDevice* row_sums) {
     __shared__ double shared[32];
-    const ControlledTensor t = tensors[find_by(tensors, count, blockIdx.x, &ControlledTensor::first_row)];
+    const ControlledTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &ControlledTensor::first_row)];
     const size_t r = blockIdx.x - t.first_row, row = t.offset + r * size_t(t.cols);
     float* u = u_all + t.element + r * size_t(t.cols);
     const float scale = *grad_scale;
@@ -350,7 +339,7 @@ __global__ void tensor_direction_kernel(const float* w, const float* g, float* m
 __global__ void tensor_radial_kernel(const float* w, float* u_all, const double* tensor_xu_xx, double* per_row,
                                      const ControlledTensor* tensors, int count, LionScalars s) {
     __shared__ double shared[32];
-    const int ti = find_by(tensors, count, blockIdx.x, &ControlledTensor::first_row);
+    const int ti = last_at_or_below(tensors, count, blockIdx.x, &ControlledTensor::first_row);
     const ControlledTensor t = tensors[ti];
     const size_t r = blockIdx.x - t.first_row, row = t.offset + r * size_t(t.cols);
     float* u = u_all + t.element + r * size_t(t.cols);
@@ -392,7 +381,7 @@ __global__ void tensor_step_kernel(const double* tensor_xu_xx, const double* ten
 __global__ void tensor_move_kernel(float* w, const float* u_all, const float* step, const int* moved, double* per_row,
                                    const ControlledTensor* tensors, int count) {
     __shared__ double shared[32];
-    const int ti = find_by(tensors, count, blockIdx.x, &ControlledTensor::first_row);
+    const int ti = last_at_or_below(tensors, count, blockIdx.x, &ControlledTensor::first_row);
     const ControlledTensor t = tensors[ti];
     const size_t r = blockIdx.x - t.first_row, row = t.offset + r * size_t(t.cols);
     const float* u = u_all + t.element + r * size_t(t.cols);
@@ -411,7 +400,7 @@ __global__ void tensor_finish_kernel(float* w, const float* norms, const double*
                                      const ControlledTensor* tensors, int count, const float* w_before, RowSumsDevice* row_sums,
                                      float* update) {
     __shared__ double shared[32];
-    const int ti = find_by(tensors, count, blockIdx.x, &ControlledTensor::first_row);
+    const int ti = last_at_or_below(tensors, count, blockIdx.x, &ControlledTensor::first_row);
     const ControlledTensor t = tensors[ti];
     const size_t r = blockIdx.x - t.first_row, row = t.offset + r * size_t(t.cols);
     const double sq = tensor_sq[ti];

@@ -93,15 +93,4 @@ private:
     TensorRows* table_ = nullptr;
 };
 
-// The row of the tensor table that a global row index falls in (binary search over the first rows).
-__device__ inline int tensor_of_row(const TensorRows* table, int count, unsigned row) {
-    int lo = 0, hi = count - 1;
-    while (lo < hi) {
-        const int mid = (lo + hi + 1) / 2;
-        if (table[mid].first <= row) lo = mid;
-        else hi = mid - 1;
-    }
-    return lo;
-}
-
 }  // namespace coldstart::cuda

@@ -380,8 +380,7 @@ TEST_CASE_TEMPLATE("cuda classifier: fused softmax cross-entropy, padded vocabul
 }
 
 TEST_CASE("cuda AdamW: the CPU reference's steps to 1e-7, decay by tensor role, measured-step sums, state interchange") {
-    GPT2Config c;
-    c.max_seq_len = 16; c.vocab_size = 97; c.padded_vocab_size = 128; c.num_layers = 2; c.num_heads = 3; c.channels = 24;
+    const GPT2Config c = test_util::small_model_config();
     const std::vector<TensorSlice> tensors = parameter_tensors(c);
     const size_t P = ParamLayout(c).total;
     for (bool bias_correction : {true, false}) {

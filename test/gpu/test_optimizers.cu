@@ -22,12 +22,6 @@ using namespace gpu_test;
 
 namespace {
 
-GPT2Config small_config() {
-    GPT2Config c;
-    c.max_seq_len = 16; c.vocab_size = 97; c.padded_vocab_size = 128; c.num_layers = 2; c.num_heads = 3; c.channels = 24;
-    return c;
-}
-
 struct Case {
     std::string what;
     OptimizerConfig config;
@@ -82,7 +76,7 @@ Floats flat_sums(const TensorStepSums& s) {
 }  // namespace
 
 TEST_CASE("cuda Lion family: every option's steps, measured sums and state equal the CPU reference's") {
-    const GPT2Config c = small_config();
+    const GPT2Config c = test_util::small_model_config();
     const std::vector<TensorSlice> tensors = parameter_tensors(c);
     const size_t P = ParamLayout(c).total;
     for (const Case& k : cases()) {
@@ -142,6 +136,6 @@ TEST_CASE("cuda Lion family: every option's steps, measured sums and state equal
 TEST_CASE("cuda optimizers: an unknown optimizer is refused by name") {
     OptimizerConfig c;
     c.name = "sgd";
-    CHECK_THROWS_WITH_AS(cuda::make_cuda_optimizer(c, parameter_tensors(small_config()), 0),
+    CHECK_THROWS_WITH_AS(cuda::make_cuda_optimizer(c, parameter_tensors(test_util::small_model_config()), 0),
                          "--optimizer: unknown optimizer 'sgd' (available: adamw, lion, liona, lionar)", Error);
 }
