@@ -229,15 +229,21 @@ endif
 GPU_GENCODE := $(foreach a,$(GPU_ARCHS),-gencode arch=compute_$(a),code=sm_$(a)) \
                -gencode arch=compute_$(lastword $(GPU_ARCHS)),code=compute_$(lastword $(GPU_ARCHS))
 CUDNN_ON := $(if $(filter 1,$(USE_CUDNN)),$(CUDNN_FOUND),0)
-CUDA_DEFINES := -DCOLDSTART_CUDA $(if $(filter 1,$(CUDNN_ON)),-DCOLDSTART_CUDNN $(CUDNN_CFLAGS))
+NCCL_ON := $(NCCL_FOUND)
+CUDA_DEFINES := -DCOLDSTART_CUDA $(if $(filter 1,$(CUDNN_ON)),-DCOLDSTART_CUDNN $(CUDNN_CFLAGS)) \
+                $(if $(filter 1,$(NCCL_ON)),-DCOLDSTART_NCCL $(NCCL_CFLAGS))
 NVCC_FLAGS := $(CXXSTD) -O3 -lineinfo -I. $(if $(wildcard .deps/include),-isystem .deps/include) $(GPU_GENCODE) $(CUDA_DEFINES) \
               -Xcompiler "$(ARCH_FLAGS) -fopenmp -Wall -Wno-unused-parameter"
-CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcublasLt -Xlinker -rpath,$(CUDA_HOME)/lib64 $(if $(filter 1,$(CUDNN_ON)),$(CUDNN_LIBS)) -lgomp -ldl
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcublasLt -Xlinker -rpath,$(CUDA_HOME)/lib64 $(if $(filter 1,$(CUDNN_ON)),$(CUDNN_LIBS)) \
+             $(if $(filter 1,$(NCCL_ON)),$(NCCL_LIBS)) -lgomp -ldl
 
 CUDA_BUILD := $(BUILD)/cuda
 CUDA_SRCS := $(wildcard layers/cuda/*.cu optim/cuda/*.cu) layers/cuda_backend.cu
 ifneq ($(CUDNN_ON),1)
   CUDA_SRCS := $(filter-out layers/cuda/attention_cudnn.cu,$(CUDA_SRCS))
+endif
+ifeq ($(NCCL_ON),1)
+  CUDA_SRCS += dist/nccl_communicator.cu
 endif
 CUDA_OBJS := $(CUDA_SRCS:%.cu=$(CUDA_BUILD)/%.o)
 GPU_TEST_OBJS := $(patsubst %.cu,$(CUDA_BUILD)/%.o,$(wildcard test/gpu/*.cu))
@@ -258,7 +264,7 @@ $(BUILD)/libcoldstart_cuda.a: $(CUDA_OBJS)
 	ar rcs $@ $^
 
 train_gpt2: train_gpt2.cu $(BUILD)/libcoldstart_cuda.a $(BUILD)/libcoldstart.a $(CUDA_FLAGS_FILE) | $(DEPS_STAMP)
-	@echo "train_gpt2: CUDA for sm_$(subst $() ,/sm_,$(GPU_ARCHS)), cuDNN attention $(if $(filter 1,$(CUDNN_ON)),on,off)"
+	@echo "train_gpt2: CUDA for sm_$(subst $() ,/sm_,$(GPU_ARCHS)), cuDNN attention $(if $(filter 1,$(CUDNN_ON)),on,off), NCCL $(if $(filter 1,$(NCCL_ON)),on,off)"
 	$(NVCC) $(NVCC_FLAGS) $< $(BUILD)/libcoldstart_cuda.a $(BUILD)/libcoldstart.a -o $@ $(CUDA_LIBS)
 
 $(BUILD)/test_gpu: $(GPU_TEST_OBJS) $(BUILD)/test/test_util.o $(BUILD)/libcoldstart_cuda.a $(BUILD)/libcoldstart.a

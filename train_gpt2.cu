@@ -42,6 +42,9 @@
 
 #include "common/mfu.h"
 #include "layers/cuda_backend.h"
+#ifdef COLDSTART_NCCL
+#include "dist/nccl_communicator.cuh"
+#endif
 #endif
 
 using namespace coldstart;
@@ -79,6 +82,19 @@ static std::string choose_device(const Config& cfg) {
     return "cpu";
 }
 
+// The processes' communicator: NCCL between GPU processes, shared memory between CPU processes on one
+// machine, or none for a process alone.
+static std::unique_ptr<Communicator> connect(const std::string& device, const ProcessGroup& group, const Config& cfg) {
+    if (device != "cuda" || group.size == 1) return connect_cpu_processes(group, cfg);
+#ifdef COLDSTART_NCCL
+    if (cfg.zero_stage == 1)
+        fail("-z 1: on GPUs every process holds the whole optimizer so far (the CUDA optimizers are not sharded yet); add -z 0");
+    return make_nccl_communicator(group, cfg);
+#else
+    fail("%d processes on GPUs need NCCL, and this binary was built without it (make NCCL_PATH=..., see the README)", group.size);
+#endif
+}
+
 static std::unique_ptr<Backend> make_backend(const std::string& device, const GPT2Config& config, int B, int T,
                                              const OptimizerConfig& opt, const Config& cfg, Communicator& comm) {
 #ifdef COLDSTART_CUDA
@@ -86,10 +102,14 @@ static std::unique_ptr<Backend> make_backend(const std::string& device, const GP
         if (cfg.metrics_every > 0 && cfg.metrics_rrc)
             fail("--metrics-rrc 1: the CUDA backend does not measure the relative representation change yet; add --metrics-rrc 0 "
                  "(the other metrics work), or --device cpu");
-        if (comm.size() > 1)
-            fail("%d processes on GPUs need the NCCL communicator, which is not written yet; several CPU processes work "
-                 "(--device cpu)", comm.size());
-        return make_cuda_backend(config, B, T, opt, {cfg.precision, cfg.attention, cfg.recompute, cfg.gelu_fusion});
+        CudaOptions options{cfg.precision, cfg.attention, cfg.recompute, cfg.gelu_fusion};
+#ifdef COLDSTART_NCCL
+        if (auto* nccl = dynamic_cast<NcclCommunicator*>(&comm)) {
+            options.comm = nccl;
+            options.device = nccl->device();
+        }
+#endif
+        return make_cuda_backend(config, B, T, opt, options);
     }
 #endif
     return make_cpu_backend(config, B, T, opt, &comm, cfg.zero_stage);
@@ -328,7 +348,7 @@ static void set_up(Run& r, const ProcessGroup& group) {
 
     r.opt = optimizer_config(cfg);
     validate_optimizer_config(r.opt, cfg.lr);
-    r.comm = connect_cpu_processes(group, cfg);
+    r.comm = connect(r.device, group, cfg);
     r.backend = make_backend(r.device, r.model.config, r.B, r.T, r.opt, cfg, *r.comm);
     r.backend->set_parameters(r.model.params.data());
     r.schedule = {cfg.schedule, cfg.lr, warmup_steps(cfg.warmup, r.steps), cfg.final_lr_frac, cfg.cooldown_frac, int(r.steps)};
@@ -342,9 +362,13 @@ static void print_plan(const Run& r) {
     std::printf("batch: B=%d T=%d, %d micro-batches per step%s = %lld tokens; %lld steps; train tokens %zu\n", r.B, r.T, r.accum,
                 r.processes() > 1 ? format(" on each of %d processes", r.processes()).c_str() : "", (long long)r.step_tokens(),
                 (long long)r.steps, r.train_loader->total_tokens());
-    if (r.processes() > 1)
-        std::printf("processes: %s, optimizer state %s\n", r.comm->describe().c_str(),
-                    cfg.zero_stage == 1 ? "sharded (ZeRO-1)" : "replicated");
+    if (r.processes() > 1) {
+        // A ring all-reduce (or ZeRO-1's reduce-scatter and all-gather) sends and receives 2 (P-1)/P of
+        // the buffer per process.
+        const double P = r.processes(), bytes = 2.0 * (P - 1) / P * double(r.model.params.size()) * sizeof(float);
+        std::printf("processes: %s, optimizer state %s; the gradient's reduction moves %.1f MB per step and process\n",
+                    r.comm->describe().c_str(), cfg.zero_stage == 1 ? "sharded (ZeRO-1)" : "replicated", bytes / 1e6);
+    }
     std::printf("schedule: %s, peak lr %g, warmup %d steps, grad clip %g%s%s\n", cfg.schedule.c_str(), cfg.lr,
                 r.schedule.warmup_steps, cfg.grad_clip, cfg.recipe.empty() ? "" : ", recipe ", cfg.recipe.c_str());
     std::fputs(describe_optimizer(r.opt, r.tensors).c_str(), stdout);

@@ -73,6 +73,8 @@ struct Config {
     int processes = 0;                 // -pn processes of the run; 0: from the launcher's environment, else 1
     int process_rank = -1;             // -pr this process's rank; -1: from the launcher's environment
     std::string process_dir;           // -pf folder where the processes meet; empty: the output folder
+    std::string process_init = "fs";   // -pi fs|tcp how GPU processes exchange NCCL's id: the folder, or -ps
+    std::string process_server;        // -ps rank 0's HOST:PORT (-pi tcp)
     int zero_stage = 1;                // -z 1: shard the optimizer state and master weights (ZeRO-1); 0: replicate
     int threads = 0;                   // --threads CPU threads; 0: OpenMP's default
     // CUDA path

@@ -127,6 +127,9 @@ const std::vector<Option>& options() {
          "this process's rank in [0, -pn); -1: from the launcher's environment"},
         {"-pf", "process-dir", &Config::process_dir, 0, 0, nullptr,
          "folder where the processes meet (one machine: best /dev/shm); empty: the output folder"},
+        {"-pi", "process-init", &Config::process_init, 0, 0, "fs|tcp",
+         "GPU processes exchange NCCL's id through the folder of -pf (fs) or rank 0's port of -ps (tcp)"},
+        {"-ps", "process-server", &Config::process_server, 0, 0, nullptr, "-pi tcp: rank 0's address, HOST:PORT"},
         {"-z", "zero-stage", &Config::zero_stage, 0, 1, nullptr,
          "1: each process holds only its shard of the optimizer state (ZeRO-1); 0: every process holds all"},
         // CUDA path

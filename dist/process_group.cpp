@@ -22,10 +22,13 @@ bool integer_env(const char* name, int* value) {
 
 ProcessGroup process_group(const Config& cfg) {
     ProcessGroup g;
+    int local = -1;  // the launchers' local ranks, where they set one
+    for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID", "LOCAL_RANK"})
+        if (local < 0) integer_env(name, &local);
     if (cfg.processes > 0) {
         if (cfg.process_rank < 0) fail("-pn %d: give this process's rank with -pr (0 to %d)", cfg.processes, cfg.processes - 1);
         if (cfg.process_rank >= cfg.processes) fail("-pr %d: expected a rank below -pn %d", cfg.process_rank, cfg.processes);
-        return {cfg.process_rank, cfg.processes, "-pn/-pr"};
+        return {cfg.process_rank, cfg.processes, local >= 0 ? local : cfg.process_rank, "-pn/-pr"};
     }
     if (cfg.process_rank >= 0) fail("-pr %d: give the number of processes with -pn too", cfg.process_rank);
     struct Launcher {
@@ -37,7 +40,7 @@ ProcessGroup process_group(const Config& cfg) {
         int rank, size;
         if (integer_env(l.rank, &rank) && integer_env(l.size, &size)) {
             if (size < 1 || rank >= size) fail("environment: %s=%d is not below %s=%d", l.rank, rank, l.size, size);
-            return {rank, size, format("%s and %s", l.rank, l.size)};
+            return {rank, size, local >= 0 ? local : rank, format("%s and %s", l.rank, l.size)};
         }
     }
     return g;

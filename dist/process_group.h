@@ -14,6 +14,7 @@ namespace coldstart {
 struct ProcessGroup {
     int rank = 0;
     int size = 1;
+    int local_rank = 0;  // the rank among this machine's processes (which GPU to take): from the launcher, else rank
     std::string source;  // where rank and size came from: "-pn/-pr", "OMPI_COMM_WORLD_*", ...
 };
 

@@ -23,6 +23,7 @@
 
 #include "common/error.h"
 #include "dist/communicator.h"
+#include "dist/rendezvous.h"
 
 namespace coldstart {
 
@@ -56,18 +57,6 @@ struct Header {
 };
 static_assert(std::atomic<uint32_t>::is_always_lock_free, "the barrier needs lock-free atomics in shared memory");
 constexpr size_t kHeaderBytes = 4096;
-
-// Whether a process runs: it exists (EPERM: it does, as another user's) and has not ended as a zombie
-// that its parent has yet to collect.
-bool process_alive(int32_t pid) {
-    if (kill(pid, 0) != 0 && errno != EPERM) return false;
-    std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
-    if (!f) return true;  // no /proc: existing is all we can tell
-    char state = '?';
-    const int read = std::fscanf(f, "%*d (%*[^)]) %c", &state);
-    std::fclose(f);
-    return read != 1 || (state != 'Z' && state != 'X');
-}
 
 class SharedMemory : public Communicator {
 public:

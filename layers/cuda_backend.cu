@@ -21,6 +21,9 @@
 #include <vector>
 
 #include "common/error.h"
+#ifdef COLDSTART_NCCL
+#include "dist/nccl_communicator.cuh"
+#endif
 #include "layers/classifier.h"
 #include "layers/cuda/attention.cuh"
 #include "layers/cuda/attention_cudnn.cuh"
@@ -77,11 +80,13 @@ public:
             fail("--attention cudnn: cuDNN's fused attention needs --precision bf16");
         if (options.gelu_fusion && (4 * config.channels) % 8 != 0)
             fail("--gelu-fusion 1: needs 4C (%d) to be a multiple of 8", 4 * config.channels);
-        CUDA_CHECK(cudaSetDevice(0));
+        CUDA_CHECK(cudaSetDevice(options.device));
         cudaDeviceProp prop;
-        CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+        CUDA_CHECK(cudaGetDeviceProperties(&prop, options.device));
         device_name_ = prop.name;
         CUDA_CHECK(cudaStreamCreate(&stream_));
+        CUDA_CHECK(cudaEventCreateWithFlags(&layer_done_, cudaEventDisableTiming));
+        CUDA_CHECK(cudaEventCreateWithFlags(&reduced_, cudaEventDisableTiming));
         matmul_ = std::make_unique<Matmul>(stream_);
 
         // Size everything first, check that it fits, then allocate.
@@ -89,7 +94,10 @@ public:
         const size_t param_bytes = P * sizeof(float) + (sizeof(T) == sizeof(float) ? 0 : P * sizeof(T));
         Carver sizing(nullptr);
         carve(sizing);
-        const size_t act_bytes = sizing.used(), grad_bytes = P * sizeof(float), opt_bytes = 2 * P * sizeof(float);
+        // AdamW keeps two floats a parameter, the Lion family one (and per-row norms, EMAs and, with row
+        // gains, a copy of the controlled weights: counted when the optimizer is made, printed below).
+        const size_t act_bytes = sizing.used(), grad_bytes = P * sizeof(float);
+        const size_t opt_bytes = (opt.name == "adamw" ? 2 : opt.row_gains ? 2 : 1) * P * sizeof(float);
         size_t free_bytes = 0, total_bytes = 0;
         CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
         const size_t need = param_bytes + grad_bytes + opt_bytes + act_bytes;
@@ -99,7 +107,7 @@ public:
         plan_ += format("  parameters   %12s  fp32 master weights%s\n", mib(param_bytes).c_str(),
                         sizeof(T) == sizeof(float) ? "" : " + bf16 copy for the matrix work");
         plan_ += format("  gradients    %12s  fp32\n", mib(grad_bytes).c_str());
-        plan_ += format("  optimizer    %12s  %s state (fp32)\n", mib(opt_bytes).c_str(), opt.name.c_str());
+        plan_ += format("  optimizer    %12s  %s state (fp32, at most)\n", mib(opt_bytes).c_str(), opt.name.c_str());
         plan_ += format("  activations  %12s  B=%d T=%d, with backward scratch\n", mib(act_bytes).c_str(), B, T_);
         plan_ += format("  cuBLASLt     %12s  workspace\n", mib(matmul_->workspace_bytes()).c_str());
         plan_ += format("  total        %12s\n", mib(need + matmul_->workspace_bytes()).c_str());
@@ -143,6 +151,8 @@ public:
         grad_memory_.reset();
         act_memory_.reset();
         host_memory_.reset();
+        if (layer_done_) cudaEventDestroy(layer_done_);
+        if (reduced_) cudaEventDestroy(reduced_);
         if (stream_) cudaStreamDestroy(stream_);
     }
 
@@ -153,10 +163,9 @@ public:
 
     void zero_grad() override { CUDA_CHECK(cudaMemsetAsync(grads_, 0, layout_.total * sizeof(float), stream_)); }
 
-    // One process: last_micro_batch has nothing to reduce (several processes need NCCL, not written yet).
-    float forward_backward(const int* inputs, const int* targets, float loss_scale, bool /*last_micro_batch*/) override {
+    float forward_backward(const int* inputs, const int* targets, float loss_scale, bool last_micro_batch) override {
         const float loss = forward(inputs, targets, B_, T_, Mode::train, loss_scale / float(size_t(B_) * T_));
-        backward();
+        backward(last_micro_batch && options_.comm);
         return loss;
     }
 
@@ -411,7 +420,9 @@ private:
         return float(sum / double(N));
     }
 
-    void backward() {
+    // With reduce (the step's last micro-batch, several processes), each tensor's gradient is summed
+    // across the processes as soon as it is final, on the communicator's stream.
+    void backward(bool reduce) {
         const NvtxRange range("backward");
         const int B = last_B_, T_now = last_T_;
         const int C = config_.channels, NH = config_.num_heads, L = config_.num_layers, Vp = config_.padded_vocab_size;
@@ -421,6 +432,7 @@ private:
         matmul_->backward_weight(grad(WTE), a_.logits, a_.lnf, N, C, Vp);
         layernorm_backward(a_.dresidual, grad(LNFW), grad(LNFB), a_.dln, a_.residual3 + (L - 1) * BTC(), param(LNFW), a_.lnf_mean,
                            a_.lnf_rstd, N, C, false, a_.reduce, stream_);
+        if (reduce) reduce_gradients({LNFW, LNFB}, -1);
         for (int l = L - 1; l >= 0; --l) {
             const NvtxRange layer_range("layer backward", l);
             const size_t lC = size_t(l) * C, lCC = lC * C;
@@ -464,8 +476,39 @@ private:
             bias_backward(grad(QKVB, 3 * lC), a_.dqkv, N, 3 * C, a_.reduce, stream_);
             layernorm_backward(a_.dresidual, grad(LN1W, lC), grad(LN1B, lC), a_.dln, residual, param(LN1W, lC),
                                a_.ln1_mean + l * BT(), a_.ln1_rstd + l * BT(), N, C, true, a_.reduce, stream_);
+            if (reduce) reduce_gradients({LN1W, LN1B, QKVW, QKVB, ATTPROJW, ATTPROJB, LN2W, LN2B, FCW, FCB, FCPROJW, FCPROJB}, l);
         }
         encoder_backward(grad(WTE), grad(WPE), a_.dresidual, a_.buckets, int(buckets_.tokens.size()), B, T_now, C, stream_);
+        if (reduce) {
+            reduce_gradients({WTE, WPE}, -1);
+            // Whatever comes next on the backend's stream (the norm, the step) sees the summed gradient.
+            CUDA_CHECK(cudaEventRecord(reduced_, comm_stream()));
+            CUDA_CHECK(cudaStreamWaitEvent(stream_, reduced_, 0));
+        }
+    }
+
+    // Sums the gradients of `kinds` (of `layer`, or the whole tensor for -1) across the processes, once
+    // the backend's stream has computed them; the backward pass goes on meanwhile.
+    void reduce_gradients(std::initializer_list<ParamTensor> kinds, int layer) {
+#ifdef COLDSTART_NCCL
+        CUDA_CHECK(cudaEventRecord(layer_done_, stream_));
+        CUDA_CHECK(cudaStreamWaitEvent(comm_stream(), layer_done_, 0));
+        for (ParamTensor k : kinds) {
+            const size_t per_layer = layer < 0 ? layout_.sizes[k] : layout_.sizes[k] / size_t(config_.num_layers);
+            const size_t offset = layout_.offsets[k] + (layer < 0 ? 0 : size_t(layer) * per_layer);
+            options_.comm->all_reduce_sum(grads_ + offset, per_layer);
+        }
+#else
+        fail("several processes on GPUs need a build with NCCL (%zu tensors of layer %d)", kinds.size(), layer);
+#endif
+    }
+
+    cudaStream_t comm_stream() const {
+#ifdef COLDSTART_NCCL
+        return options_.comm->stream();
+#else
+        fail("several processes on GPUs need a build with NCCL");
+#endif
     }
 
     GPT2Config config_;
@@ -477,6 +520,8 @@ private:
     cudaStream_t stream_ = nullptr;
     std::unique_ptr<Matmul> matmul_;
     std::unique_ptr<CudaOptimizer> optimizer_;
+    cudaEvent_t layer_done_ = nullptr;  // recorded on stream_ when a layer's gradients are final
+    cudaEvent_t reduced_ = nullptr;     // recorded on the communicator's stream when all are summed
     DeviceMemory param_memory_, grad_memory_, act_memory_;
     PinnedMemory host_memory_;
     float* master_ = nullptr;  // (P) fp32 master weights, llm.c order

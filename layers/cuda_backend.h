@@ -17,11 +17,18 @@
 
 namespace coldstart {
 
+class NcclCommunicator;
+
 struct CudaOptions {
     std::string precision = "bf16";  // bf16 | fp32
     std::string attention = "flash"; // flash (our kernel) | cudnn (cuDNN's fused attention, bf16 only)
     int recompute = 1;               // 0: keep all activations; 1: recompute GELU; 2: GELU and layernorms
     int gelu_fusion = 0;             // 1: GELU in cuBLASLt's epilogue (forward and backward)
+    int device = 0;                  // the GPU (with a communicator: its device)
+    // Several processes (data parallel, every process holding the whole optimizer): the gradient is
+    // summed across them with NCCL, each layer's as soon as the backward pass has finished it, on the
+    // communicator's stream, overlapped with the backward pass of the layers below. nullptr: one process.
+    NcclCommunicator* comm = nullptr;
 };
 
 // The Backend plus what the GPU tests need to compare the model with the CPU reference.

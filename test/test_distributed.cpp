@@ -1,5 +1,5 @@
-// Data parallelism without GPUs: the ZeRO-1 partition, the shared-memory communicator between real
-// processes, optimizers stepping shards (the same result as one optimizer over everything), a state file
+// Data parallelism without GPUs: the ZeRO-1 partition, the rendezvous (a shared folder, TCP), the
+// shared-memory communicator between real processes, optimizers stepping shards (the same result as one optimizer over everything), a state file
 // written by several shards and read by any number, and the trainer on 1, 2 and 3 processes (the same
 // losses and weights as one process with the same total batch, to fp32 rounding), resumed on another
 // number of processes.
@@ -19,6 +19,7 @@
 #include "common/random.h"
 #include "data/model_file.h"
 #include "dist/communicator.h"
+#include "dist/rendezvous.h"
 #include "optim/optimizer.h"
 #include "optim/partition.h"
 #include "test/test_util.h"
@@ -365,4 +366,34 @@ TEST_CASE("data parallel: the batch must divide among the processes; a rank with
     const auto alone = run_command(test_util::trainer() + test_util::shakespeare_flags() + " -e d1 -pr 1 -x 1");
     CHECK(alone.exit_code == 1);
     CHECK(test_util::contains(alone.output, "error: -pr 1: give the number of processes with -pn too"));
+}
+
+TEST_CASE("rendezvous: rank 0's blob reaches every rank through a shared folder and through TCP; a killed run's file is waited out") {
+    test_util::TempDir dir;
+    const std::string blob("nccl-id\0with\xff" "bytes", 18);
+    const int port = 20000 + int(getpid() % 20000);  // free in practice; a clash fails the TCP case loudly
+    for (const std::string method : {"fs", "tcp"}) {
+        CAPTURE(method);
+        const Rendezvous how{method, dir / "meet", "127.0.0.1:" + std::to_string(port), 30};
+        const std::vector<int> statuses = in_processes(3, [&](int rank) {
+            const std::string got = share_from_rank0(rank, 3, rank == 0 ? blob : std::string("other"), how);
+            if (rank == 0) usleep(1000 * 1000);  // rank 0 lives on (in a run: in NCCL's set-up) while the others read
+            return got == blob ? 0 : 1;
+        });
+        CHECK(statuses == std::vector<int>{0, 0, 0});
+    }
+    // A file left by a rank 0 that is gone: the others wait for the new one rather than read the old.
+    const Rendezvous how{"fs", dir / "stale", "", 30};
+    REQUIRE(in_processes(1, [&](int) { return share_from_rank0(0, 2, "old", how) == "old" ? 0 : 1; }) == std::vector<int>{0});
+    const std::vector<int> fresh = in_processes(2, [&](int rank) {
+        if (rank == 0) usleep(200 * 1000);  // the other rank starts first and finds only the stale file
+        const std::string got = share_from_rank0(rank, 2, rank == 0 ? "new" : "", how);
+        if (rank == 0) usleep(1000 * 1000);
+        return got == "new" ? 0 : 1;
+    });
+    CHECK(fresh == std::vector<int>{0, 0});
+    CHECK(test_util::error_of([&] { share_from_rank0(1, 2, "", {"tcp", "", "no-port", 1}); }) ==
+          "-ps 'no-port': expected rank 0's address as HOST:PORT (e.g. node001:29500)");
+    CHECK(test_util::error_of([&] { share_from_rank0(1, 2, "", {"fs", dir / "empty", "", 0.2}); }).find(
+              "rank 1: waited 0 s for rank 0 to write") == 0);
 }

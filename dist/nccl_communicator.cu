@@ -1,0 +1,129 @@
+#include "dist/nccl_communicator.cuh"
+
+#include <nccl.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "dist/rendezvous.h"
+#include "layers/cuda/common.cuh"
+
+namespace coldstart {
+namespace {
+
+#define NCCL_CHECK(call)                                                                                     \
+    do {                                                                                                     \
+        const ncclResult_t nccl_check_result_ = (call);                                                      \
+        if (nccl_check_result_ != ncclSuccess)                                                               \
+            ::coldstart::cuda::throw_library_error("NCCL", #call, int(nccl_check_result_),                    \
+                                                   ncclGetErrorString(nccl_check_result_),                   \
+                                                   "NCCL_DEBUG=INFO says more; check that every rank runs", \
+                                                   __FILE__, __LINE__);                                      \
+    } while (0)
+
+class Nccl final : public NcclCommunicator {
+public:
+    Nccl(const ProcessGroup& group, const Config& cfg) : rank_(group.rank), size_(group.size) {
+        int devices = 0;
+        CUDA_CHECK(cudaGetDeviceCount(&devices));
+        device_ = group.local_rank % devices;
+        CUDA_CHECK(cudaSetDevice(device_));
+        CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+        ncclUniqueId id;
+        if (rank_ == 0) NCCL_CHECK(ncclGetUniqueId(&id));
+        const std::string mine(reinterpret_cast<const char*>(&id), sizeof(id));
+        const Rendezvous how{cfg.process_init, !cfg.process_dir.empty() ? cfg.process_dir : cfg.output_dir, cfg.process_server};
+        const std::string shared = share_from_rank0(rank_, size_, rank_ == 0 ? mine : std::string(), how);
+        if (shared.size() != sizeof(id)) fail("rank %d: the rendezvous gave %zu bytes, NCCL's id has %zu", rank_, shared.size(), sizeof(id));
+        std::memcpy(&id, shared.data(), sizeof(id));
+        NCCL_CHECK(ncclCommInitRank(&comm_, size_, id, rank_));  // returns once every rank has joined
+        if (rank_ == 0 && how.method == "fs" && size_ > 1) remove_quietly(rendezvous_file(how.dir));
+        staging_ = cuda::device_alloc(kStagingBytes, "NCCL staging");
+    }
+
+    ~Nccl() override {
+        if (comm_) ncclCommDestroy(comm_);
+        if (stream_) cudaStreamDestroy(stream_);
+    }
+
+    int rank() const override { return rank_; }
+    int size() const override { return size_; }
+    std::string describe() const override { return format("NCCL, %d processes, this one on GPU %d", size_, device_); }
+    cudaStream_t stream() const override { return stream_; }
+    int device() const override { return device_; }
+
+    void all_reduce_sum(float* data, size_t n) override { reduce(data, n, ncclFloat, sizeof(float)); }
+    void all_reduce_sum(double* data, size_t n) override { reduce(data, n, ncclDouble, sizeof(double)); }
+
+    // Segments of any sizes (ZeRO shards are cut between rows): one ncclReduce to each segment's rank.
+    void reduce_scatter_sum(float* data, const std::vector<size_t>& offsets) override {
+        check_offsets(offsets);
+        NCCL_CHECK(ncclGroupStart());
+        for (int r = 0; r < size_; ++r) {
+            float* segment = data + offsets[size_t(r)];
+            NCCL_CHECK(ncclReduce(segment, segment, offsets[size_t(r) + 1] - offsets[size_t(r)], ncclFloat, ncclSum, r, comm_, stream_));
+        }
+        NCCL_CHECK(ncclGroupEnd());
+    }
+
+    void all_gather(float* data, const std::vector<size_t>& offsets) override {
+        check_offsets(offsets);
+        NCCL_CHECK(ncclGroupStart());
+        for (int r = 0; r < size_; ++r) {
+            float* segment = data + offsets[size_t(r)];
+            NCCL_CHECK(ncclBroadcast(segment, segment, offsets[size_t(r) + 1] - offsets[size_t(r)], ncclFloat, r, comm_, stream_));
+        }
+        NCCL_CHECK(ncclGroupEnd());
+    }
+
+    void barrier() override {
+        double one = 1;
+        all_reduce_sum(&one, 1);  // host memory: waits for every rank
+    }
+
+private:
+    static constexpr size_t kStagingBytes = size_t(1) << 20;
+
+    static bool on_device(const void* p) {
+        cudaPointerAttributes a;
+        if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+            cudaGetLastError();  // an unregistered host pointer on older drivers: clear the error
+            return false;
+        }
+        return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged;
+    }
+
+    // Device data: asynchronous on the stream. Host data (a few scalars of the training loop): through
+    // the staging buffer, waiting for the result.
+    void reduce(void* data, size_t n, ncclDataType_t type, size_t element) {
+        if (on_device(data)) {
+            NCCL_CHECK(ncclAllReduce(data, data, n, type, ncclSum, comm_, stream_));
+            return;
+        }
+        if (n * element > kStagingBytes) fail("communicator: %zu bytes of host data to reduce; at most %zu", n * element, kStagingBytes);
+        void* staged = staging_.get();
+        CUDA_CHECK(cudaMemcpyAsync(staged, data, n * element, cudaMemcpyHostToDevice, stream_));
+        NCCL_CHECK(ncclAllReduce(staged, staged, n, type, ncclSum, comm_, stream_));
+        CUDA_CHECK(cudaMemcpyAsync(data, staged, n * element, cudaMemcpyDeviceToHost, stream_));
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
+
+    void check_offsets(const std::vector<size_t>& offsets) const {
+        if (offsets.size() != size_t(size_) + 1) fail("communicator: expected %d segment offsets, got %zu", size_ + 1, offsets.size());
+    }
+
+    int rank_, size_, device_ = 0;
+    cudaStream_t stream_ = nullptr;
+    ncclComm_t comm_ = nullptr;
+    cuda::DeviceMemory staging_;
+};
+
+}  // namespace
+
+std::unique_ptr<NcclCommunicator> make_nccl_communicator(const ProcessGroup& group, const Config& cfg) {
+    return std::make_unique<Nccl>(group, cfg);
+}
+
+}  // namespace coldstart

@@ -1,0 +1,28 @@
+// The communicator of GPU processes: NCCL, one process per GPU, on one machine or several. The
+// collectives run on the communicator's own stream, so that the backend can overlap the gradient's
+// reduction with the rest of its backward pass (it orders them against its own stream with events).
+// Device pointers take the fast path; host pointers (the training loop's few scalars) are staged through
+// device memory and the call waits for the result. NCCL's all-reduce gives every rank the same bits.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <memory>
+
+#include "config/config.h"
+#include "dist/communicator.h"
+#include "dist/process_group.h"
+
+namespace coldstart {
+
+class NcclCommunicator : public Communicator {
+public:
+    virtual cudaStream_t stream() const = 0;  // where the collectives run
+    virtual int device() const = 0;           // the GPU this process drives
+};
+
+// Picks this process's GPU (its local rank, modulo the GPUs it sees), exchanges NCCL's unique id
+// (dist/rendezvous.h: -pi fs through -pf, or -pi tcp through -ps) and makes the communicator.
+std::unique_ptr<NcclCommunicator> make_nccl_communicator(const ProcessGroup& group, const Config& cfg);
+
+}  // namespace coldstart

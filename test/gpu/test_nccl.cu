@@ -1,0 +1,88 @@
+// The NCCL path on the one GPU a test machine has: a one-rank NCCL communicator (host and device
+// collectives) and the CUDA backend that reduces each layer's gradient through it on a stream of its
+// own, against the plain backend: the same losses and weights bit for bit (a one-rank sum is the
+// identity, so any difference is a race between the streams or a tensor reduced at the wrong time).
+#include <doctest/doctest.h>
+
+#ifdef COLDSTART_NCCL
+#include <cuda_runtime.h>
+
+#include <vector>
+
+#include "common/random.h"
+#include "config/config.h"
+#include "dist/nccl_communicator.cuh"
+#include "layers/cuda_backend.h"
+#include "optim/grad_norm.h"
+#include "test/gpu/gpu_test_util.cuh"
+
+using namespace coldstart;
+using namespace gpu_test;
+
+TEST_CASE("nccl: one rank's collectives are the identity, on host and device memory") {
+    test_util::TempDir dir;
+    Config cfg;
+    cfg.process_dir = dir.path;
+    auto comm = make_nccl_communicator({0, 1, 0, "test"}, cfg);
+    CHECK(comm->size() == 1);
+    double host[3] = {1.5, -2.0, 1e-300};
+    comm->all_reduce_sum(host, 3);
+    CHECK(host[0] == 1.5);
+    CHECK(host[2] == 1e-300);
+    Rng rng(2);
+    const Floats x = random_floats<float>(rng, 1000);
+    Buffer<float> d(1000);
+    d.upload(x);
+    comm->all_reduce_sum(d.get(), 1000);
+    comm->reduce_scatter_sum(d.get(), {0, 1000});
+    comm->all_gather(d.get(), {0, 1000});
+    REQUIRE(cudaStreamSynchronize(comm->stream()) == cudaSuccess);
+    CHECK(same_bits(d.download(), x));
+    comm->barrier();
+}
+
+TEST_CASE("nccl: the backend that reduces layer by layer through one rank gives the plain backend's bits") {
+    const GPT2Config c = test_util::small_model_config();
+    const int B = 2, T = 11, accum = 2, steps = 3;
+    test_util::TempDir dir;
+    Config cfg;
+    cfg.process_dir = dir.path;
+    auto comm = make_nccl_communicator({0, 1, 0, "test"}, cfg);
+    OptimizerConfig opt;
+    opt.weight_decay = 0.1f;
+    const std::vector<float> params = test_util::random_model_params(c, 4);
+    Rng rng(8);
+    std::vector<std::vector<int>> tokens;
+    for (int i = 0; i < steps * accum * 2; ++i) tokens.push_back(random_ints(rng, size_t(B) * T, c.vocab_size));
+    for (const char* precision : {"fp32", "bf16"}) {
+        CAPTURE(precision);
+        CudaOptions plain{precision, "flash", 1, 0};
+        CudaOptions reducing = plain;
+        reducing.comm = comm.get();
+        reducing.device = comm->device();
+        auto run = [&](const CudaOptions& o, Floats& losses, Floats& final_params) {
+            auto backend = make_cuda_backend(c, B, T, opt, o);
+            backend->set_parameters(params.data());
+            for (int s = 0; s < steps; ++s) {
+                backend->zero_grad();
+                float loss = 0;
+                for (int m = 0; m < accum; ++m) {
+                    const size_t b = size_t(s * accum + m) * 2;
+                    loss += backend->forward_backward(tokens[b].data(), tokens[b + 1].data(), 1.0f / accum, m == accum - 1);
+                }
+                const float norm = backend->grad_norm();
+                backend->optimizer_step({1e-2f, clip_scale(norm, 1.0f), s + 1});
+                losses.push_back(loss);
+                losses.push_back(norm);
+            }
+            final_params.resize(ParamLayout(c).total);
+            backend->get_parameters(final_params.data());
+        };
+        Floats losses_a, losses_b, params_a, params_b;
+        run(plain, losses_a, params_a);
+        run(reducing, losses_b, params_b);
+        CHECK(same_bits(losses_a, losses_b));
+        CHECK(same_bits(params_a, params_b));
+    }
+}
+#endif  // COLDSTART_NCCL
