@@ -5,7 +5,7 @@
 # per-kernel table (build/tools/bench_gpu_kernels). A benchmark: it reports, it never fails on speed.
 # Environment: DATA (shared data folder), PYTHON (an interpreter with CUDA torch; default python3),
 # BENCH_B (first batch size to try, 64), BENCH_STEPS (30), BENCH_FLAGS (extra trainer flags, e.g.
-# "--attention cudnn"), BENCH_SKIP_TORCH=1, BENCH_SKIP_KERNELS=1.
+# "--attention cudnn"), BENCH_SKIP_TORCH=1, BENCH_SKIP_METRICS=1, BENCH_SKIP_KERNELS=1.
 set -u
 cd "$(dirname "$0")/.."
 data=${DATA:-../shared/data}
@@ -39,6 +39,22 @@ if [ "${BENCH_SKIP_TORCH:-0}" != 1 ]; then
   else
     echo "ratio coldstart / PyTorch: n/a (a side did not report tokens/s)"
   fi
+fi
+
+# The cost of the update-size metrics (issue 5): the mean step time with --metrics-every 1 and 10 against
+# none, at the batch that fit (the RRC is not measured on the GPU yet). Targets: at most 3 % per measured
+# step without the RRC, under 1 % amortised at every 10 steps.
+mean_ms() { grep -E '^step ' "$1" | tail -n +6 | sed -E 's/.*\| ([0-9.]+) ms \|.*/\1/' | awk '{s+=$1; n++} END {if (n) printf "%.2f", s/n; else print 0}'; }
+if [ "${BENCH_SKIP_METRICS:-0}" != 1 ] && [ "$ours" != 0 ]; then
+  echo "== update-size metrics: step time with --metrics-every 0, 1 and 10 (B=$B)"
+  base=$(mean_ms "$log")
+  for every in 1 10; do
+    ./train_gpt2 --device cuda -e d12 -b "$B" -t 1024 -x "$steps" -v 0 -s 0 -l 6e-4 -i "$shard" --metrics-every "$every" --metrics-rrc 0 \
+      ${BENCH_FLAGS:-} > "$log.metrics" 2>&1 || { echo "bench: the metrics run failed"; tail -3 "$log.metrics"; continue; }
+    ms=$(mean_ms "$log.metrics")
+    echo "metrics every $every step(s): $ms ms a step against $base ms without: $(awk -v a="$ms" -v b="$base" 'BEGIN {printf "%+.1f %%", 100 * (a / b - 1)}')"
+  done
+  rm -f "$log.metrics"
 fi
 
 if [ "${BENCH_SKIP_KERNELS:-0}" != 1 ]; then

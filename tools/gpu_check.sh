@@ -5,7 +5,7 @@
 #   2. build: make -j16 GPU_ARCHS=90 (trainer, GPU suite, GPU tools, and the CPU trainer the suite compares with)
 #   3. the GPU suite (build/test_gpu): every kernel, the model, determinism, the trainer end to end
 #   4. compute-sanitizer memcheck, racecheck and synccheck on a tiny model (tools/sanitize_gpu.sh)
-#   5. the benchmark: GPT-2 124M tokens/s and MFU, PyTorch's on the same GPU, per-kernel times
+#   5. the benchmark: GPT-2 124M tokens/s and MFU, PyTorch's on the same GPU, the metrics' cost, per-kernel times
 # Each stage runs under `timeout`, within one overall budget (GPU_CHECK_SECONDS, default 500): a
 # stage that would start with too little time left is skipped and says so. Logs go to $OUT (or
 # ./out/gpu_check), at most 6 files; the summary table comes last on stdout and in summary.txt.
@@ -127,6 +127,8 @@ if [ "$build_status" = 0 ]; then
   ours=$(grep -E '^coldstart tokens/s' "$out/bench.log" | tail -1)
   ratio=$(grep -E '^ratio' "$out/bench.log" | tail -1)
   wanted bench && note bench "$(verdict $stage_status)" "$stage_seconds" "${ours:-no figure}; ${ratio:-no ratio}"
+  metrics=$(grep -E '^metrics every' "$out/bench.log" | sed -E 's/.*(every [0-9]+ step).*: (.*)$/\1: \2/' | tr '\n' ';')
+  wanted bench && note metrics "$(verdict $stage_status)" 0 "${metrics:-no figure} (targets: +3 % every step, +1 % every 10)"
 else
   note test-gpu skipped 0 "the build failed: see build.log"
 fi
