@@ -94,23 +94,15 @@ private:
     uint64_t generation_ = 0;
 };
 
-OptimizerConfig named(const char* name) {
-    OptimizerConfig c;
-    c.name = name;
-    c.weight_decay = 0.1f;
-    if (std::string(name) != "adamw") c.beta2 = 0.99f;
-    return c;
-}
-
 }  // namespace
 
 TEST_CASE("partition: shards cover the parameters in order, cut only between rows, never inside a vector or a tensor controlled whole") {
     const GPT2Config c = test_util::small_model_config();
     const std::vector<TensorSlice> tensors = parameter_tensors(c);
     const size_t total = ParamLayout(c).total;
-    OptimizerConfig per_tensor = named("liona");
+    OptimizerConfig per_tensor = test_util::test_optimizer("liona");
     per_tensor.control = ControlScope::tensor;
-    for (const OptimizerConfig& opt : {named("adamw"), named("lionar"), per_tensor}) {
+    for (const OptimizerConfig& opt : {test_util::test_optimizer("adamw"), test_util::test_optimizer("lionar"), per_tensor}) {
         const auto roles = tensor_roles(opt, tensors);
         for (int ranks : {1, 2, 3, 7}) {
             CAPTURE(opt.name);
@@ -212,10 +204,10 @@ TEST_CASE("zero-1: optimizers stepping shards give what one optimizer gives; the
     const GPT2Config c = test_util::small_model_config();
     const std::vector<TensorSlice> tensors = parameter_tensors(c);
     const size_t n = ParamLayout(c).total;
-    OptimizerConfig liona_tensor = named("liona");
+    OptimizerConfig liona_tensor = test_util::test_optimizer("liona");
     liona_tensor.control = ControlScope::tensor;
     liona_tensor.center = true;
-    OptimizerConfig lionar = named("lionar");
+    OptimizerConfig lionar = test_util::test_optimizer("lionar");
     lionar.row_gains = true;
     lionar.angle_norm = AngleNorm::smoothed;
     Rng rng(3);
@@ -224,7 +216,7 @@ TEST_CASE("zero-1: optimizers stepping shards give what one optimizer gives; the
         for (float& x : g) x = rng.normal();
     const std::vector<float> initial = test_util::random_model_params(c, 8);
     test_util::TempDir dir;
-    for (const OptimizerConfig& opt : {named("adamw"), named("lion"), liona_tensor, lionar}) {
+    for (const OptimizerConfig& opt : {test_util::test_optimizer("adamw"), test_util::test_optimizer("lion"), liona_tensor, lionar}) {
         CAPTURE(opt.name);
         auto one = make_cpu_optimizer(opt, tensors);
         std::vector<float> reference = initial;

@@ -68,14 +68,6 @@ void check_close(const json& got, const json& want, const std::string& what) {
     CHECK(std::abs(g - w) <= kTolerance * std::abs(w) + 1e-300);
 }
 
-OptimizerConfig optimizer_named(const std::string& name) {
-    OptimizerConfig c;
-    c.name = name;
-    c.weight_decay = 0.1f;
-    if (name != "adamw") c.beta2 = 0.99f;
-    return c;
-}
-
 }  // namespace
 
 TEST_CASE("metrics: every measure of a step equals an independent computation from the weights, gradient, momentum and inputs") {
@@ -90,7 +82,7 @@ TEST_CASE("metrics: every measure of a step equals an independent computation fr
 
     for (const std::string name : {"adamw", "lion", "liona", "lionar"}) {
         CAPTURE(name);
-        const OptimizerConfig opt = optimizer_named(name);
+        const OptimizerConfig opt = test_util::test_optimizer(name);
         const char* momentum = name == "adamw" ? "adamw.m" : "lion.m";
         auto backend = make_cpu_backend(c, B, T, opt);
         backend->set_parameters(test_util::random_model_params(c, 5).data());

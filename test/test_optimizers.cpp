@@ -41,15 +41,6 @@ std::vector<float> random_vector(size_t n, Rng& rng, float scale = 1.0f) {
     return v;
 }
 
-OptimizerConfig lion_family(const char* name) {
-    OptimizerConfig c;
-    c.name = name;
-    c.beta1 = 0.9f;
-    c.beta2 = 0.99f;
-    c.weight_decay = 0.1f;
-    return c;
-}
-
 
 
 // Per controlled row of every controlled tensor: f(tensor, row, pointer before, pointer after, cols).
@@ -104,7 +95,7 @@ TEST_CASE("optimizers: AdamW and AdamW without bias correction equal PyTorch, Li
     adamw.weight_decay = 0.1f;
     OptimizerConfig nobc = adamw;
     nobc.bias_correction = false;
-    const std::vector<Case> cases = {{"adamw", adamw}, {"adamw-nobc", nobc}, {"lion", lion_family("lion")}};
+    const std::vector<Case> cases = {{"adamw", adamw}, {"adamw-nobc", nobc}, {"lion", test_util::test_optimizer("lion")}};
     for (const Case& c : cases) {
         const std::string rule = c.rule;
         CAPTURE(rule);
@@ -150,7 +141,7 @@ TEST_CASE("optimizers: AdamW and AdamW without bias correction equal PyTorch, Li
 
 TEST_CASE("liona: every controlled row keeps its norm and turns by exactly the target angle per step; gains and biases take Lion steps") {
     Problem p(11);
-    OptimizerConfig c = lion_family("liona");
+    OptimizerConfig c = test_util::test_optimizer("liona");
     auto opt = make_cpu_optimizer(c, p.tensors);
     const std::vector<float> initial = p.params;
     std::vector<float> w = p.params;
@@ -183,7 +174,7 @@ TEST_CASE("liona: the radial part of the update is removed before it is applied"
     // angle; removed, the row turns by exactly the angle. Rows whose weights are +-c have a purely radial
     // sign(w): nothing is left to apply, and they do not move.
     Problem p(31);
-    OptimizerConfig c = lion_family("liona");
+    OptimizerConfig c = test_util::test_optimizer("liona");
     const TensorSlice& qkvw = first_of(p, QKVW);
     const size_t cols = size_t(qkvw.cols);
     std::vector<float> w = p.params;
@@ -209,7 +200,7 @@ TEST_CASE("liona: per-tensor control, centring, smoothed normalisation and the e
     Rng rng(8);
     SUBCASE("per tensor: the tensor keeps its norm and turns by the angle") {
         Problem p(12);
-        OptimizerConfig c = lion_family("liona");
+        OptimizerConfig c = test_util::test_optimizer("liona");
         c.control = ControlScope::tensor;
         auto opt = make_cpu_optimizer(c, p.tensors);
         std::vector<float> w = p.params;
@@ -229,7 +220,7 @@ TEST_CASE("liona: per-tensor control, centring, smoothed normalisation and the e
     }
     SUBCASE("centring: controlled rows start and stay centred") {
         Problem p(13);
-        OptimizerConfig c = lion_family("liona");
+        OptimizerConfig c = test_util::test_optimizer("liona");
         c.center = true;
         auto opt = make_cpu_optimizer(c, p.tensors);
         std::vector<float> w = p.params;
@@ -252,7 +243,7 @@ TEST_CASE("liona: per-tensor control, centring, smoothed normalisation and the e
     }
     SUBCASE("smoothed: the first step turns by the angle, later ones near it; norms stay") {
         Problem p(14);
-        OptimizerConfig c = lion_family("liona");
+        OptimizerConfig c = test_util::test_optimizer("liona");
         c.angle_norm = AngleNorm::smoothed;
         auto opt = make_cpu_optimizer(c, p.tensors);
         std::vector<float> w = p.params;
@@ -270,7 +261,7 @@ TEST_CASE("liona: per-tensor control, centring, smoothed normalisation and the e
     }
     SUBCASE("equilibrium: the angle is Lion's equilibrium angle for (lr, wd)") {
         Problem p(15);
-        OptimizerConfig c = lion_family("liona");
+        OptimizerConfig c = test_util::test_optimizer("liona");
         c.target_angle = TargetAngle::equilibrium;
         c.weight_decay = 0.5f;
         auto opt = make_cpu_optimizer(c, p.tensors);
@@ -288,7 +279,7 @@ TEST_CASE("liona: per-tensor control, centring, smoothed normalisation and the e
 
 TEST_CASE("liona: row gains: W = gain * direction, the direction's rows keep their norm and turn by the angle, gains take Lion steps") {
     Problem p(16);
-    OptimizerConfig c = lion_family("liona");
+    OptimizerConfig c = test_util::test_optimizer("liona");
     c.row_gains = true;
     auto opt = make_cpu_optimizer(c, p.tensors);
     std::vector<float> w = p.params;
@@ -325,7 +316,7 @@ TEST_CASE("liona: row gains: W = gain * direction, the direction's rows keep the
 
 TEST_CASE("lionar: the step scale stays in [k_min, 1]; 1 for pure noise, k_min when every gradient agrees") {
     Problem p(17);
-    const auto roles = tensor_roles(lion_family("lionar"), p.tensors);
+    const auto roles = tensor_roles(test_util::test_optimizer("lionar"), p.tensors);
     // The scale of every controlled tensor after each of `steps` steps with gradients signal + noise * N(0,1).
     auto scales = [&](OptimizerConfig c, float noise, int steps) {
         auto opt = make_cpu_optimizer(c, p.tensors);
@@ -353,7 +344,7 @@ TEST_CASE("lionar: the step scale stays in [k_min, 1]; 1 for pure noise, k_min w
         }
         return out;
     };
-    OptimizerConfig alignment = lion_family("lionar");
+    OptimizerConfig alignment = test_util::test_optimizer("lionar");
     OptimizerConfig ratio = alignment;
     ratio.snr_estimator = SnrEstimator::norm_ratio;
     OptimizerConfig ratio_ii = ratio;
@@ -392,7 +383,7 @@ TEST_CASE("inverse bias correction (i) scales the first steps by 1 - b^t") {
     for (int s = 0; s < 10; ++s) grads.push_back(random_vector(p.params.size(), rng));
     for (const std::string name : {"lion", "liona"}) {
         CAPTURE(name);
-        OptimizerConfig plain = lion_family(name.c_str());
+        OptimizerConfig plain = test_util::test_optimizer(name);
         plain.weight_decay = 0.0f;
         OptimizerConfig ramped = plain;
         ramped.inverse_bias_correction = InverseBiasCorrection::step;
@@ -418,7 +409,7 @@ TEST_CASE("inverse bias correction (i) scales the first steps by 1 - b^t") {
 
 TEST_CASE("optimizer state: named buffers round-trip exactly; a resumed optimizer continues bit for bit; mismatches are named") {
     Problem p(19);
-    OptimizerConfig c = lion_family("lionar");
+    OptimizerConfig c = test_util::test_optimizer("lionar");
     c.angle_norm = AngleNorm::smoothed;
     c.row_gains = true;
     c.inverse_bias_correction = InverseBiasCorrection::step;
@@ -473,10 +464,10 @@ TEST_CASE("optimizers: the same bits whatever the number of threads") {
     Rng rng(10);
     std::vector<std::vector<float>> grads;
     for (int s = 0; s < 4; ++s) grads.push_back(random_vector(p.params.size(), rng));
-    OptimizerConfig tensor_control = lion_family("lionar");
+    OptimizerConfig tensor_control = test_util::test_optimizer("lionar");
     tensor_control.control = ControlScope::tensor;
     tensor_control.center = true;
-    for (const OptimizerConfig& c : {OptimizerConfig{}, lion_family("lion"), lion_family("lionar"), tensor_control}) {
+    for (const OptimizerConfig& c : {OptimizerConfig{}, test_util::test_optimizer("lion"), test_util::test_optimizer("lionar"), tensor_control}) {
         CAPTURE(c.name);
         auto run = [&](int threads) {
             const int saved = omp_get_max_threads();

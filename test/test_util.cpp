@@ -143,6 +143,14 @@ std::vector<char> read_bytes(const std::string& path) {
     return std::vector<char>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
 }
 
+coldstart::OptimizerConfig test_optimizer(const std::string& name) {
+    coldstart::OptimizerConfig c;
+    c.name = name;
+    c.weight_decay = 0.1f;
+    if (name != "adamw") c.beta2 = 0.99f;
+    return c;
+}
+
 coldstart::GPT2Config small_model_config() {
     coldstart::GPT2Config c;
     c.max_seq_len = 16;

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "layers/gpt2_config.h"
+#include "optim/optimizer.h"
 
 namespace test_util {
 
@@ -68,6 +69,10 @@ coldstart::GPT2Config small_model_config();
 // Every parameter random (gains around 1, non-zero biases) so that no term of the model hides behind a
 // zero or a one; padded vocabulary rows stay zero as in a real model file.
 std::vector<float> random_model_params(const coldstart::GPT2Config& c, uint64_t seed);
+
+// The optimizer `name` as the tests use it: weight decay 0.1, and for the Lion family Lion's betas
+// 0.9 / 0.99 (AdamW keeps 0.9 / 0.95); every other option at its default.
+coldstart::OptimizerConfig test_optimizer(const std::string& name);
 
 // The message of the coldstart::Error that f throws, or "(no error)".
 std::string error_of(const std::function<void()>& f);

@@ -113,6 +113,15 @@ __global__ void lion_plain_rows_kernel(float* w, const float* g, float* m, const
 
 // ---- controlled tensors ----
 
+// Subtracts the row's mean from each of its cols values (the block's threads together), as the CPU's
+// centring does: the mean in double, subtracted in float. Every thread of the block must call it.
+__device__ inline void center_row(float* x, int cols, double* shared) {
+    double sum = 0;
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) sum += x[j];
+    const float mean = float(block_sum(sum, shared) / double(cols));
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) x[j] -= mean;
+}
+
 // The weights of every controlled row before the step, for a measured step's sums (the first step's
 // centring changes them before the step proper).
 __global__ void copy_controlled_kernel(const float* w, float* w_before, const ControlledTensor* tensors, int count) {
@@ -130,12 +139,7 @@ __global__ void start_control_kernel(float* w, float* directions, double* row_sq
     const ControlledTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &ControlledTensor::first_row)];
     const size_t r = blockIdx.x - t.first_row;
     float* wr = w + t.offset + r * size_t(t.cols);
-    if (s.center) {
-        double sum = 0;
-        for (int j = threadIdx.x; j < t.cols; j += blockDim.x) sum += wr[j];
-        const float mean = float(block_sum(sum, shared) / double(t.cols));
-        for (int j = threadIdx.x; j < t.cols; j += blockDim.x) wr[j] -= mean;
-    }
+    if (s.center) center_row(wr, t.cols, shared);
     double sq = 0;
     for (int j = threadIdx.x; j < t.cols; j += blockDim.x) {
         if (s.gains) directions[t.element + r * size_t(t.cols) + size_t(j)] = wr[j];
@@ -257,12 +261,7 @@ __global__ void controlled_rows_kernel(float* w, const float* g, float* m, float
 
     const float radial = xx > 0 ? float(xu / xx) : 0.0f;
     for (int j = threadIdx.x; j < cols; j += blockDim.x) u[j] -= radial * x[j];
-    if (s.center) {
-        double sum = 0;
-        for (int j = threadIdx.x; j < cols; j += blockDim.x) sum += u[j];
-        const float mean = float(block_sum(sum, shared) / double(cols));
-        for (int j = threadIdx.x; j < cols; j += blockDim.x) u[j] -= mean;
-    }
+    if (s.center) center_row(u, cols, shared);
     double uu = 0;
     for (int j = threadIdx.x; j < cols; j += blockDim.x) uu += double(u[j]) * u[j];
     uu = block_sum(uu, shared);
@@ -346,12 +345,7 @@ __global__ void tensor_radial_kernel(const float* w, float* u_all, const double*
     const double xu = tensor_xu_xx[2 * ti], xx = tensor_xu_xx[2 * ti + 1];
     const float radial = xx > 0 ? float(xu / xx) : 0.0f;
     for (int j = threadIdx.x; j < t.cols; j += blockDim.x) u[j] -= radial * w[row + size_t(j)];
-    if (s.center) {
-        double sum = 0;
-        for (int j = threadIdx.x; j < t.cols; j += blockDim.x) sum += u[j];
-        const float mean = float(block_sum(sum, shared) / double(t.cols));
-        for (int j = threadIdx.x; j < t.cols; j += blockDim.x) u[j] -= mean;
-    }
+    if (s.center) center_row(u, t.cols, shared);
     double uu = 0;
     for (int j = threadIdx.x; j < t.cols; j += blockDim.x) uu += double(u[j]) * u[j];
     uu = block_sum(uu, shared);

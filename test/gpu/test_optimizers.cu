@@ -28,14 +28,7 @@ struct Case {
 };
 
 std::vector<Case> cases() {
-    auto lion = [](const char* name) {
-        OptimizerConfig c;
-        c.name = name;
-        c.beta1 = 0.9f;
-        c.beta2 = 0.99f;
-        c.weight_decay = 0.1f;
-        return c;
-    };
+    auto lion = [](const char* name) { return test_util::test_optimizer(name); };
     std::vector<Case> out = {{"lion", lion("lion")}, {"liona per row, strict", lion("liona")}};
     OptimizerConfig c = lion("liona");
     c.angle_norm = AngleNorm::smoothed;
