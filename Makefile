@@ -2,7 +2,7 @@
 #
 #   make               the trainer ./train_gpt2 (nvcc where it exists, else pure C++) and the tools
 #   make cpu           ./train_gpt2_cpu: the same trainer built by the C++ compiler alone (no CUDA Toolkit)
-#   make test          the CPU doctest suite (the README's test command)
+#   make test          the README's test command: the CPU suite and, on the emulated CUDA device, the GPU suite
 #   make test-gpu      the GPU suite (needs a GPU and nvcc); the GPU targets are in the GPU section at the end
 #   make train         the README's quickstart: a small GPT-2 on tinyshakespeare (GPU if present, else CPU)
 #   make deps          installs the Debian packages the build and tests need
@@ -74,8 +74,11 @@ $(BUILD)/test_cpu: $(TEST_OBJS) $(BUILD)/libcoldstart.a
 	$(CXX) $(TEST_OBJS) $(BUILD)/libcoldstart.a -o $@ $(LDLIBS)
 
 # The suite runs from the repository root; it also drives the trainer binary and the tools end to end.
+# The CPU suite, then the GPU suite and the emulator's own suite on the emulated device (the emulated-device
+# section below adds their binaries to the prerequisites); one "N passed, M failed" line for all.
+CPU_SUITE := COLDSTART_DATA=$(DATA) COLDSTART_PYTHON=$(PYTHON) OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/test_cpu
 test: $(BUILD)/test_cpu train_gpt2_cpu $(TOOL_BINS)
-	COLDSTART_DATA=$(DATA) COLDSTART_PYTHON=$(PYTHON) OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/test_cpu
+	@./tools/run_suites.sh "CPU suite" "$(CPU_SUITE)" $(EMU_SUITES)
 
 # ---- the README's quickstart ----
 TRAIN_FLAGS ?= -e d4 -b 16 -t 64 -x 200 -l 2e-3 -u 20 -k cosine -q 0.1 -v 50 -m 16 -s 100 -g 48 -o out/quickstart
@@ -290,3 +293,83 @@ bench: train_gpt2 $(GPU_TOOL_BINS)
 
 -include $(CUDA_OBJS:.o=.d) $(GPU_TEST_OBJS:.o=.d)
 endif
+
+# =====================================================================================================
+# ---- the emulated CUDA device (issue 12): the CUDA sources, unmodified, on the CPU ----
+#   make emu-build        build/emu/test_gpu (the GPU suite), build/emu/test_emulator (the emulator's own
+#                         tests) and ./train_gpt2_emu (the CUDA trainer), for the emulated device (emu/)
+#   make test-emu         runs both suites on the emulated device (strict barriers); part of `make test`
+#   make test-emu-checks  the checks a GPU run is otherwise needed for: the kernel tests under AddressSanitizer,
+#                         then with the schedule check and deferred streams (see the README, "CUDA without a GPU")
+# Each .cu/.cuh is rewritten by emu/rewrite.py into build/emu/src/ (launches and __shared__ declarations,
+# with #line so that every message points at the original line), then compiled by the C++ compiler with
+# emu/prelude.h force-included. cuDNN is not emulated: this build has no cuDNN attention.
+# Variables: CUDA_INCLUDE (the CUDA Toolkit's headers: types and declarations only), EMU_OPT (default -O2;
+# -O0 to step through kernels in gdb), EMU_TEST_ARGS (doctest options for the GPU suite, e.g. -tc='cuda attention*').
+CUDA_INCLUDE ?= $(firstword $(wildcard /usr/local/cuda/include /usr/include/cuda))
+EMU_OPT      ?= -O2
+EMU_BUILD    := $(BUILD)/emu
+EMU_SRC      := $(EMU_BUILD)/src
+EMU_CUDA_SRCS := $(filter-out layers/cuda/attention_cudnn.cu,$(wildcard layers/cuda/*.cu optim/cuda/*.cu)) \
+                 layers/cuda_backend.cu dist/nccl_communicator.cu
+EMU_HEADERS  := $(patsubst %,$(EMU_SRC)/%,$(wildcard layers/cuda/*.cuh optim/cuda/*.cuh dist/*.cuh test/gpu/*.cuh))
+EMU_TEST_SRCS := $(wildcard test/gpu/*.cu)
+EMU_SELF_TEST_SRCS := $(wildcard emu/test/*.cu)
+EMU_RUNTIME_SRCS := $(wildcard emu/*.cpp)
+EMU_FLAGS    := $(CXXSTD) $(EMU_OPT) -g $(ARCH_FLAGS) -fopenmp -I$(EMU_SRC) -I. $(VENDOR_INCLUDE) -isystem $(CUDA_INCLUDE) \
+                -Wall -Wno-unused-parameter -Wno-unknown-pragmas -MMD -MP
+EMU_CUDA_FLAGS := $(EMU_FLAGS) -DCOLDSTART_CUDA -DCOLDSTART_NCCL -include emu/prelude.h
+EMU_LIBS     := -lboost_context -fopenmp -ldl -lpthread -lm
+EMU_CHECK_TESTS := --test-case='cuda encoder*,cuda layernorm*,cuda attention*,cuda matmul*,cuda gelu*,cuda classifier*,cuda residual*,cuda adamw*,cuda Lion*,cuda grad*,cuda sum*'
+
+.PHONY: emu-build test-emu test-emu-checks
+.PRECIOUS: $(EMU_SRC)/%.cu $(EMU_SRC)/%.cuh
+
+# The build that the checks of `make test-emu-checks` use: the same sources with AddressSanitizer and UBSan.
+define emu_build
+$(1)/src/%.cu: %.cu emu/rewrite.py
+	@mkdir -p $$(dir $$@)
+	@$(PYTHON) emu/rewrite.py $$< $$@ $$<
+$(1)/src/%.cuh: %.cuh emu/rewrite.py
+	@mkdir -p $$(dir $$@)
+	@$(PYTHON) emu/rewrite.py $$< $$@ $$<
+$(1)/obj/%.o: $(1)/src/%.cu $(patsubst $(EMU_SRC)/%,$(1)/src/%,$(EMU_HEADERS)) emu/prelude.h emu/device.h | $(DEPS_STAMP)
+	@mkdir -p $$(dir $$@)
+	$(CXX) $(subst $(EMU_SRC),$(1)/src,$(EMU_CUDA_FLAGS)) $(2) -x c++ -c $$< -o $$@
+$(1)/runtime/%.o: emu/%.cpp emu/internal.h emu/device.h emu/block.h | $(DEPS_STAMP)
+	@mkdir -p $$(dir $$@)
+	$(CXX) $(EMU_FLAGS) $(2) -c $$< -o $$@
+$(1)/libcoldstart_emu.a: $(EMU_RUNTIME_SRCS:emu/%.cpp=$(1)/runtime/%.o) $(EMU_CUDA_SRCS:%.cu=$(1)/obj/%.o)
+	@rm -f $$@
+	ar rcs $$@ $$^
+$(1)/test_gpu: $(EMU_TEST_SRCS:%.cu=$(1)/obj/%.o) $(BUILD)/test/test_util.o $(1)/libcoldstart_emu.a $(BUILD)/libcoldstart.a
+	$(CXX) $(2) $$^ -o $$@ $(EMU_LIBS)
+$(1)/test_emulator: $(EMU_SELF_TEST_SRCS:%.cu=$(1)/obj/%.o) $(1)/libcoldstart_emu.a $(BUILD)/libcoldstart.a
+	$(CXX) $(2) $$^ -o $$@ $(EMU_LIBS)
+endef
+$(eval $(call emu_build,$(EMU_BUILD),))
+$(eval $(call emu_build,$(BUILD)/emu-asan,-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer))
+
+train_gpt2_emu: $(EMU_BUILD)/obj/train_gpt2.o $(EMU_BUILD)/libcoldstart_emu.a $(BUILD)/libcoldstart.a
+	$(CXX) $^ -o $@ $(EMU_LIBS)
+
+emu-build: $(EMU_BUILD)/test_gpu $(EMU_BUILD)/test_emulator train_gpt2_emu
+
+# Strict: a barrier that some threads have left is an error (the kernels never rely on exited threads).
+EMU_SELF_SUITE := COLDSTART_EMU_STRICT=1 ./$(EMU_BUILD)/test_emulator
+EMU_GPU_SUITE  := COLDSTART_EMU_STRICT=1 COLDSTART_DATA=$(DATA) COLDSTART_TRAINER=./train_gpt2_emu ./$(EMU_BUILD)/test_gpu $(EMU_TEST_ARGS)
+ifneq ($(CUDA_INCLUDE),)
+EMU_SUITES := "emulator's own suite" "$(EMU_SELF_SUITE)" "GPU suite on the emulated device" "$(EMU_GPU_SUITE)"
+test: $(EMU_BUILD)/test_gpu $(EMU_BUILD)/test_emulator train_gpt2_emu
+else
+EMU_SUITES := "GPU suite on the emulated device" "echo 'skipped: no CUDA Toolkit headers (set CUDA_INCLUDE, or install the CUDA Toolkit)'; echo '0 passed, 0 failed'"
+endif
+test-emu: $(EMU_BUILD)/test_gpu $(EMU_BUILD)/test_emulator train_gpt2_emu train_gpt2_cpu
+	@./tools/run_suites.sh "emulator's own suite" "$(EMU_SELF_SUITE)" "GPU suite on the emulated device" "$(EMU_GPU_SUITE)"
+
+test-emu-checks: $(BUILD)/emu-asan/test_gpu $(BUILD)/emu-asan/test_emulator $(EMU_BUILD)/test_gpu
+	ASAN_OPTIONS=detect_leaks=0 COLDSTART_EMU_STRICT=1 ./$(BUILD)/emu-asan/test_emulator
+	ASAN_OPTIONS=detect_leaks=0 COLDSTART_EMU_STRICT=1 ./$(BUILD)/emu-asan/test_gpu $(or $(EMU_TEST_ARGS),$(EMU_CHECK_TESTS))
+	COLDSTART_EMU_STRICT=1 COLDSTART_EMU_SCHEDULE=1 COLDSTART_EMU_DEFERRED=1 ./$(EMU_BUILD)/test_gpu $(or $(EMU_TEST_ARGS),$(EMU_CHECK_TESTS))
+
+-include $(shell find $(BUILD)/emu $(BUILD)/emu-asan -name '*.d' 2>/dev/null)

@@ -73,6 +73,7 @@ void LionCpu::step(float* params, const float* grads, const StepContext& ctx, co
         target_angle(config_.target_angle, ctx.lr, config_.weight_decay, config_.beta1, config_.beta2) * ramp;
     const float plain_lr = float(double(ctx.lr) * ramp);
     const std::vector<double> scales = config_.name == "lionar" ? snr_scales(grads, ctx) : std::vector<double>();
+    clear_step_sums(out, tensors_.size());
     for (size_t k = 0; k < tensors_.size(); ++k) {
         if (rows_[k].empty()) continue;
         if (roles_[k].controlled) controlled_step(k, params, grads, ctx, theta, scales.empty() ? 1.0 : scales[k], out);

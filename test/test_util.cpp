@@ -68,6 +68,15 @@ double relative_error(const float* a, const float* b, size_t n) {
     return std::sqrt(diff / ref);
 }
 
+double l2_norm(const std::vector<float>& a) {
+    double sq = 0;
+    for (float x : a) {
+        if (!std::isfinite(x)) return INFINITY;
+        sq += double(x) * x;
+    }
+    return std::sqrt(sq);
+}
+
 double dot(const float* a, const float* b, size_t n) {
     double s = 0;
     for (size_t i = 0; i < n; ++i) s += double(a[i]) * b[i];

@@ -19,6 +19,9 @@ probe nlohmann nlohmann-json3-dev '#include <nlohmann/json.hpp>
 int main() { return nlohmann::json::parse("1").get<int>() - 1; }' || missing+=(nlohmann-json3-dev)
 probe doctest doctest-dev '#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>' || missing+=(doctest-dev)
+# Boost.Context: the fibers of the emulated CUDA device (one per CUDA thread).
+probe boost-context libboost-context-dev '#include <boost/context/detail/fcontext.hpp>
+int main() { return 0; }' -lboost_context || missing+=(libboost-context-dev)
 probe openmp libgomp1 '#include <omp.h>
 int main() { return omp_get_max_threads() > 0 ? 0 : 1; }' -fopenmp || missing+=(libgomp1)
 if [ $test_tools = 1 ]; then

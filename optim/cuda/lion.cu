@@ -545,7 +545,7 @@ private:
     static std::vector<int> snr_index(const OptimizerConfig& c, const std::vector<TensorRole>& roles) {
         std::vector<int> index(roles.size(), -1);
         int next = 0;
-        if (c.name == "lionar")
+        if (c.is_angular())
             for (size_t k = 0; k < roles.size(); ++k)
                 if (roles[k].controlled) index[k] = next++;
         return index;

@@ -11,6 +11,10 @@
 // normalises each gradient element, so an element whose gradient is rounding noise (the key bias,
 // whose exact gradient is 0) takes +-lr steps of random sign on each side: the losses are compared
 // at 1e-4 (fp32) and 2e-2 (bf16), the parameters not at all.
+// The bf16 gradients are compared at 3e-2: measured on the emulated device (whose products round to bf16 as
+// cuBLASLt's do, from exact fp32 sums), the error grows down the layers, from 0.004 at lnfw to 0.0204 at
+// the first layer's ln1w: every layernorm backward on the way divides by the row's standard deviation,
+// which the random-walk estimate above leaves out. Not yet measured on a GPU.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -144,8 +148,9 @@ void compare_with_cpu(const GPT2Config& c, const CudaOptions& opts, int B, int T
     double worst = 0;
     for (int k = 0; k < NUM_PARAM_TENSORS; ++k) {
         const double err = rel(tensor_grad(got.grads, layout, c, k), tensor_grad(ref.grads, layout, c, k));
-        CHECK_MESSAGE(err < tol_grads, "gradient of " << kParamTensorNames[k] << ": relative error " << err);
+        CHECK_MESSAGE(err < tol_grads, "gradient of " << std::string(kParamTensorNames[k]) << ": relative error " << err);
         worst = std::max(worst, err);
+        if (std::getenv("COLDSTART_VERBOSE")) MESSAGE(std::string(kParamTensorNames[k]) << " " << err);
     }
     MESSAGE(opts.precision << " -r " << opts.recompute << " gelu-fusion " << opts.gelu_fusion << " attention " << opts.attention
                            << " vs CPU: loss " << std::fabs(got.loss - ref.loss) / ref.loss << ", logits " << rel(ours, theirs)
@@ -188,12 +193,12 @@ TEST_CASE("cuda model vs CPU model, fp32: logits, loss, 16 gradients") {
 }
 
 TEST_CASE("cuda model vs CPU model, bf16: logits, loss, 16 gradients") {
-    compare_with_cpu(small_config(), options("bf16", 1), 3, 37, 1e-2, 2e-2);
+    compare_with_cpu(small_config(), options("bf16", 1), 3, 37, 1e-2, 3e-2);
 }
 
 TEST_CASE("cuda model, GELU fusion (cuBLASLt epilogues) vs CPU model") {
     compare_with_cpu(small_config(), options("fp32", 1, 1), 3, 37, 1e-5, 1e-5);
-    compare_with_cpu(small_config(), options("bf16", 0, 1), 3, 37, 1e-2, 2e-2);
+    compare_with_cpu(small_config(), options("bf16", 0, 1), 3, 37, 1e-2, 3e-2);
 }
 
 TEST_CASE("cuda model, cuDNN attention vs CPU model (where built with cuDNN)") {
@@ -204,7 +209,7 @@ TEST_CASE("cuda model, cuDNN attention vs CPU model (where built with cuDNN)") {
     GPT2Config c = small_config();
     c.channels = 128;  // head size 64: what cuDNN's fused attention is built for
     c.num_heads = 2;
-    compare_with_cpu(c, options("bf16", 1, 0, "cudnn"), 3, 37, 1e-2, 2e-2);
+    compare_with_cpu(c, options("bf16", 1, 0, "cudnn"), 3, 37, 1e-2, 3e-2);
 }
 
 TEST_CASE("cuda model: -r 0, 1 and 2 give the same bits") {
@@ -353,7 +358,7 @@ TEST_CASE("cuda backend: evaluate() changes nothing, parameters round-trip, memo
 TEST_CASE("trainer binary on the GPU: --device auto picks CUDA, trains, logs MFU, checkpoints resume on the CPU") {
     test_util::TempDir dir;
     const std::string flags = " -e d2 -b 4 -t 32 -x 6 -l 1e-3 -v 3 -m 2 -s 6 -g 8 -n 3" + test_util::shakespeare_flags();
-    const auto run = test_util::run_command("./train_gpt2 --device auto -o " + (dir / "gpu") + flags);
+    const auto run = test_util::run_command(cuda_trainer() + " --device auto -o " + (dir / "gpu") + flags);
     REQUIRE_MESSAGE(run.exit_code == 0, run.output);
     CHECK(test_util::contains(run.output, "cuda memory plan"));
     CHECK((test_util::contains(run.output, "bf16 MFU") || test_util::contains(run.output, "MFU n/a (unknown GPU)")));
@@ -364,7 +369,7 @@ TEST_CASE("trainer binary on the GPU: --device auto picks CUDA, trains, logs MFU
     for (const auto& r : train) CHECK(std::isfinite(r["loss"].get<double>()));
     CHECK(test_util::records_of(log, "sample").size() == 1);
     // fp32 on the GPU and the CPU binary: the same run, losses close
-    const auto gpu32 = test_util::run_command("./train_gpt2 --device cuda --precision fp32 -o " + (dir / "g32") + flags);
+    const auto gpu32 = test_util::run_command(cuda_trainer() + " --device cuda --precision fp32 -o " + (dir / "g32") + flags);
     const auto cpu32 = test_util::run_command("./train_gpt2_cpu -o " + (dir / "c32") + flags);
     REQUIRE_MESSAGE(gpu32.exit_code == 0, gpu32.output);
     REQUIRE_MESSAGE(cpu32.exit_code == 0, cpu32.output);
