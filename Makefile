@@ -186,16 +186,21 @@ test-asan: $(ASAN_BUILD)/test_cpu train_gpt2_cpu $(TOOL_BINS)
 #   make sanitize-gpu    compute-sanitizer memcheck, racecheck and synccheck on a few steps of a tiny model
 #   make bench           GPT-2 124M tokens/s and MFU, the PyTorch reference, per-kernel times (tools/bench_gpu.sh)
 #   make vendor-headers  copies nlohmann/json and doctest into .deps/include, for machines without them
+#   make gpu-check-emu   tools/gpu_check.sh's short dry run on the emulated device (what CI runs); logs in
+#                        out/gpu_check_emu
 # Variables: GPU_ARCHS (compute capabilities, e.g. "80 90"; default: the GPUs present, else 80 90),
 #   USE_CUDNN (default 1: use cuDNN where the probe finds it; 0: never), CUDNN_PATH and NCCL_PATH (a folder
 #   with include/ and lib/, e.g. a pip wheel's: see the README), ALLOW_NO_GPU=1 (test-gpu passes without a GPU).
 # tools/probe_cuda.sh finds cuBLASLt, cuDNN and NCCL by compiling probes; its result is cached in
 # build/cuda.mk and redone when the probe's inputs (the variables above, the host) change.
-.PHONY: test-gpu gpu-build sanitize-gpu bench vendor-headers
+.PHONY: test-gpu gpu-build sanitize-gpu bench vendor-headers gpu-check-emu
 vendor-headers:
 	mkdir -p .deps/include
 	cp -r /usr/include/nlohmann /usr/include/doctest .deps/include/
 	@echo "vendor-headers: .deps/include has nlohmann/ and doctest/ (carry .deps/ to a machine without them)"
+
+gpu-check-emu:
+	GPU_CHECK_EMULATED=1 GPU_CHECK_SHORT=1 OUT=out/gpu_check_emu DATA=$(DATA) ./tools/gpu_check.sh
 
 ifeq ($(NVCC),)
   GPU_UNAVAILABLE := nvcc not found; the GPU targets need the CUDA Toolkit (set NVCC=/path/to/nvcc)

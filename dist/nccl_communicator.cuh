@@ -2,7 +2,8 @@
 // collectives run on the communicator's own stream, so that the backend can overlap the gradient's
 // reduction with the rest of its backward pass (it orders them against its own stream with events).
 // Device pointers take the fast path; host pointers (the training loop's few scalars) are staged through
-// device memory and the call waits for the result. NCCL's all-reduce gives every rank the same bits.
+// device memory and the call waits for the result. What NCCL's sums promise (the same bits on every rank,
+// not a fixed order of additions): dist/communicator.h.
 #pragma once
 
 #include <cuda_runtime.h>

@@ -2,7 +2,8 @@
 # Finds the build's dependencies by compiling a probe for each, not by asking the package manager.
 # Usage: check_deps.sh CXX [--install] [--with-test-tools]
 # Missing ones are installed from Debian when we are root with apt-get (or with --install); otherwise the
-# message names the package to install.
+# message names the package to install. COLDSTART_NO_INSTALL=1 never installs (tools/gpu_check.sh sets
+# it: the GPU machines have no network, and their headers come from a carried .deps/include).
 set -u
 cxx=${1:-g++}; shift || true
 install=0; test_tools=0; after_install=0
@@ -10,6 +11,7 @@ for a in "$@"; do
   case $a in --install) install=1 ;; --with-test-tools) test_tools=1 ;; --after-install) after_install=1 ;; esac
 done
 [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && install=1
+[ "${COLDSTART_NO_INSTALL:-0}" = 1 ] && install=0
 
 probe() {  # probe NAME DEBIAN_PACKAGE SOURCE [LINK_FLAGS]
   printf '%s\n' "$3" | $cxx -std=c++17 -x c++ - -o /dev/null ${4:-} >/dev/null 2>&1
@@ -40,5 +42,6 @@ if [ $install = 1 ] && [ $after_install = 0 ]; then
     && exec "$0" "$cxx" --after-install "$@"
   echo "check_deps: apt-get failed" >&2
 fi
-echo "check_deps: missing: ${missing[*]}. Install with: sudo apt-get install ${missing[*]} (or run: make deps)" >&2
+echo "check_deps: missing: ${missing[*]}. Install with: sudo apt-get install ${missing[*]} (or run: make deps); on a machine" \
+  "without network, run make vendor-headers where the headers exist and bring .deps/ along" >&2
 exit 1
