@@ -20,6 +20,10 @@ class NcclCommunicator : public Communicator {
 public:
     virtual cudaStream_t stream() const = 0;  // where the collectives run
     virtual int device() const = 0;           // the GPU this process drives
+    // Device collectives issued between the two go to NCCL as one group (one launch for a layer's dozen
+    // tensors instead of a dozen); host data cannot be reduced inside a group.
+    virtual void begin_group() = 0;
+    virtual void end_group() = 0;
 };
 
 // Picks this process's GPU (its local rank, modulo the GPUs it sees), exchanges NCCL's unique id
