@@ -492,6 +492,7 @@ BlockOutcome run_block(const KernelCall& call, const LaunchConfig& config, uint3
     const fc::transfer_t t = fc::jump_fcontext(first->context, nullptr);
     after_switch(run.scheduler_fake_stack, {t.fctx, nullptr}, &run);
     tls_thread = nullptr;
+    run.outcome.kernel = run.kernel_name;
     // The last fiber jumped here from its own stack, and a failed block abandons fibers that hold theirs.
     for (int i = 0; i < n; ++i)
         if (fibers[size_t(i)].stack) stacks.give(fibers[size_t(i)].stack);

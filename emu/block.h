@@ -16,6 +16,7 @@ namespace emu {
 struct BlockOutcome {
     cudaError_t launch_error = cudaSuccess;  // the launch itself was impossible (found at the kernel's entry)
     std::string error;                       // empty: the block ran to its end
+    const char* kernel = nullptr;            // the kernel's own name (from its entry), if it started
 };
 
 // Runs block `block_idx` of the launch on this OS thread; reverse: threads start and wake in

@@ -22,7 +22,12 @@ namespace {
 std::mutex attributes_mutex;
 std::map<const void*, int> dynamic_shared_limits;
 
-std::string launch_name(const KernelCall& call) { return std::string(call.name) + " (launched at " + call.file + ":" + std::to_string(call.line) + ")"; }
+// The kernel as its launch names it, and by its own name where the launch names a variable (a kernel
+// passed to a helper that launches it).
+std::string launch_name(const KernelCall& call, const char* kernel = nullptr) {
+    std::string name = kernel && std::string(kernel) != call.name ? std::string(kernel) + " (as " + call.name + ")" : call.name;
+    return name + " (launched at " + call.file + ":" + std::to_string(call.line) + ")";
+}
 
 // Threads that run blocks; the launching thread works too.
 class Workers {
@@ -99,6 +104,7 @@ uint3 block_index(const dim3& grid, size_t b) {
 }
 
 struct GridOutcome {
+    const char* kernel = nullptr;  // the kernel's own name, from a block that started
     BlockOutcome first_failure;
     uint3 block{0, 0, 0};
     bool failed = false;
@@ -112,8 +118,9 @@ GridOutcome run_blocks(const KernelCall& call, const LaunchConfig& config, bool 
         const size_t b = reverse ? blocks - 1 - i : i;
         const uint3 idx = block_index(config.grid, b);
         BlockOutcome r = run_block(call, config, idx, reverse);
-        if (r.error.empty()) return true;
         std::lock_guard<std::mutex> lock(mutex);
+        if (!outcome.kernel) outcome.kernel = r.kernel;
+        if (r.error.empty()) return true;
         if (!outcome.failed) {
             outcome.failed = true;
             outcome.first_failure = r;
@@ -169,7 +176,7 @@ struct Snapshot {
 void report(const KernelCall& call, const GridOutcome& g) {
     char block[64];
     std::snprintf(block, sizeof block, "block (%u,%u,%u)", g.block.x, g.block.y, g.block.z);
-    fail_device(cudaErrorLaunchFailure, "kernel " + launch_name(call) + ", " + block + ": " + g.first_failure.error);
+    fail_device(cudaErrorLaunchFailure, "kernel " + launch_name(call, g.first_failure.kernel) + ", " + block + ": " + g.first_failure.error);
 }
 
 }  // namespace
@@ -211,7 +218,7 @@ void run_launch(const KernelCall& call, const LaunchConfig& config) {
     if (!options().schedule_check) {
         const GridOutcome g = run_blocks(call, config, true, false);
         if (g.failed && g.first_failure.launch_error != cudaSuccess && !options().deferred) {
-            std::fprintf(stderr, "emulated device: launch of %s: %s\n", launch_name(call).c_str(), g.first_failure.error.c_str());
+            std::fprintf(stderr, "emulated device: launch of %s: %s\n", launch_name(call, g.first_failure.kernel).c_str(), g.first_failure.error.c_str());
             set_last_error(g.first_failure.launch_error);
         } else if (g.failed) {
             report(call, g);
@@ -228,7 +235,7 @@ void run_launch(const KernelCall& call, const LaunchConfig& config) {
             const std::string diff = forward.difference();
             if (!diff.empty())
                 fail_device(cudaErrorLaunchFailure,
-                            "schedule check: kernel " + launch_name(call) +
+                            "schedule check: kernel " + launch_name(call, g.kernel) +
                                 " gave different bytes when its blocks and threads ran in descending instead of ascending "
                                 "order: " + diff +
                                 ". A barrier is missing, or threads race on an element (two writes, or a read of what "
@@ -237,7 +244,7 @@ void run_launch(const KernelCall& call, const LaunchConfig& config) {
         }
     }
     if (g.first_failure.launch_error != cudaSuccess && !options().deferred) {
-        std::fprintf(stderr, "emulated device: launch of %s: %s\n", launch_name(call).c_str(), g.first_failure.error.c_str());
+        std::fprintf(stderr, "emulated device: launch of %s: %s\n", launch_name(call, g.first_failure.kernel).c_str(), g.first_failure.error.c_str());
         set_last_error(g.first_failure.launch_error);
         before.restore();
         return;
