@@ -29,6 +29,12 @@ ifeq ($(NO_CUDA),1)
 endif
 
 BUILD := build
+
+# The source's commit, recorded in every run's log; the trainer is rebuilt when it changes.
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+VERSION_FILE := $(BUILD)/.version
+$(shell mkdir -p $(BUILD) && (echo '$(VERSION)' | cmp -s - $(VERSION_FILE) || echo '$(VERSION)' > $(VERSION_FILE)))
+VERSION_FLAG := -DCOLDSTART_VERSION='"$(VERSION)"'
 LIB_SRCS  := $(wildcard common/*.cpp config/*.cpp layers/*.cpp optim/*.cpp data/*.cpp dist/*.cpp)
 LIB_OBJS  := $(LIB_SRCS:%.cpp=$(BUILD)/%.o)
 TEST_SRCS := $(wildcard test/*.cpp)
@@ -36,7 +42,7 @@ TEST_OBJS := $(TEST_SRCS:%.cpp=$(BUILD)/%.o)
 TOOL_SRCS := $(wildcard tools/*.cpp)
 TOOL_BINS := $(TOOL_SRCS:tools/%.cpp=$(BUILD)/tools/%)
 
-.PHONY: all cpu test train deps check-deps clean bench-cpu study-cpu
+.PHONY: all cpu test train deps check-deps check-test-deps check-data clean bench-cpu study-cpu
 all: train_gpt2 $(TOOL_BINS)
 
 # ---- dependencies: found by compiling a probe; installed from Debian when we are root ----
@@ -50,6 +56,9 @@ $(DEPS_STAMP):
 deps:
 	@./tools/check_deps.sh "$(CXX)" --install --with-test-tools
 
+check-test-deps:
+	@./tools/check_test_deps.sh "$(PYTHON)"
+
 # ---- objects ----
 $(BUILD)/%.o: %.cpp | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
@@ -62,8 +71,8 @@ $(BUILD)/libcoldstart.a: $(LIB_OBJS)
 # C++ compiler on the same source: both rules are in the GPU section at the end ----
 
 cpu: train_gpt2_cpu
-train_gpt2_cpu: train_gpt2.cu $(BUILD)/libcoldstart.a | $(DEPS_STAMP)
-	$(CXX) $(ALL_CXXFLAGS) -x c++ $< -x none $(BUILD)/libcoldstart.a -o $@ $(LDLIBS)
+train_gpt2_cpu: train_gpt2.cu $(BUILD)/libcoldstart.a $(VERSION_FILE) | $(DEPS_STAMP)
+	$(CXX) $(ALL_CXXFLAGS) $(VERSION_FLAG) -x c++ $< -x none $(BUILD)/libcoldstart.a -o $@ $(LDLIBS)
 
 $(BUILD)/tools/%: tools/%.cpp $(BUILD)/libcoldstart.a | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
@@ -76,16 +85,24 @@ $(BUILD)/test_cpu: $(TEST_OBJS) $(BUILD)/libcoldstart.a
 # The suite runs from the repository root; it also drives the trainer binary and the tools end to end.
 # The CPU suite, then the GPU suite and the emulator's own suite on the emulated device (the emulated-device
 # section below adds their binaries to the prerequisites); one "N passed, M failed" line for all.
+# check-test-deps goes first: the tests' Python packages are installed (as root) or named, so that no
+# test fails for a missing package.
 CPU_SUITE := COLDSTART_DATA=$(DATA) COLDSTART_PYTHON=$(PYTHON) OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/test_cpu
-test: $(BUILD)/test_cpu train_gpt2_cpu $(TOOL_BINS)
+test: check-test-deps $(BUILD)/test_cpu train_gpt2_cpu $(TOOL_BINS)
 	@./tools/run_suites.sh "CPU suite" "$(CPU_SUITE)" $(EMU_SUITES)
 
 # ---- the README's quickstart ----
-TRAIN_FLAGS ?= -e d4 -b 16 -t 64 -x 200 -l 2e-3 -u 20 -k cosine -q 0.1 -v 50 -m 16 -s 100 -g 48 -o out/quickstart
-train: train_gpt2
+# -y 1: a second `make train` continues an interrupted run (Ctrl-C writes a checkpoint) or says it is done.
+TRAIN_FLAGS ?= -e d4 -b 16 -t 64 -x 200 -l 2e-3 -u 20 -k cosine -q 0.1 -v 50 -m 16 -s 100 -g 48 -o out/quickstart -y 1
+# The data is checked before minutes of building (the sub-make builds the trainer only after that).
+train: check-data
+	@$(MAKE) --no-print-directory train_gpt2
 	./train_gpt2 -i $(DATA)/tinyshakespeare/tiny_shakespeare_train.bin \
 	             -j $(DATA)/tinyshakespeare/tiny_shakespeare_val.bin \
 	             --tokenizer $(DATA)/gpt2/gpt2_tokenizer.bin $(TRAIN_FLAGS)
+
+check-data:
+	@./tools/check_data.sh "$(DATA)"
 
 # ---- the warmup study on the CPU (issue 6; about 13 minutes on 2 cores): tinyshakespeare as bytes,
 # the sweep of tools/grids/cpu_study.json, its three figures (out/sweeps/cpu_study/plots) ----
@@ -101,7 +118,7 @@ bench-cpu: train_gpt2_cpu $(BUILD)/tools/bench_cpu_matmul
 	./$(BUILD)/tools/bench_cpu_matmul
 
 clean:
-	rm -rf $(BUILD) train_gpt2 train_gpt2_cpu
+	rm -rf $(BUILD) train_gpt2 train_gpt2_cpu train_gpt2_emu
 
 -include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d)
 
@@ -222,8 +239,8 @@ endif
 endif
 
 ifneq ($(GPU_UNAVAILABLE),)
-train_gpt2: train_gpt2.cu $(BUILD)/libcoldstart.a | $(DEPS_STAMP)
-	$(CXX) $(ALL_CXXFLAGS) -x c++ $< -x none $(BUILD)/libcoldstart.a -o $@ $(LDLIBS)
+train_gpt2: train_gpt2.cu $(BUILD)/libcoldstart.a $(VERSION_FILE) | $(DEPS_STAMP)
+	$(CXX) $(ALL_CXXFLAGS) $(VERSION_FLAG) -x c++ $< -x none $(BUILD)/libcoldstart.a -o $@ $(LDLIBS)
 
 test-gpu gpu-build sanitize-gpu bench:
 	@echo "$@: $(GPU_UNAVAILABLE)"
@@ -271,9 +288,9 @@ $(BUILD)/libcoldstart_cuda.a: $(CUDA_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-train_gpt2: train_gpt2.cu $(BUILD)/libcoldstart_cuda.a $(BUILD)/libcoldstart.a $(CUDA_FLAGS_FILE) | $(DEPS_STAMP)
+train_gpt2: train_gpt2.cu $(BUILD)/libcoldstart_cuda.a $(BUILD)/libcoldstart.a $(CUDA_FLAGS_FILE) $(VERSION_FILE) | $(DEPS_STAMP)
 	@echo "train_gpt2: CUDA for sm_$(subst $() ,/sm_,$(GPU_ARCHS)), cuDNN attention $(if $(filter 1,$(CUDNN_ON)),on,off), NCCL $(if $(filter 1,$(NCCL_ON)),on,off)"
-	$(NVCC) $(NVCC_FLAGS) $< $(BUILD)/libcoldstart_cuda.a $(BUILD)/libcoldstart.a -o $@ $(CUDA_LIBS)
+	$(NVCC) $(NVCC_FLAGS) $(VERSION_FLAG) $< $(BUILD)/libcoldstart_cuda.a $(BUILD)/libcoldstart.a -o $@ $(CUDA_LIBS)
 
 $(BUILD)/test_gpu: $(GPU_TEST_OBJS) $(BUILD)/test/test_util.o $(BUILD)/libcoldstart_cuda.a $(BUILD)/libcoldstart.a
 	$(NVCC) $(NVCC_FLAGS) $(GPU_TEST_OBJS) $(BUILD)/test/test_util.o $(BUILD)/libcoldstart_cuda.a $(BUILD)/libcoldstart.a \

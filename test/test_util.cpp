@@ -152,6 +152,11 @@ std::vector<char> read_bytes(const std::string& path) {
     return std::vector<char>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
 }
 
+std::string read_text(const std::string& path) {
+    const std::vector<char> bytes = read_bytes(path);
+    return std::string(bytes.begin(), bytes.end());
+}
+
 coldstart::OptimizerConfig test_optimizer(const std::string& name) {
     coldstart::OptimizerConfig c;
     c.name = name;

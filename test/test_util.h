@@ -79,5 +79,6 @@ coldstart::OptimizerConfig test_optimizer(const std::string& name);
 // The message of the coldstart::Error that f throws, or "(no error)".
 std::string error_of(const std::function<void()>& f);
 std::vector<char> read_bytes(const std::string& path);
+std::string read_text(const std::string& path);
 
 }  // namespace test_util

@@ -27,8 +27,8 @@ int main() { return 0; }' -lboost_context || missing+=(libboost-context-dev)
 probe openmp libgomp1 '#include <omp.h>
 int main() { return omp_get_max_threads() > 0 ? 0 : 1; }' -fopenmp || missing+=(libgomp1)
 if [ $test_tools = 1 ]; then
-  /usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1 || missing+=(python3-torch python3-numpy)
-  /usr/bin/python3 -c 'import matplotlib' >/dev/null 2>&1 || missing+=(python3-matplotlib)
+  # shellcheck disable=SC2207
+  missing+=($("$(dirname "$0")/check_test_deps.sh" /usr/bin/python3 --list-missing))
   # libFuzzer (make fuzz) comes with clang's runtime libraries.
   printf 'extern "C" int LLVMFuzzerTestOneInput(const char*, unsigned long) { return 0; }\n' |
     clang++ -fsanitize=fuzzer -x c++ - -o /dev/null >/dev/null 2>&1 || missing+=(clang libclang-rt-14-dev)
