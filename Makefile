@@ -361,7 +361,7 @@ $(1)/src/%.cuh: %.cuh emu/rewrite.py
 	@$(PYTHON) emu/rewrite.py $$< $$@ $$<
 $(1)/obj/%.o: $(1)/src/%.cu $(patsubst $(EMU_SRC)/%,$(1)/src/%,$(EMU_HEADERS)) emu/prelude.h emu/device.h | $(DEPS_STAMP)
 	@mkdir -p $$(dir $$@)
-	$(CXX) $(subst $(EMU_SRC),$(1)/src,$(EMU_CUDA_FLAGS)) $(2) -x c++ -c $$< -o $$@
+	$(CXX) $(subst $(EMU_SRC),$(1)/src,$(EMU_CUDA_FLAGS)) $(2) $$(EMU_OBJ_FLAGS) -x c++ -c $$< -o $$@
 $(1)/runtime/%.o: emu/%.cpp emu/internal.h emu/device.h emu/block.h | $(DEPS_STAMP)
 	@mkdir -p $$(dir $$@)
 	$(CXX) $(EMU_FLAGS) $(2) -c $$< -o $$@
@@ -376,6 +376,7 @@ endef
 $(eval $(call emu_build,$(EMU_BUILD),))
 $(eval $(call emu_build,$(BUILD)/emu-asan,-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer))
 
+$(EMU_BUILD)/obj/train_gpt2.o: EMU_OBJ_FLAGS = $(VERSION_FLAG)
 train_gpt2_emu: $(EMU_BUILD)/obj/train_gpt2.o $(EMU_BUILD)/libcoldstart_emu.a $(BUILD)/libcoldstart.a
 	$(CXX) $^ -o $@ $(EMU_LIBS)
 

@@ -9,13 +9,13 @@
 #include <unistd.h>
 
 #include <boost/context/detail/fcontext.hpp>
-#include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "common/error.h"  // format
 #include "emu/internal.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -34,6 +34,7 @@ thread_local BlockView tls_block;
 namespace {
 
 namespace fc = boost::context::detail;
+using coldstart::format;
 
 // Kernels keep small arrays in registers on a GPU and on the fiber's stack here; AddressSanitizer's
 // redzones need more room.
@@ -89,21 +90,6 @@ private:
     static size_t page() { return size_t(sysconf(_SC_PAGESIZE)); }
     std::vector<char*> all_, free_;
 };
-
-std::string vformat(const char* fmt, va_list args) {
-    char buffer[1024];
-    std::vsnprintf(buffer, sizeof buffer, fmt, args);
-    return buffer;
-}
-
-std::string format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-std::string format(const char* fmt, ...) {
-    va_list args;
-    va_start(args, fmt);
-    std::string s = vformat(fmt, args);
-    va_end(args);
-    return s;
-}
 
 }  // namespace
 

@@ -39,6 +39,13 @@ cudaError_t peek_last_error();
 void fail_device(cudaError_t err, const std::string& message);
 cudaError_t sticky_error();
 void clear_sticky_error();
+// The first statement of the runtime calls: every call fails with the sticky error once a kernel has
+// failed, as on a GPU.
+#define EMU_STICKY()                                       \
+    do {                                                   \
+        const cudaError_t sticky_ = ::emu::sticky_error(); \
+        if (sticky_ != cudaSuccess) return sticky_;        \
+    } while (0)
 std::string last_failure();  // the message of the newest failed kernel (for the emulator's own tests)
 
 // ---- memory ----

@@ -203,13 +203,6 @@ bool is_pinned(const void* p) {
 
 using namespace emu;
 
-// Every call fails with the sticky error once a kernel has failed, as on a GPU.
-#define EMU_STICKY()                                              \
-    do {                                                          \
-        const cudaError_t sticky_ = ::emu::sticky_error();        \
-        if (sticky_ != cudaSuccess) return sticky_;               \
-    } while (0)
-
 extern "C" {
 
 cudaError_t cudaGetDeviceCount(int* count) {

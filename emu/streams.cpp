@@ -105,12 +105,6 @@ void drain(cudaStream_t stream) {
 
 using namespace emu;
 
-#define EMU_STICKY()                                              \
-    do {                                                          \
-        const cudaError_t sticky_ = ::emu::sticky_error();        \
-        if (sticky_ != cudaSuccess) return sticky_;               \
-    } while (0)
-
 extern "C" {
 
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags) {
