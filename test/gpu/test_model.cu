@@ -230,8 +230,9 @@ TEST_CASE("cuda backend vs CPU backend: 20 training steps with accumulation and 
     const int B = 2, T = 37, steps = 20, accum = 2;
     const auto batches = random_batches(8, B, T, c.vocab_size, 21);
     const OptimizerConfig adamw{"adamw", 0.9f, 0.95f, 1e-8f, 0.1f};
-    OptimizerConfig lionar{"lionar", 0.98f * 0.98f, 0.98f, 1e-8f, 0.1f};  // as paper-lionar: Nesterov, inverse bias correction
+    OptimizerConfig lionar{"lionar", 0.98f * 0.98f, 0.98f, 1e-8f, 0.1f};  // as paper-lionar-best: Nesterov, inverse bias correction
     lionar.inverse_bias_correction = InverseBiasCorrection::step;
+    lionar.rrc_correction = RrcCorrection::alignment;
     for (const OptimizerConfig& opt : {adamw, lionar})
     for (const char* precision : {"fp32", "bf16"}) {
         CAPTURE(opt.name);
