@@ -2,7 +2,7 @@
 #
 #   make               the trainer ./train_gpt2 (nvcc where it exists, else pure C++) and the tools
 #   make cpu           ./train_gpt2_cpu: the same trainer built by the C++ compiler alone (no CUDA Toolkit)
-#   make test          the CPU doctest suite (the README's test command)
+#   make test          the README's test command: the CPU suite and, on the emulated CUDA device, the GPU suite
 #   make test-gpu      the GPU suite (needs a GPU and nvcc); the GPU targets are in the GPU section at the end
 #   make train         the README's quickstart: a small GPT-2 on tinyshakespeare (GPU if present, else CPU)
 #   make deps          installs the Debian packages the build and tests need
@@ -29,6 +29,12 @@ ifeq ($(NO_CUDA),1)
 endif
 
 BUILD := build
+
+# The source's commit, recorded in every run's log; the trainer is rebuilt when it changes.
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+VERSION_FILE := $(BUILD)/.version
+$(shell mkdir -p $(BUILD) && (echo '$(VERSION)' | cmp -s - $(VERSION_FILE) || echo '$(VERSION)' > $(VERSION_FILE)))
+VERSION_FLAG := -DCOLDSTART_VERSION='"$(VERSION)"'
 LIB_SRCS  := $(wildcard common/*.cpp config/*.cpp layers/*.cpp optim/*.cpp data/*.cpp dist/*.cpp)
 LIB_OBJS  := $(LIB_SRCS:%.cpp=$(BUILD)/%.o)
 TEST_SRCS := $(wildcard test/*.cpp)
@@ -36,7 +42,7 @@ TEST_OBJS := $(TEST_SRCS:%.cpp=$(BUILD)/%.o)
 TOOL_SRCS := $(wildcard tools/*.cpp)
 TOOL_BINS := $(TOOL_SRCS:tools/%.cpp=$(BUILD)/tools/%)
 
-.PHONY: all cpu test train deps check-deps clean bench-cpu study-cpu
+.PHONY: all cpu test train deps check-deps check-test-deps check-data clean bench-cpu study-cpu
 all: train_gpt2 $(TOOL_BINS)
 
 # ---- dependencies: found by compiling a probe; installed from Debian when we are root ----
@@ -50,6 +56,9 @@ $(DEPS_STAMP):
 deps:
 	@./tools/check_deps.sh "$(CXX)" --install --with-test-tools
 
+check-test-deps:
+	@./tools/check_test_deps.sh "$(PYTHON)"
+
 # ---- objects ----
 $(BUILD)/%.o: %.cpp | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
@@ -62,8 +71,8 @@ $(BUILD)/libcoldstart.a: $(LIB_OBJS)
 # C++ compiler on the same source: both rules are in the GPU section at the end ----
 
 cpu: train_gpt2_cpu
-train_gpt2_cpu: train_gpt2.cu $(BUILD)/libcoldstart.a | $(DEPS_STAMP)
-	$(CXX) $(ALL_CXXFLAGS) -x c++ $< -x none $(BUILD)/libcoldstart.a -o $@ $(LDLIBS)
+train_gpt2_cpu: train_gpt2.cu $(BUILD)/libcoldstart.a $(VERSION_FILE) | $(DEPS_STAMP)
+	$(CXX) $(ALL_CXXFLAGS) $(VERSION_FLAG) -x c++ $< -x none $(BUILD)/libcoldstart.a -o $@ $(LDLIBS)
 
 $(BUILD)/tools/%: tools/%.cpp $(BUILD)/libcoldstart.a | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
@@ -74,15 +83,26 @@ $(BUILD)/test_cpu: $(TEST_OBJS) $(BUILD)/libcoldstart.a
 	$(CXX) $(TEST_OBJS) $(BUILD)/libcoldstart.a -o $@ $(LDLIBS)
 
 # The suite runs from the repository root; it also drives the trainer binary and the tools end to end.
-test: $(BUILD)/test_cpu train_gpt2_cpu $(TOOL_BINS)
-	COLDSTART_DATA=$(DATA) COLDSTART_PYTHON=$(PYTHON) OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/test_cpu
+# The CPU suite, then the GPU suite and the emulator's own suite on the emulated device (the emulated-device
+# section below adds their binaries to the prerequisites); one "N passed, M failed" line for all.
+# check-test-deps goes first: the tests' Python packages are installed (as root) or named, so that no
+# test fails for a missing package.
+CPU_SUITE := COLDSTART_DATA=$(DATA) COLDSTART_PYTHON=$(PYTHON) OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/test_cpu
+test: check-test-deps $(BUILD)/test_cpu train_gpt2_cpu $(TOOL_BINS)
+	@./tools/run_suites.sh "CPU suite" "$(CPU_SUITE)" $(EMU_SUITES)
 
 # ---- the README's quickstart ----
-TRAIN_FLAGS ?= -e d4 -b 16 -t 64 -x 200 -l 2e-3 -u 20 -k cosine -q 0.1 -v 50 -m 16 -s 100 -g 48 -o out/quickstart
-train: train_gpt2
+# -y 1: a second `make train` continues an interrupted run (Ctrl-C writes a checkpoint) or says it is done.
+TRAIN_FLAGS ?= -e d4 -b 16 -t 64 -x 200 -l 2e-3 -u 20 -k cosine -q 0.1 -v 50 -m 16 -s 100 -g 48 -o out/quickstart -y 1
+# The data is checked before minutes of building (the sub-make builds the trainer only after that).
+train: check-data
+	@$(MAKE) --no-print-directory train_gpt2
 	./train_gpt2 -i $(DATA)/tinyshakespeare/tiny_shakespeare_train.bin \
 	             -j $(DATA)/tinyshakespeare/tiny_shakespeare_val.bin \
 	             --tokenizer $(DATA)/gpt2/gpt2_tokenizer.bin $(TRAIN_FLAGS)
+
+check-data:
+	@./tools/check_data.sh "$(DATA)"
 
 # ---- the warmup study on the CPU (issues 6 and 15; docs/REPRODUCTION.md): the Gutenberg books as bytes
 # (every 25th book is validation), the learning-rate probes of tools/grids/cpu_study_probe.json, then the
@@ -104,7 +124,7 @@ bench-cpu: train_gpt2_cpu $(BUILD)/tools/bench_cpu_matmul
 	./$(BUILD)/tools/bench_cpu_matmul
 
 clean:
-	rm -rf $(BUILD) train_gpt2 train_gpt2_cpu
+	rm -rf $(BUILD) train_gpt2 train_gpt2_cpu train_gpt2_emu
 
 -include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d)
 
@@ -189,16 +209,21 @@ test-asan: $(ASAN_BUILD)/test_cpu train_gpt2_cpu $(TOOL_BINS)
 #   make sanitize-gpu    compute-sanitizer memcheck, racecheck and synccheck on a few steps of a tiny model
 #   make bench           GPT-2 124M tokens/s and MFU, the PyTorch reference, per-kernel times (tools/bench_gpu.sh)
 #   make vendor-headers  copies nlohmann/json and doctest into .deps/include, for machines without them
+#   make gpu-check-emu   tools/gpu_check.sh's short dry run on the emulated device (what CI runs); logs in
+#                        out/gpu_check_emu
 # Variables: GPU_ARCHS (compute capabilities, e.g. "80 90"; default: the GPUs present, else 80 90),
 #   USE_CUDNN (default 1: use cuDNN where the probe finds it; 0: never), CUDNN_PATH and NCCL_PATH (a folder
 #   with include/ and lib/, e.g. a pip wheel's: see the README), ALLOW_NO_GPU=1 (test-gpu passes without a GPU).
 # tools/probe_cuda.sh finds cuBLASLt, cuDNN and NCCL by compiling probes; its result is cached in
 # build/cuda.mk and redone when the probe's inputs (the variables above, the host) change.
-.PHONY: test-gpu gpu-build sanitize-gpu bench vendor-headers
+.PHONY: test-gpu gpu-build sanitize-gpu bench vendor-headers gpu-check-emu
 vendor-headers:
 	mkdir -p .deps/include
 	cp -r /usr/include/nlohmann /usr/include/doctest .deps/include/
 	@echo "vendor-headers: .deps/include has nlohmann/ and doctest/ (carry .deps/ to a machine without them)"
+
+gpu-check-emu:
+	GPU_CHECK_EMULATED=1 GPU_CHECK_SHORT=1 OUT=out/gpu_check_emu DATA=$(DATA) ./tools/gpu_check.sh
 
 ifeq ($(NVCC),)
   GPU_UNAVAILABLE := nvcc not found; the GPU targets need the CUDA Toolkit (set NVCC=/path/to/nvcc)
@@ -220,8 +245,8 @@ endif
 endif
 
 ifneq ($(GPU_UNAVAILABLE),)
-train_gpt2: train_gpt2.cu $(BUILD)/libcoldstart.a | $(DEPS_STAMP)
-	$(CXX) $(ALL_CXXFLAGS) -x c++ $< -x none $(BUILD)/libcoldstart.a -o $@ $(LDLIBS)
+train_gpt2: train_gpt2.cu $(BUILD)/libcoldstart.a $(VERSION_FILE) | $(DEPS_STAMP)
+	$(CXX) $(ALL_CXXFLAGS) $(VERSION_FLAG) -x c++ $< -x none $(BUILD)/libcoldstart.a -o $@ $(LDLIBS)
 
 test-gpu gpu-build sanitize-gpu bench:
 	@echo "$@: $(GPU_UNAVAILABLE)"
@@ -269,9 +294,9 @@ $(BUILD)/libcoldstart_cuda.a: $(CUDA_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-train_gpt2: train_gpt2.cu $(BUILD)/libcoldstart_cuda.a $(BUILD)/libcoldstart.a $(CUDA_FLAGS_FILE) | $(DEPS_STAMP)
+train_gpt2: train_gpt2.cu $(BUILD)/libcoldstart_cuda.a $(BUILD)/libcoldstart.a $(CUDA_FLAGS_FILE) $(VERSION_FILE) | $(DEPS_STAMP)
 	@echo "train_gpt2: CUDA for sm_$(subst $() ,/sm_,$(GPU_ARCHS)), cuDNN attention $(if $(filter 1,$(CUDNN_ON)),on,off), NCCL $(if $(filter 1,$(NCCL_ON)),on,off)"
-	$(NVCC) $(NVCC_FLAGS) $< $(BUILD)/libcoldstart_cuda.a $(BUILD)/libcoldstart.a -o $@ $(CUDA_LIBS)
+	$(NVCC) $(NVCC_FLAGS) $(VERSION_FLAG) $< $(BUILD)/libcoldstart_cuda.a $(BUILD)/libcoldstart.a -o $@ $(CUDA_LIBS)
 
 $(BUILD)/test_gpu: $(GPU_TEST_OBJS) $(BUILD)/test/test_util.o $(BUILD)/libcoldstart_cuda.a $(BUILD)/libcoldstart.a
 	$(NVCC) $(NVCC_FLAGS) $(GPU_TEST_OBJS) $(BUILD)/test/test_util.o $(BUILD)/libcoldstart_cuda.a $(BUILD)/libcoldstart.a \
@@ -296,3 +321,87 @@ bench: train_gpt2 $(GPU_TOOL_BINS)
 
 -include $(CUDA_OBJS:.o=.d) $(GPU_TEST_OBJS:.o=.d)
 endif
+
+# =====================================================================================================
+# ---- the emulated CUDA device (issue 12): the CUDA sources, unmodified, on the CPU ----
+#   make emu-build        build/emu/test_gpu (the GPU suite), build/emu/test_emulator (the emulator's own
+#                         tests) and ./train_gpt2_emu (the CUDA trainer), for the emulated device (emu/)
+#   make test-emu         runs both suites on the emulated device (strict barriers); part of `make test`
+#   make test-emu-checks  the checks a GPU run is otherwise needed for: the kernel tests under AddressSanitizer,
+#                         then with the schedule check and deferred streams (see the README, "CUDA without a GPU")
+# Each .cu/.cuh is rewritten by emu/rewrite.py into build/emu/src/ (launches and __shared__ declarations,
+# with #line so that every message points at the original line), then compiled by the C++ compiler with
+# emu/prelude.h force-included. cuDNN is not emulated: this build has no cuDNN attention.
+# Variables: CUDA_INCLUDE (the CUDA Toolkit's headers: types and declarations only), EMU_OPT (default -O2;
+# -O0 to step through kernels in gdb), EMU_TEST_ARGS (doctest options for the GPU suite, e.g. -tc='cuda attention*').
+CUDA_INCLUDE ?= $(firstword $(wildcard /usr/local/cuda/include /usr/include/cuda))
+EMU_OPT      ?= -O2
+EMU_BUILD    := $(BUILD)/emu
+EMU_SRC      := $(EMU_BUILD)/src
+EMU_CUDA_SRCS := $(filter-out layers/cuda/attention_cudnn.cu,$(wildcard layers/cuda/*.cu optim/cuda/*.cu)) \
+                 layers/cuda_backend.cu dist/nccl_communicator.cu
+EMU_HEADERS  := $(patsubst %,$(EMU_SRC)/%,$(wildcard layers/cuda/*.cuh optim/cuda/*.cuh dist/*.cuh test/gpu/*.cuh))
+EMU_TEST_SRCS := $(wildcard test/gpu/*.cu)
+EMU_SELF_TEST_SRCS := $(wildcard emu/test/*.cu)
+EMU_RUNTIME_SRCS := $(wildcard emu/*.cpp)
+EMU_FLAGS    := $(CXXSTD) $(EMU_OPT) -g $(ARCH_FLAGS) -fopenmp -I$(EMU_SRC) -I. $(VENDOR_INCLUDE) -isystem $(CUDA_INCLUDE) \
+                -Wall -Wno-unused-parameter -Wno-unknown-pragmas -MMD -MP
+EMU_CUDA_FLAGS := $(EMU_FLAGS) -DCOLDSTART_CUDA -DCOLDSTART_NCCL -include emu/prelude.h
+EMU_LIBS     := -lboost_context -fopenmp -ldl -lpthread -lm
+# The kernel tests that the checks run: AddressSanitizer slows the fibers about 8x, so the Lion family's
+# many one-block-per-row launches get the schedule check only.
+EMU_KERNEL_TESTS := cuda encoder*,cuda layernorm*,cuda attention*,cuda matmul*,cuda gelu*,cuda classifier*,cuda AdamW*,cuda gradient*
+EMU_ASAN_TESTS   := --test-case='$(EMU_KERNEL_TESTS)'
+EMU_SCHEDULE_TESTS := --test-case='$(EMU_KERNEL_TESTS),cuda Lion*'
+
+.PHONY: emu-build test-emu test-emu-checks
+.PRECIOUS: $(EMU_SRC)/%.cu $(EMU_SRC)/%.cuh
+
+# The build that the checks of `make test-emu-checks` use: the same sources with AddressSanitizer and UBSan.
+define emu_build
+$(1)/src/%.cu: %.cu emu/rewrite.py
+	@mkdir -p $$(dir $$@)
+	@$(PYTHON) emu/rewrite.py $$< $$@ $$<
+$(1)/src/%.cuh: %.cuh emu/rewrite.py
+	@mkdir -p $$(dir $$@)
+	@$(PYTHON) emu/rewrite.py $$< $$@ $$<
+$(1)/obj/%.o: $(1)/src/%.cu $(patsubst $(EMU_SRC)/%,$(1)/src/%,$(EMU_HEADERS)) emu/prelude.h emu/device.h | $(DEPS_STAMP)
+	@mkdir -p $$(dir $$@)
+	$(CXX) $(subst $(EMU_SRC),$(1)/src,$(EMU_CUDA_FLAGS)) $(2) -x c++ -c $$< -o $$@
+$(1)/runtime/%.o: emu/%.cpp emu/internal.h emu/device.h emu/block.h | $(DEPS_STAMP)
+	@mkdir -p $$(dir $$@)
+	$(CXX) $(EMU_FLAGS) $(2) -c $$< -o $$@
+$(1)/libcoldstart_emu.a: $(EMU_RUNTIME_SRCS:emu/%.cpp=$(1)/runtime/%.o) $(EMU_CUDA_SRCS:%.cu=$(1)/obj/%.o)
+	@rm -f $$@
+	ar rcs $$@ $$^
+$(1)/test_gpu: $(EMU_TEST_SRCS:%.cu=$(1)/obj/%.o) $(BUILD)/test/test_util.o $(1)/libcoldstart_emu.a $(BUILD)/libcoldstart.a
+	$(CXX) $(2) $$^ -o $$@ $(EMU_LIBS)
+$(1)/test_emulator: $(EMU_SELF_TEST_SRCS:%.cu=$(1)/obj/%.o) $(1)/libcoldstart_emu.a $(BUILD)/libcoldstart.a
+	$(CXX) $(2) $$^ -o $$@ $(EMU_LIBS)
+endef
+$(eval $(call emu_build,$(EMU_BUILD),))
+$(eval $(call emu_build,$(BUILD)/emu-asan,-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer))
+
+train_gpt2_emu: $(EMU_BUILD)/obj/train_gpt2.o $(EMU_BUILD)/libcoldstart_emu.a $(BUILD)/libcoldstart.a
+	$(CXX) $^ -o $@ $(EMU_LIBS)
+
+emu-build: $(EMU_BUILD)/test_gpu $(EMU_BUILD)/test_emulator train_gpt2_emu
+
+# Strict: a barrier that some threads have left is an error (the kernels never rely on exited threads).
+EMU_SELF_SUITE := COLDSTART_EMU_STRICT=1 ./$(EMU_BUILD)/test_emulator
+EMU_GPU_SUITE  := COLDSTART_EMU_STRICT=1 COLDSTART_DATA=$(DATA) COLDSTART_TRAINER=./train_gpt2_emu ./$(EMU_BUILD)/test_gpu $(EMU_TEST_ARGS)
+ifneq ($(CUDA_INCLUDE),)
+EMU_SUITES := "emulator's own suite" "$(EMU_SELF_SUITE)" "GPU suite on the emulated device" "$(EMU_GPU_SUITE)"
+test: $(EMU_BUILD)/test_gpu $(EMU_BUILD)/test_emulator train_gpt2_emu
+else
+EMU_SUITES := "GPU suite on the emulated device" "echo 'skipped: no CUDA Toolkit headers (set CUDA_INCLUDE, or install the CUDA Toolkit)'; echo '0 passed, 0 failed'"
+endif
+test-emu: $(EMU_BUILD)/test_gpu $(EMU_BUILD)/test_emulator train_gpt2_emu train_gpt2_cpu
+	@./tools/run_suites.sh "emulator's own suite" "$(EMU_SELF_SUITE)" "GPU suite on the emulated device" "$(EMU_GPU_SUITE)"
+
+test-emu-checks: $(BUILD)/emu-asan/test_gpu $(BUILD)/emu-asan/test_emulator $(EMU_BUILD)/test_gpu
+	ASAN_OPTIONS=detect_leaks=0 COLDSTART_EMU_STRICT=1 ./$(BUILD)/emu-asan/test_emulator
+	ASAN_OPTIONS=detect_leaks=0 COLDSTART_EMU_STRICT=1 ./$(BUILD)/emu-asan/test_gpu $(or $(EMU_TEST_ARGS),$(EMU_ASAN_TESTS))
+	COLDSTART_EMU_STRICT=1 COLDSTART_EMU_SCHEDULE=1 COLDSTART_EMU_DEFERRED=1 ./$(EMU_BUILD)/test_gpu $(or $(EMU_TEST_ARGS),$(EMU_SCHEDULE_TESTS))
+
+-include $(shell find $(BUILD)/emu $(BUILD)/emu-asan -name '*.d' 2>/dev/null)

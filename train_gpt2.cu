@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdio>
 #include <memory>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -22,6 +23,7 @@
 #include "common/error.h"
 #include "common/random.h"
 #include "common/run_log.h"
+#include "common/stop_signal.h"
 #include "config/flags.h"
 #include "config/resolve.h"
 #include "data/checkpoint.h"
@@ -49,6 +51,11 @@
 
 using namespace coldstart;
 
+// The source's git commit, from the Makefile (recorded in the log's run record).
+#ifndef COLDSTART_VERSION
+#define COLDSTART_VERSION "unknown"
+#endif
+
 // ---------------------------------------------------------------------------------------------------
 // Device: a CUDA GPU when one is present and asked for; otherwise the CPU reference path, said aloud.
 
@@ -56,8 +63,13 @@ using namespace coldstart;
 static std::string find_cuda_gpu() {  // the GPU's name, or "" with the reason printed
     int count = 0;
     const cudaError_t err = cudaGetDeviceCount(&count);
-    if (err != cudaSuccess || count == 0) {
-        std::printf("no CUDA GPU: %s\n", err != cudaSuccess ? cudaGetErrorString(err) : "no device found");
+    if (err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver || (err == cudaSuccess && count == 0)) {
+        // An old driver is what the runtime reports on a machine with no NVIDIA driver at all.
+        std::printf("no CUDA GPU: no GPU or NVIDIA driver was found (%s)\n", err != cudaSuccess ? cudaGetErrorString(err) : "no device");
+        return "";
+    }
+    if (err != cudaSuccess) {
+        std::printf("no CUDA GPU: %s\n", cudaGetErrorString(err));
         return "";
     }
     cudaDeviceProp prop;
@@ -188,8 +200,7 @@ static float validation_loss(Backend& backend, DataLoader& val, int batches, Com
 }
 
 static void print_sample(Backend& backend, const Tokenizer* tokenizer, int n, Rng& rng, RunLog& log, int64_t step) {
-    const int eot = tokenizer ? tokenizer->eot_token() : backend.config().vocab_size - 1;
-    const std::vector<int> tokens = generate(backend, eot, n, rng);
+    const std::vector<int> tokens = generate(backend, sample_start_token(tokenizer, backend.config().vocab_size), n, rng);
     std::string text;
     if (tokenizer) {
         text = tokenizer->decode(tokens);
@@ -211,7 +222,9 @@ static std::string duration_text(double seconds) {
 // Resume: what a checkpoint's data position means, and putting a run back exactly where it was.
 
 // The settings a saved position and optimizer state depend on; a resumed run must match them. The number
-// of processes is not one of them: the position and the state do not depend on it.
+// of processes is not one of them: the position and the state do not depend on it. The run's id (a random
+// name given at its start, in the log's run record and every checkpoint) is added once it is known, so
+// that a checkpoint of another run in the same folder is never resumed.
 static nlohmann::json run_identity(const Config& cfg, size_t parameters, int64_t step_tokens) {
     return {{"train-data", cfg.train_data}, {"batch-size", cfg.batch_size}, {"seq-len", cfg.seq_len}, {"step_tokens", step_tokens},
             {"shuffle", cfg.shuffle}, {"seed", cfg.seed}, {"optimizer", cfg.optimizer}, {"parameters", parameters}};
@@ -224,18 +237,28 @@ struct Progress {
     int64_t skipped = 0;         // steps skipped (non-finite or spikes)
     int bad_in_row = 0;          // consecutive non-finite steps
     OutlierDetector loss_detector, norm_detector;
+    float last_val_loss = NAN;   // for the end-of-run summary (not saved)
 };
 
-static nlohmann::json progress_to_json(const Progress& p, const DataLoader& loader, const Rng& rng, size_t log_bytes) {
+// A random run id: 16 hex digits from the system's entropy source and the clock.
+static std::string new_run_id() {
+    std::random_device entropy;
+    const uint64_t id = (uint64_t(entropy()) << 32 ^ entropy()) ^ uint64_t(std::chrono::system_clock::now().time_since_epoch().count());
+    return format("%016llx", (unsigned long long)id);
+}
+
+static nlohmann::json progress_to_json(const Progress& p, const DataLoader& loader, const Rng& rng, const RunLog& log) {
     const LoaderPosition pos = loader.position();
     return {{"optimizer_t", p.optimizer_t}, {"skipped", p.skipped}, {"bad_in_row", p.bad_in_row},
             {"loss_detector", p.loss_detector.to_json()}, {"norm_detector", p.norm_detector.to_json()},
-            {"loader", {pos.epoch, pos.shard_index, pos.batch_index}}, {"sample_rng", rng.state()}, {"log_bytes", log_bytes}};
+            {"loader", {pos.epoch, pos.shard_index, pos.batch_index}}, {"sample_rng", rng.state()},
+            {"log_bytes", log.bytes_written()}, {"elapsed_s", log.elapsed()}};
 }
 
 // Puts loader, sampler and counters where the checkpoint's progress says. Integers must be JSON
 // integers: converting a huge JSON float to int64 would be undefined behaviour.
-static int64_t restore_progress(const nlohmann::json& j, const std::string& path, DataLoader& loader, Rng& rng, Progress& p) {
+static int64_t restore_progress(const nlohmann::json& j, const std::string& path, DataLoader& loader, Rng& rng, Progress& p,
+                                RunLog& log) {
     auto integer = [&](const nlohmann::json& v, const char* field) {
         if (!v.is_number_integer()) fail("%s: the saved progress field %s is not an integer: %s", path.c_str(), field, v.dump().c_str());
         return v.get<int64_t>();
@@ -248,15 +271,27 @@ static int64_t restore_progress(const nlohmann::json& j, const std::string& path
     const auto& pos = j.at("loader");
     loader.seek({uint64_t(integer(pos.at(0), "loader")), uint64_t(integer(pos.at(1), "loader")), uint64_t(integer(pos.at(2), "loader"))});
     rng.set_state(j.at("sample_rng").get<Rng::State>());
+    if (j.contains("elapsed_s") && j["elapsed_s"].is_number()) log.set_elapsed_before(j["elapsed_s"].get<double>());
     return integer(j.at("log_bytes"), "log_bytes");
 }
 
-// Loads the newest complete checkpoint of cfg.output_dir into backend, loader, rng and progress.
-// Returns the log length to keep, or -1 when there is no checkpoint (a fresh start).
-static int64_t resume(const Config& cfg, const nlohmann::json& identity, Backend& backend, DataLoader& loader, Rng& rng,
-                      Progress& p) {
+// A log whose run has ended (its "end" record, the last one a run writes). Records are JSON objects with
+// sorted keys, and a string value escapes its quotes, so the text "type":"end" marks that record alone.
+static bool log_has_ended(const std::string& path) {
+    return file_exists(path) && read_whole_file(path).find("\"type\":\"end\"") != std::string::npos;
+}
+
+// Loads the newest complete checkpoint of cfg.output_dir into backend, loader, rng and progress, and
+// gives identity the run's id. Returns the log length to keep, or -1 when there is no checkpoint (a
+// fresh start).
+static int64_t resume(const Config& cfg, nlohmann::json& identity, Backend& backend, DataLoader& loader, Rng& rng,
+                      Progress& p, RunLog& log) {
+    const std::string log_path = cfg.output_dir + "/log.jsonl";
     const int64_t step = latest_checkpoint(cfg.output_dir);
     if (step < 0) {
+        if (log_has_ended(log_path))
+            fail("-y 1: %s holds a finished run whose checkpoints were removed: nothing to resume, and its log is kept; "
+                 "choose another -o", cfg.output_dir.c_str());
         std::printf("-y 1: no complete checkpoint in %s: starting from the beginning\n", cfg.output_dir.c_str());
         return -1;
     }
@@ -271,11 +306,18 @@ static int64_t resume(const Config& cfg, const nlohmann::json& identity, Backend
         if (state.run.value(key, nlohmann::json()) != value)
             fail("%s: the checkpoint was written with %s = %s, this run has %s; resuming needs the same", files.state.c_str(),
                  key.c_str(), state.run.value(key, nlohmann::json()).dump().c_str(), value.dump().c_str());
+    const std::string run_id = state.run.value("run_id", ""), log_run_id = run_id_of_log(log_path);
+    if (run_id != log_run_id)
+        fail("%s: the checkpoint belongs to another run (run id %s) than %s (run id %s): it is never resumed into "
+             "another run's log; choose another -o, or remove the checkpoints that are not this log's run",
+             files.state.c_str(), run_id.empty() ? "none" : run_id.c_str(), log_path.c_str(),
+             log_run_id.empty() ? "none" : log_run_id.c_str());
+    identity["run_id"] = run_id;
     backend.set_parameters(master.empty() ? model.params.data() : master.data());
     p.step = state.step;
     int64_t log_bytes;
     try {
-        log_bytes = restore_progress(state.progress, files.state, loader, rng, p);
+        log_bytes = restore_progress(state.progress, files.state, loader, rng, p, log);
     } catch (const nlohmann::json::exception& e) {
         fail("%s: the saved progress is malformed: %s", files.state.c_str(), e.what());
     }
@@ -303,7 +345,7 @@ struct Run {
     int B = 0, T = 0, accum = 0;  // micro-batch, and micro-batches per step on each process
     int64_t steps = 0;
     std::set<int64_t> inject_nonfinite;
-    std::unique_ptr<DataLoader> train_loader, val_loader;
+    std::unique_ptr<DataLoader> train_loader, val_loader;  // no train_loader when -x 0 has no -i
     int val_batches = 0;
     std::unique_ptr<Tokenizer> tokenizer;
     OptimizerConfig opt;
@@ -321,12 +363,29 @@ struct Run {
 static void set_up(Run& r, const ProcessGroup& group) {
     Config& cfg = r.cfg;
     resolve_optimizer_defaults(cfg);
-    if (cfg.train_data.empty()) fail("-i/--train-data: no training shards given (a glob of llm.c .bin files)");
+    if (cfg.train_data.empty() && (cfg.max_steps != 0 || cfg.resume))
+        fail("-i/--train-data: no training shards given (a glob of llm.c .bin files; only -x 0, evaluating, needs none)");
     if (cfg.resume && cfg.output_dir.empty()) fail("-y 1: resuming needs the run's output folder (-o)");
+    if (cfg.checkpoint_every > 0 && cfg.output_dir.empty())
+        fail("-n %d: checkpoints are written into the output folder; add -o DIR", cfg.checkpoint_every);
+    // Every process looks before any of them writes (they meet in connect() below).
+    if (!cfg.output_dir.empty() && !cfg.resume) {
+        const std::string found = file_of_a_run_in(cfg.output_dir);
+        if (!found.empty())
+            fail("%s already holds a run (%s): resume with -y 1, or choose another -o", cfg.output_dir.c_str(), found.c_str());
+    }
     if (cfg.threads > 0) omp_set_num_threads(cfg.threads);
     r.device = choose_device(cfg);
     r.model = load_initial_model(cfg);
     check_sequence_length(cfg, r.model);
+    const int V = r.model.config.vocab_size;
+    if (!cfg.tokenizer.empty()) {  // now, not at the first sample
+        r.tokenizer = std::make_unique<Tokenizer>(Tokenizer::load(cfg.tokenizer));
+        if (r.tokenizer->vocab_size() != V)
+            fail("--tokenizer %s: %d tokens, but the model (%s) has a vocabulary of %d; give the tokenizer its shards were "
+                 "made with (--tokenizer bytes for byte-level shards)",
+                 cfg.tokenizer.c_str(), r.tokenizer->vocab_size(), r.model.source.c_str(), V);
+    }
     r.B = cfg.batch_size;
     r.T = cfg.seq_len;
     r.accum = gradient_accumulation_steps(cfg, group.size);
@@ -335,11 +394,10 @@ static void set_up(Run& r, const ProcessGroup& group) {
     } catch (const std::exception&) {
         fail("--inject-nonfinite: expected comma-separated step numbers, got '%s'", cfg.inject_nonfinite.c_str());
     }
-    const int V = r.model.config.vocab_size;
-    r.train_loader = std::make_unique<DataLoader>(cfg.train_data, "-i", r.B, r.T, V, cfg.shuffle != 0, cfg.seed, group.rank, group.size);
+    if (!cfg.train_data.empty())
+        r.train_loader = std::make_unique<DataLoader>(cfg.train_data, "-i", r.B, r.T, V, cfg.shuffle != 0, cfg.seed, group.rank, group.size);
     if (!cfg.val_data.empty())
         r.val_loader = std::make_unique<DataLoader>(cfg.val_data, "-j", r.B, r.T, V, false, cfg.seed, group.rank, group.size);
-    if (!cfg.tokenizer.empty()) r.tokenizer = std::make_unique<Tokenizer>(Tokenizer::load(cfg.tokenizer));
     const int64_t micro_per_step = int64_t(r.accum) * group.size;
     r.steps = cfg.max_steps >= 0 ? cfg.max_steps : int64_t(r.train_loader->batches_per_epoch()) / micro_per_step;
     if (r.steps == 0 && cfg.max_steps == -1)
@@ -361,7 +419,7 @@ static void print_plan(const Run& r) {
     std::printf("model: %s (%s), %zu parameters\n", r.model.source.c_str(), r.model.config.describe().c_str(), r.model.params.size());
     std::printf("batch: B=%d T=%d, %d micro-batches per step%s = %lld tokens; %lld steps; train tokens %zu\n", r.B, r.T, r.accum,
                 r.processes() > 1 ? format(" on each of %d processes", r.processes()).c_str() : "", (long long)r.step_tokens(),
-                (long long)r.steps, r.train_loader->total_tokens());
+                (long long)r.steps, r.train_loader ? r.train_loader->total_tokens() : size_t(0));
     if (r.processes() > 1) {
         // A ring all-reduce (or ZeRO-1's reduce-scatter and all-gather) sends and receives 2 (P-1)/P of
         // the buffer per process.
@@ -389,36 +447,61 @@ static void open_outputs(Run& r, int64_t resumed_at, int64_t log_bytes) {
         r.log.write({{"type", "resume"}, {"step", resumed_at}, {"processes", r.processes()}});
     } else {
         r.log.open(cfg.output_dir + "/log.jsonl");
-        r.log.write({{"type", "run"}, {"device", r.device}, {"model", r.model.config.describe()}, {"parameters", r.model.params.size()},
-                     {"B", r.B}, {"T", r.T}, {"grad_accum", r.accum}, {"processes", r.processes()}, {"steps", r.steps},
-                     {"config", config_to_json(cfg)}});
+        r.log.write({{"type", "run"}, {"run_id", r.identity["run_id"]}, {"version", COLDSTART_VERSION}, {"device", r.device},
+                     {"model", r.model.config.describe()}, {"parameters", r.model.params.size()}, {"B", r.B}, {"T", r.T},
+                     {"grad_accum", r.accum}, {"processes", r.processes()}, {"steps", r.steps}, {"config", config_to_json(cfg)}});
     }
 }
 
-// What happens between updates at step `step`: validation, a sample, a checkpoint.
-static void between_steps(Run& r, int64_t step, bool last, Progress& p, Rng& sample_rng) {
+static void save_checkpoint(Run& r, int64_t step, const Progress& p, const Rng& sample_rng) {
+    const Config& cfg = r.cfg;
+    std::vector<float>& host_params = r.model.params;  // the initial weights are in the backend: reuse the buffer
+    r.backend->get_parameters(host_params.data());
+    const TrainingState state{step, r.identity, progress_to_json(p, *r.train_loader, sample_rng, r.log)};
+    write_checkpoint(cfg.output_dir, r.model.config, host_params.data(), cfg.save_bf16 ? ModelDtype::bf16 : ModelDtype::fp32,
+                     state, r.backend->optimizer(), r.comm.get());
+    if (r.comm->rank() == 0)
+        prune_checkpoints(cfg.output_dir, cfg.checkpoint_keep, int64_t(cfg.checkpoint_keep_every) * cfg.checkpoint_every);
+    std::printf("checkpoint: %s\n", checkpoint_files(cfg.output_dir, step).model.c_str());
+}
+
+// What happens between updates at step `step`: validation, a sample, a checkpoint (every -n steps, and
+// always at the end of a run with -o). Returns whether a checkpoint was written.
+static bool between_steps(Run& r, int64_t step, bool last, Progress& p, Rng& sample_rng) {
     const Config& cfg = r.cfg;
     if (r.val_loader && (last || (cfg.val_every > 0 && step % cfg.val_every == 0))) {
         const float val = validation_loss(*r.backend, *r.val_loader, r.val_batches, *r.comm);
         std::printf("val loss %.6f at step %lld\n", val, (long long)step);
         r.log.write({{"type", "val"}, {"step", step}, {"loss", val}});
+        p.last_val_loss = val;
     }
     if (cfg.sample_every > 0 && step > 0 && (last || step % cfg.sample_every == 0) && r.comm->rank() == 0)
         print_sample(*r.backend, r.tokenizer.get(), cfg.gen_tokens, sample_rng, r.log, step);
-    if (cfg.checkpoint_every > 0 && !cfg.output_dir.empty() && step > 0 && (last || step % cfg.checkpoint_every == 0)) {
-        std::vector<float>& host_params = r.model.params;  // the initial weights are in the backend: reuse the buffer
-        r.backend->get_parameters(host_params.data());
-        const TrainingState state{step, r.identity, progress_to_json(p, *r.train_loader, sample_rng, r.log.bytes_written())};
-        write_checkpoint(cfg.output_dir, r.model.config, host_params.data(), cfg.save_bf16 ? ModelDtype::bf16 : ModelDtype::fp32,
-                         state, r.backend->optimizer(), r.comm.get());
-        if (r.comm->rank() == 0)
-            prune_checkpoints(cfg.output_dir, cfg.checkpoint_keep, int64_t(cfg.checkpoint_keep_every) * cfg.checkpoint_every);
-        std::printf("checkpoint: %s\n", checkpoint_files(cfg.output_dir, step).model.c_str());
+    if (cfg.output_dir.empty()) return false;
+    if (step > 0 && (last || (cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0))) {
+        save_checkpoint(r, step, p, sample_rng);
+        return true;
     }
+    if (last && step == 0 && r.comm->rank() == 0) {  // -x 0: the model evaluated, as an llm.c model file
+        const std::string path = checkpoint_files(cfg.output_dir, 0).model;
+        save_model_file(path, r.model.config, r.model.params.data(), cfg.save_bf16 ? ModelDtype::bf16 : ModelDtype::fp32);
+        std::printf("model: %s\n", path.c_str());
+    }
+    return false;
 }
 
+// The ETA from this process's wall time per step so far, validation, samples and checkpoints included.
+struct Eta {
+    std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+    int64_t first_step = 0;  // where this process began (a resumed run's checkpoint)
+    double seconds_left(int64_t steps_done, int64_t steps) const {
+        const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        return elapsed / double(steps_done - first_step) * double(steps - steps_done);
+    }
+};
+
 // One update (or a skipped one): the micro-batches, the gradient's norm, the step, the records.
-static void train_step(Run& r, int64_t step, Progress& p, double& smoothed_step_s) {
+static void train_step(Run& r, int64_t step, Progress& p, const Eta& eta) {
     const Config& cfg = r.cfg;
     const auto start = std::chrono::steady_clock::now();
     const bool measured = cfg.metrics_every > 0 && step % cfg.metrics_every == 0;
@@ -465,12 +548,11 @@ static void train_step(Run& r, int64_t step, Progress& p, double& smoothed_step_
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-    smoothed_step_s = step == 0 ? seconds : 0.9 * smoothed_step_s + 0.1 * seconds;
     const double tokens_per_s = double(r.step_tokens()) / seconds;
     std::printf("step %5lld/%lld | loss %.6f | norm %.4f | lr %.2e | %.1f ms | %.0f tok/s%s | eta %s%s%s\n",
                 (long long)step + 1, (long long)r.steps, loss, norm, lr, seconds * 1e3, tokens_per_s,
                 mfu_note(r.device, *r.backend, cfg, r.model.params.size(), tokens_per_s).c_str(),
-                duration_text(smoothed_step_s * double(r.steps - step - 1)).c_str(), skip ? " | skipped: " : "", skip ? skip : "");
+                duration_text(eta.seconds_left(step + 1, r.steps)).c_str(), skip ? " | skipped: " : "", skip ? skip : "");
     nlohmann::json record = {{"type", "train"}, {"step", step}, {"loss", loss}, {"grad_norm", norm}, {"lr", lr},
                              {"ms", seconds * 1e3}, {"tokens_per_s", tokens_per_s}};
     if (skip) record["skipped"] = skip;
@@ -479,7 +561,11 @@ static void train_step(Run& r, int64_t step, Progress& p, double& smoothed_step_
         noise.big_sq = double(norm) * norm;
         const nlohmann::json metrics =
             metrics_record(step, lr, p.optimizer_t, measurement, r.tensors, r.opt, r.accum > 1 ? &noise : nullptr);
-        std::printf("%s\n", metrics_summary(metrics).c_str());
+        // A negative B_noise (the estimate of tr(Sigma) was negative) is noise, not a size: said, not printed.
+        nlohmann::json shown = metrics;
+        const bool noise_not_positive = shown.contains("b_noise") && shown["b_noise"].is_number() && shown["b_noise"].get<double>() <= 0;
+        if (noise_not_positive) shown.erase("b_noise");
+        std::printf("step %5lld %s%s\n", (long long)step + 1, metrics_summary(shown).c_str(), noise_not_positive ? " | B_noise not positive" : "");
         r.log.write(metrics);
     }
     if (p.bad_in_row >= cfg.max_bad_steps) {
@@ -490,25 +576,79 @@ static void train_step(Run& r, int64_t step, Progress& p, double& smoothed_step_
     }
 }
 
-static void train(const Config& parsed, const ProcessGroup& group) {
+// A stop asked for by a signal, agreed by every process (a signal may reach only some of them): the
+// signal, or 0 to go on.
+static int agreed_stop_signal(const Run& r) {
+    int signal = stop_signal();
+    if (r.processes() > 1) {
+        double asked = signal != 0;
+        r.comm->all_reduce_sum(&asked, 1);
+        if (asked > 0 && signal == 0) signal = SIGTERM;
+    }
+    return signal;
+}
+
+// After a signal: a checkpoint of where the run is (unless one was just written), and the exit status.
+static int stop_after_signal(Run& r, int64_t step, bool saved, const Progress& p, const Rng& sample_rng, int signal) {
+    const char* name = signal == SIGINT ? "SIGINT" : "SIGTERM";
+    if (r.cfg.output_dir.empty()) {
+        std::printf("stopped by %s at step %lld: nothing was saved (no -o)\n", name, (long long)step);
+    } else if (step == 0) {
+        std::printf("stopped by %s before the first step: nothing to save\n", name);
+    } else {
+        if (!saved) save_checkpoint(r, step, p, sample_rng);
+        std::printf("stopped by %s at step %lld: the checkpoint %s holds it; the same command with -y 1 continues\n", name,
+                    (long long)step, checkpoint_files(r.cfg.output_dir, step).model.c_str());
+    }
+    return 128 + signal;
+}
+
+// The end of a run: one line, and the log's last record.
+static void summarise(Run& r, const Progress& p) {
+    const double seconds = r.log.elapsed();
+    const int64_t tokens = r.steps * r.step_tokens();
+    const std::string model = r.cfg.output_dir.empty() ? "" : checkpoint_files(r.cfg.output_dir, r.steps).model;
+    std::printf("done: %lld steps, %lld tokens in %s; final val loss %s; model %s\n", (long long)r.steps, (long long)tokens,
+                duration_text(seconds).c_str(), std::isnan(p.last_val_loss) ? "n/a (no -j)" : format("%.6f", p.last_val_loss).c_str(),
+                model.empty() ? "not saved (no -o)" : model.c_str());
+    if (p.skipped > 0) std::printf("%lld steps were skipped\n", (long long)p.skipped);
+    nlohmann::json end = {{"type", "end"}, {"step", r.steps}, {"tokens", tokens}, {"skipped", p.skipped}};
+    end["val_loss"] = std::isnan(p.last_val_loss) ? nlohmann::json() : nlohmann::json(p.last_val_loss);
+    if (!model.empty()) end["model"] = model;
+    r.log.write(end);
+}
+
+// Returns the process's exit status: 0, or 128 + the signal that stopped it.
+static int train(const Config& parsed, const ProcessGroup& group) {
     Run r;
     r.cfg = parsed;
     set_up(r, group);
     Rng sample_rng(r.cfg.seed ^ 0x5A4D504CULL);  // a stream of its own: not the initialisation's numbers again
     Progress p;
-    const int64_t log_bytes = r.cfg.resume ? resume(r.cfg, r.identity, *r.backend, *r.train_loader, sample_rng, p) : -1;
+    const int64_t log_bytes = r.cfg.resume ? resume(r.cfg, r.identity, *r.backend, *r.train_loader, sample_rng, p, r.log) : -1;
     const int64_t resumed_at = log_bytes >= 0 ? p.step : -1;
+    if (resumed_at < 0) r.identity["run_id"] = new_run_id();  // (only the first process's is written)
+    if (resumed_at >= r.steps) {
+        std::printf("%s: the run is already finished: its newest checkpoint is at step %lld, and -x asks for %lld steps; "
+                    "nothing to do (resume with a larger -x to train longer)\n",
+                    r.cfg.output_dir.c_str(), (long long)resumed_at, (long long)r.steps);
+        return 0;
+    }
     print_plan(r);
     open_outputs(r, resumed_at, log_bytes);
 
-    double smoothed_step_s = 0;
+    Eta eta;
+    eta.first_step = p.step;
     for (; p.step <= r.steps; ++p.step) {
         const bool last = p.step == r.steps;
-        if (p.step != resumed_at) between_steps(r, p.step, last, p, sample_rng);  // a checkpoint's step did that already
+        bool saved = p.step == resumed_at;  // a checkpoint's step did its validation and sample already
+        if (!saved) saved = between_steps(r, p.step, last, p, sample_rng);
         if (last) break;
-        train_step(r, p.step, p, smoothed_step_s);
+        if (const int signal = agreed_stop_signal(r)) return stop_after_signal(r, p.step, saved, p, sample_rng, signal);
+        train_step(r, p.step, p, eta);
     }
-    if (p.skipped > 0) std::printf("%lld steps were skipped\n", (long long)p.skipped);
+    summarise(r, p);
+    return 0;
 }
 
 int main(int argc, char** argv) {
@@ -523,8 +663,8 @@ int main(int argc, char** argv) {
             who = format("rank %d: ", group.rank);
             if (!std::freopen("/dev/null", "w", stdout)) fail("cannot silence the output of rank %d", group.rank);  // the first process speaks
         }
-        train(cfg, group);
-        return 0;
+        install_stop_handlers();
+        return train(cfg, group);
     } catch (const Error& e) {
         std::fprintf(stderr, "%serror: %s\n", who.c_str(), e.what());
         return 1;

@@ -4,7 +4,9 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cctype>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <variant>
 
@@ -44,13 +46,13 @@ const std::vector<Option>& options() {
         {"-o", "output-dir", &Config::output_dir, 0, 0, nullptr,
          "folder for the log, config.json and checkpoints (empty: write nothing)"},
         {nullptr, "tokenizer", &Config::tokenizer, 0, 0, nullptr,
-         "folder with encoder.json and vocab.bpe, or llm.c's gpt2_tokenizer.bin (to decode samples)"},
+         "folder with encoder.json and vocab.bpe, llm.c's gpt2_tokenizer.bin, or bytes (to decode samples; the model's vocabulary)"},
         {nullptr, "config", &Config::config_file, 0, 0, nullptr, "JSON file of {option: value}; flags override it"},
         {"-b", "batch-size", &Config::batch_size, 1, 1 << 20, nullptr, "micro-batch size B (sequences)"},
         {"-t", "seq-len", &Config::seq_len, 1, 1 << 20, nullptr, "sequence length T (at most the model's maximum)"},
         {"-d", "total-batch-tokens", &Config::total_batch_tokens, -1, 1e15, nullptr,
          "tokens per optimizer step, a multiple of B*T (gradient accumulation); -1: B*T"},
-        {"-x", "max-steps", &Config::max_steps, -1, 1e15, nullptr, "optimizer steps; -1: one epoch of the training data"},
+        {"-x", "max-steps", &Config::max_steps, -1, 1e15, nullptr, "optimizer steps; -1: one epoch of the training data; 0: evaluate only (no -i needed; -o writes the model)"},
         {nullptr, "shuffle", &Config::shuffle, 0, 1, nullptr, "1: shuffle shards and batches each epoch (seeded)"},
         {nullptr, "seed", &Config::seed, 0, 1.8e19, nullptr, "seed of initialisation, shuffling and sampling"},
         {nullptr, "recipe", &Config::recipe, 0, 0, nullptr,
@@ -105,12 +107,13 @@ const std::vector<Option>& options() {
         {"-s", "sample-every", &Config::sample_every, 0, 1e9, nullptr, "print a text sample every N steps; 0: never"},
         {"-g", "gen-tokens", &Config::gen_tokens, 1, 1e6, nullptr, "tokens per sample"},
         {"-n", "checkpoint-every", &Config::checkpoint_every, 0, 1e9, nullptr,
-         "write model and optimizer state every N steps and at the end (needs -o); 0: never"},
+         "write model and optimizer state every N steps (needs -o); 0: only at the end (always, with -o)"},
         {"-nk", "checkpoint-keep", &Config::checkpoint_keep, 0, 1e9, nullptr, "keep only the last N checkpoints; 0: all"},
         {"-nm", "checkpoint-keep-every", &Config::checkpoint_keep_every, 0, 1e9, nullptr,
          "with -nk: also keep every M-th checkpoint forever; 0: none"},
         {"-y", "resume", &Config::resume, 0, 1, nullptr,
-         "1: continue from the newest complete checkpoint in -o (the same run, bit for bit)"},
+         "1: continue from the newest complete checkpoint in -o (the same run, bit for bit); without it a folder "
+         "that holds a run is refused"},
         {"-sl", "skip-loss-z", &Config::skip_loss_z, 0, kNoMax, nullptr,
          "skip the update when the loss's z-score over the last 128 steps exceeds this; 0: off"},
         {"-sg", "skip-norm-z", &Config::skip_norm_z, 0, kNoMax, nullptr,
@@ -171,9 +174,18 @@ const char* kind_name(const Field& f) {
     return "an integer";
 }
 
+// A switch: an integer option that is 0 or 1, which also takes true and false.
+bool is_switch(const Option& o) { return std::holds_alternative<int Config::*>(o.field) && o.min == 0 && o.max == 1; }
+
+// A bound of o's range; integers in full (1048576, not 1.04858e+06).
+std::string bound_text(const Option& o, double v) {
+    return std::holds_alternative<float Config::*>(o.field) ? format("%g", v) : format("%.0f", v);
+}
+
 std::string range_text(const Option& o) {
-    if (o.min > kNoMin && o.max < kNoMax) return format(" in [%g, %g]", o.min, o.max);
-    if (o.min > kNoMin) return format(" >= %g", o.min);
+    if (o.min > kNoMin && o.max < kNoMax)
+        return " in [" + bound_text(o, o.min) + ", " + bound_text(o, o.max) + "]" + (is_switch(o) ? " (or true/false)" : "");
+    if (o.min > kNoMin) return " >= " + bound_text(o, o.min);
     return "";
 }
 
@@ -211,6 +223,10 @@ void set_from_text(const Option& o, const std::string& text, const std::string& 
         c.*(*s) = text;
         return;
     }
+    if (is_switch(o) && (text == "true" || text == "false")) {
+        c.*std::get<int Config::*>(o.field) = text == "true";
+        return;
+    }
     const bool is_float = std::holds_alternative<float Config::*>(o.field);
     char* end = nullptr;
     errno = 0;
@@ -230,6 +246,10 @@ void set_from_json(const Option& o, const nlohmann::json& value, const std::stri
         if (!value.is_string() && !value.is_number_integer())
             fail("%s: expected a string, got %s", where.c_str(), value.dump().c_str());
         set_from_text(o, value.is_string() ? value.get<std::string>() : value.dump(), where, c);
+        return;
+    }
+    if (is_switch(o) && value.is_boolean()) {
+        set_from_text(o, value.get<bool>() ? "true" : "false", where, c);
         return;
     }
     const bool is_float = std::holds_alternative<float Config::*>(o.field);
@@ -269,8 +289,18 @@ namespace {
 nlohmann::json read_json_config_file(const std::string& path) {
     std::ifstream in(path);
     if (!in) fail("--config %s: cannot open the file", path.c_str());
+    // A key given twice would silently keep one of the values: refused, naming it.
+    std::vector<std::set<std::string>> keys_of_open_objects;
+    const auto refuse_duplicates = [&](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+        using Event = nlohmann::json::parse_event_t;
+        if (event == Event::object_start) keys_of_open_objects.emplace_back();
+        if (event == Event::object_end) keys_of_open_objects.pop_back();
+        if (event == Event::key && !keys_of_open_objects.back().insert(parsed.get<std::string>()).second)
+            fail("%s: the key '%s' is given twice", path.c_str(), parsed.get<std::string>().c_str());
+        return true;
+    };
     try {
-        return nlohmann::json::parse(in);
+        return nlohmann::json::parse(in, refuse_duplicates);
     } catch (const nlohmann::json::parse_error& e) {
         fail("%s: malformed JSON at byte %zu: %s", path.c_str(), size_t(e.byte), e.what());
     } catch (const nlohmann::json::exception& e) {  // e.g. a number beyond double's range
@@ -311,7 +341,7 @@ ParseOutcome parse_command_line(int argc, const char* const* argv, Config& c) {
     std::vector<Given> given;
     for (int i = 1; i < argc; ++i) {
         std::string arg = argv[i], value;
-        if (arg == "--help") {
+        if (arg == "--help" || arg == "-h") {
             std::fputs(help_text().c_str(), stdout);
             return ParseOutcome::help_shown;
         }
@@ -328,6 +358,9 @@ ParseOutcome parse_command_line(int argc, const char* const* argv, Config& c) {
         if (!has_inline_value) {
             if (i + 1 >= argc) fail("%s: expected a value after the flag", flag_names(*o).c_str());
             value = argv[++i];
+            // "-b -t 64" lacks b's value; a negative number ("-d -1") is a value.
+            if (find_option(value) || (value.rfind("--", 0) == 0 && value.size() > 2 && std::isalpha((unsigned char)value[2])))
+                fail("%s: expected a value after the flag, got the flag '%s'", flag_names(*o).c_str(), value.c_str());
         }
         given.push_back({o, value});
     }
@@ -368,7 +401,7 @@ std::string help_text() {
         std::string choices = o.choices ? format(" (%s)", o.choices) : "";
         s += format("%-30s %s%s [default %s]\n", names.c_str(), o.help, choices.c_str(), def.c_str());
     }
-    s += format("%-30s %s\n", "       --help", "this text");
+    s += format("%-30s %s\n", "  -h   --help", "this text");
     s += "\n" + recipes_help();
     return s;
 }

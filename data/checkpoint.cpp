@@ -103,6 +103,25 @@ int64_t latest_checkpoint(const std::string& dir) {
     return steps.empty() ? -1 : steps.back();
 }
 
+std::string file_of_a_run_in(const std::string& dir) {
+    for (const char* name : {"log.jsonl", "config.json"})
+        if (file_exists(dir + "/" + name)) return name;
+    DIR* d = opendir(dir.c_str());
+    if (!d) return "";
+    std::string found;
+    while (const dirent* e = readdir(d)) {
+        long long step;
+        char c;
+        if (std::sscanf(e->d_name, "model_%lld%c", &step, &c) == 2 || std::sscanf(e->d_name, "state_%lld%c", &step, &c) == 2 ||
+            std::sscanf(e->d_name, "DONE_%lld", &step) == 1) {
+            found = e->d_name;
+            break;
+        }
+    }
+    closedir(d);
+    return found;
+}
+
 void prune_checkpoints(const std::string& dir, int keep_last, int64_t keep_every_steps) {
     if (keep_last <= 0) return;
     const std::vector<int64_t> steps = complete_checkpoints(dir);

@@ -49,6 +49,10 @@ void write_checkpoint(const std::string& dir, const GPT2Config& config, const fl
 // The step of the newest complete checkpoint in dir (its DONE marker exists), or -1 if there is none.
 int64_t latest_checkpoint(const std::string& dir);
 
+// The first file in dir that a run writes (log.jsonl, config.json, a checkpoint's file, finished or not),
+// or "" when dir is missing or holds none: a new run refuses such a folder, so as not to mix two runs.
+std::string file_of_a_run_in(const std::string& dir);
+
 // Retention: keeps the newest keep_last complete checkpoints (0: all) and every checkpoint whose step is
 // a multiple of keep_every_steps (0: none besides), deleting the others marker first.
 void prune_checkpoints(const std::string& dir, int keep_last, int64_t keep_every_steps);

@@ -277,7 +277,19 @@ Tokenizer Tokenizer::from_llmc_binary(const std::string& path) {
     return t;
 }
 
+Tokenizer Tokenizer::bytes() {
+    Tokenizer t;
+    t.source_ = "bytes";
+    t.byte_level_ = true;
+    for (int b = 0; b < 256; ++b) {
+        t.token_bytes_.push_back(std::string(1, char(b)));
+        t.byte_token_[size_t(b)] = b;
+    }
+    return t;
+}
+
 Tokenizer Tokenizer::load(const std::string& path) {
+    if (path == "bytes") return bytes();
     struct stat st;
     if (stat(path.c_str(), &st) != 0)
         fail("tokenizer %s does not exist: expected a directory with encoder.json and vocab.bpe, or llm.c's "
@@ -319,6 +331,11 @@ std::vector<int> Tokenizer::encode(std::string_view utf8_text) const {
 
 std::vector<int> Tokenizer::encode(std::string_view utf8_text, EncodeCache& cache) const {
     require_encoding();
+    if (byte_level_) {
+        std::vector<int> tokens;
+        for (const char c : utf8_text) tokens.push_back(static_cast<unsigned char>(c));
+        return tokens;
+    }
     const CodePoints cps(utf8_text);
     std::vector<int> tokens;
     tokens.reserve(utf8_text.size() / 3);  // English runs at about four bytes per token

@@ -13,6 +13,9 @@
 // Tokens are byte strings. encoder.json spells them with GPT-2's byte-to-unicode mapping (printable bytes
 // stand for themselves, the others for code points 256 and up); they are stored here as raw bytes.
 //
+// The byte tokenizer (`--tokenizer bytes`, as make_shards writes byte-level shards): token i is byte i,
+// 256 tokens, no merges and no end-of-text token.
+//
 // llm.c's tokenizer file (version 2) holds only the decode table: a header of 256 int32 ([0] = 20240328,
 // [1] = 2, [2] = vocab size, [3] = end-of-text token), then per token a uint8 length and its bytes.
 #pragma once
@@ -38,10 +41,11 @@ public:
     static Tokenizer from_files(const std::string& encoder_json, const std::string& vocab_bpe);
     // Decode-only tokenizer from llm.c's gpt2_tokenizer.bin; encode() on it throws.
     static Tokenizer from_llmc_binary(const std::string& path);
-    // A directory holding encoder.json and vocab.bpe, or an llm.c tokenizer file.
+    static Tokenizer bytes();
+    // "bytes", a directory holding encoder.json and vocab.bpe, or an llm.c tokenizer file.
     static Tokenizer load(const std::string& path);
 
-    bool can_encode() const { return !merges_.empty(); }
+    bool can_encode() const { return byte_level_ || !merges_.empty(); }
     std::vector<int> encode(std::string_view utf8_text) const;
     // The same, reusing cache across calls; much faster over many short documents.
     std::vector<int> encode(std::string_view utf8_text, EncodeCache& cache) const;
@@ -51,7 +55,7 @@ public:
     std::string decode(const std::vector<int>& tokens) const;
     const std::string& decode_token(int token) const;
 
-    int eot_token() const { return eot_token_; }
+    int eot_token() const { return eot_token_; }  // -1: none (the byte tokenizer)
     int vocab_size() const { return int(token_bytes_.size()); }
 
     // Writes llm.c's decode table (version 2) atomically.
@@ -74,6 +78,7 @@ private:
     std::string source_;                     // where the tokenizer came from, for error messages
     std::vector<std::string> token_bytes_;   // (vocab_size) the bytes of each token id
     int eot_token_ = -1;
+    bool byte_level_ = false;                // the byte tokenizer: every byte is its own token
     // Encoding only (empty when loaded from llm.c's file):
     std::array<int, 256> byte_token_{};      // the single-byte token of each byte value
     std::unordered_map<uint64_t, Merge> merges_;  // by pair_key(left token, right token)

@@ -4,8 +4,13 @@
 // the partitioning, the reductions and the resume logic are tested without GPUs.
 //
 // Pointers are in the memory of the backend that calls (host memory for the CPU backend, device memory
-// for NCCL). Every reduction adds the ranks' values in rank order, so all ranks receive the same bits and a
-// run repeats bit for bit.
+// for NCCL). What a reduction promises: every rank receives the same bits (so the replicas never drift
+// apart). The order of the additions is the implementation's: the shared-memory communicator adds in rank
+// order, so its runs repeat bit for bit for a given number of processes. NCCL picks its algorithm (ring,
+// tree, NVLS on NVSwitch machines), protocol and chunking from the message size, the number of ranks and
+// the topology, so its sums differ from the rank-order sum by rounding, and from one machine or NCCL
+// version to another; a run can repeat bit for bit only on the same GPUs, topology and NCCL, and NVLS's
+// in-switch reduction is not promised to repeat between calls at all (NCCL_ALGO=Ring,Tree leaves it out).
 #pragma once
 
 #include <cstddef>

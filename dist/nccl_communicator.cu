@@ -78,6 +78,15 @@ public:
         NCCL_CHECK(ncclGroupEnd());
     }
 
+    void begin_group() override {
+        NCCL_CHECK(ncclGroupStart());
+        in_group_ = true;
+    }
+    void end_group() override {
+        in_group_ = false;
+        NCCL_CHECK(ncclGroupEnd());
+    }
+
     void barrier() override {
         double one = 1;
         all_reduce_sum(&one, 1);  // host memory: waits for every rank
@@ -102,6 +111,7 @@ private:
             NCCL_CHECK(ncclAllReduce(data, data, n, type, ncclSum, comm_, stream_));
             return;
         }
+        if (in_group_) fail("communicator: host data cannot be reduced inside an NCCL group (it waits for the result)");
         if (n * element > kStagingBytes) fail("communicator: %zu bytes of host data to reduce; at most %zu", n * element, kStagingBytes);
         void* staged = staging_.get();
         CUDA_CHECK(cudaMemcpyAsync(staged, data, n * element, cudaMemcpyHostToDevice, stream_));
@@ -115,6 +125,7 @@ private:
     }
 
     int rank_, size_, device_ = 0;
+    bool in_group_ = false;
     cudaStream_t stream_ = nullptr;
     ncclComm_t comm_ = nullptr;
     cuda::DeviceMemory staging_;

@@ -2,7 +2,8 @@
 // collectives run on the communicator's own stream, so that the backend can overlap the gradient's
 // reduction with the rest of its backward pass (it orders them against its own stream with events).
 // Device pointers take the fast path; host pointers (the training loop's few scalars) are staged through
-// device memory and the call waits for the result. NCCL's all-reduce gives every rank the same bits.
+// device memory and the call waits for the result. What NCCL's sums promise (the same bits on every rank,
+// not a fixed order of additions): dist/communicator.h.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -19,6 +20,10 @@ class NcclCommunicator : public Communicator {
 public:
     virtual cudaStream_t stream() const = 0;  // where the collectives run
     virtual int device() const = 0;           // the GPU this process drives
+    // Device collectives issued between the two go to NCCL as one group (one launch for a layer's dozen
+    // tensors instead of a dozen); host data cannot be reduced inside a group.
+    virtual void begin_group() = 0;
+    virtual void end_group() = 0;
 };
 
 // Picks this process's GPU (its local rank, modulo the GPUs it sees), exchanges NCCL's unique id

@@ -1,7 +1,8 @@
 // Before any communicator exists, the processes of a run must agree on something small that rank 0
 // makes (NCCL's unique id): rank 0 shares it through a file in a folder they all see (-pi fs, -pf DIR:
 // a shared file system, good for Slurm's srun and for mpirun), or by serving it on a TCP port that the
-// others connect to (-pi tcp, -ps HOST:PORT: no shared folder needed).
+// others connect to (-pi tcp, -ps HOST:PORT, HOST a name or an IPv4 or bracketed IPv6 address: no shared
+// folder needed; rank 0 listens on both families).
 #pragma once
 
 #include <cstdint>
@@ -17,9 +18,11 @@ struct Rendezvous {
 };
 
 // Rank 0 passes its blob and gets it back; every other rank gets rank 0's. Rank 0 must live until the
-// others have it (in a run it waits for them in NCCL's set-up): a shared file names rank 0's process,
-// and one whose process has ended is taken for a killed run's and waited out. Throws naming the file or
-// the address, and what it waited for, when the exchange cannot complete.
+// others have it (in a run it waits for them in NCCL's set-up): a shared file names rank 0's machine and
+// process, and one written on this machine by a process that has ended is taken for a killed run's and
+// waited out (a process on another machine cannot be checked: its file is taken as it is). Throws naming
+// the file or the address, and what it waited for, when the exchange cannot complete within
+// timeout_seconds: the other ranks waiting for rank 0, and rank 0 (tcp) waiting for them to connect.
 std::string share_from_rank0(int rank, int size, const std::string& blob, const Rendezvous& how);
 
 // Whether a process runs: it exists and has not ended as a zombie its parent has yet to collect (so that
@@ -28,5 +31,9 @@ bool process_alive(int32_t pid);
 
 // The file of -pi fs in `dir`, which rank 0 removes once every rank has joined.
 std::string rendezvous_file(const std::string& dir);
+
+// This machine as the file of -pi fs names it: the host name and the kernel's boot id (two containers
+// may share a host name; a boot id is one running kernel).
+std::string this_machine();
 
 }  // namespace coldstart

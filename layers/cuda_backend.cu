@@ -75,7 +75,7 @@ public:
             fail("sequence length %d exceeds the model's maximum sequence length %d", T_, config.max_seq_len);
         if (options.recompute < 0 || options.recompute > 2) fail("-r %d: expected 0, 1 or 2", options.recompute);
         if (options.attention == "cudnn" && !cudnn_attention_available())
-            fail("--attention cudnn: this binary was built without cuDNN (make USE_CUDNN=1 with cuDNN found, see the README)");
+            fail("--attention cudnn: %s", cudnn_missing_reason());
         if (options.attention == "cudnn" && sizeof(T) != 2)
             fail("--attention cudnn: cuDNN's fused attention needs --precision bf16");
         if (options.gelu_fusion && (4 * config.channels) % 8 != 0)
@@ -249,7 +249,7 @@ private:
         float* ln1_rstd; // (L,B,T)
         T* qkv;          // (L,B,T,3C)
         T* atty;         // (L,B,T,C) attention output before the projection
-        float* lse;      // (L,B,NH,T) logsumexp of each attention row
+        float* lse;      // (L,B,NH,T) logsumexp of each attention row; layers lse_stride() apart
         T* residual2;    // (L,B,T,C) residual after attention
         T* ln2;          // (L,B,T,C); (B,T,C) with -r 2
         float* ln2_mean; // (L,B,T)
@@ -288,7 +288,7 @@ private:
         a_.ln1_rstd = c.take<float>(L * BT);
         a_.qkv = c.take<T>(L * BTC * 3);
         a_.atty = c.take<T>(L * BTC);
-        a_.lse = c.take<float>(L * BT * NH);
+        a_.lse = c.take<float>(L * lse_stride());
         a_.residual2 = c.take<T>(L * BTC);
         a_.ln2 = c.take<T>(ln_layers * BTC);
         a_.ln2_mean = c.take<float>(L * BT);
@@ -321,6 +321,9 @@ private:
     // alignment, picks the same algorithm and gives the same bits for -r 0, 1 and 2.
     size_t layer_stride(size_t width) const { return (size_t(B_) * T_ * width + 127) / 128 * 128; }
     size_t BTC() const { return layer_stride(config_.channels); }
+    // The logsumexp rows of a layer start 256-byte aligned too: cuDNN's graph declares its stats tensor
+    // 16-byte aligned, which B*T*NH floats per layer would break for odd layers when B*T*NH % 4 != 0.
+    size_t lse_stride() const { return layer_stride(config_.num_heads); }
     size_t BT() const { return size_t(B_) * T_; }
     T* ln1(int l) const { return options_.recompute >= 2 ? a_.ln1 : a_.ln1 + l * BTC(); }
     T* ln2(int l) const { return options_.recompute >= 2 ? a_.ln2 : a_.ln2 + l * BTC(); }
@@ -376,7 +379,7 @@ private:
             T* fch = a_.fch + l * BTC() * 4;
             T* residual3 = a_.residual3 + l * BTC();
             matmul_->forward(qkv, ln1(l), param(QKVW, 3 * lCC), param(QKVB, 3 * lC), N, C, 3 * C);
-            attention_forward_layer(atty, a_.lse + l * BT() * config_.num_heads, qkv, B, T_now, mode);
+            attention_forward_layer(atty, a_.lse + l * lse_stride(), qkv, B, T_now, mode);
             matmul_->forward(a_.scratch, atty, param(ATTPROJW, lCC), param(ATTPROJB, lC), N, C, C);
             residual_layernorm_forward(residual2, ln2(l), a_.ln2_mean + l * BT(), a_.ln2_rstd + l * BT(), residual, a_.scratch,
                                        param(LN2W, lC), param(LN2B, lC), N, C, stream_);
@@ -440,15 +443,15 @@ private:
             const T* fch = a_.fch + l * BTC() * 4;
             const T* residual2 = a_.residual2 + l * BTC();
             // dresidual holds d(residual3); residual3 = residual2 + fcproj(gelu(fc(ln2(residual2)))).
-            if (options_.recompute >= 1) gelu_forward(fch_gelu(l), fch, size_t(N) * 4 * C, stream_);
+            if (options_.recompute >= 2)
+                layernorm_forward(ln2(l), a_.ln2_mean + l * BT(), a_.ln2_rstd + l * BT(), residual2, param(LN2W, lC), param(LN2B, lC),
+                                  N, C, stream_);
+            if (options_.recompute >= 1) recompute_gelu(l, N);
             matmul_->backward_input(a_.dfch, a_.dresidual, param(FCPROJW, 4 * lCC), N, 4 * C, C,
                                     options_.gelu_fusion ? fch : nullptr);
             matmul_->backward_weight(grad(FCPROJW, 4 * lCC), a_.dresidual, fch_gelu(l), N, 4 * C, C);
             bias_backward(grad(FCPROJB, lC), a_.dresidual, N, C, a_.reduce, stream_);
             if (!options_.gelu_fusion) gelu_backward_inplace(a_.dfch, fch, size_t(N) * 4 * C, stream_);
-            if (options_.recompute >= 2)
-                layernorm_forward(ln2(l), a_.ln2_mean + l * BT(), a_.ln2_rstd + l * BT(), residual2, param(LN2W, lC), param(LN2B, lC),
-                                  N, C, stream_);
             matmul_->backward_input(a_.dln, a_.dfch, param(FCW, 4 * lCC), N, C, 4 * C);
             matmul_->backward_weight(grad(FCW, 4 * lCC), a_.dfch, ln2(l), N, C, 4 * C);
             bias_backward(grad(FCB, 4 * lC), a_.dfch, N, 4 * C, a_.reduce, stream_);
@@ -461,7 +464,7 @@ private:
             matmul_->backward_weight(grad(ATTPROJW, lCC), a_.dresidual, atty, N, C, C);
             bias_backward(grad(ATTPROJB, lC), a_.dresidual, N, C, a_.reduce, stream_);
             const T* qkv = a_.qkv + l * BTC() * 3;
-            const float* lse = a_.lse + l * BT() * NH;
+            const float* lse = a_.lse + l * lse_stride();
             if (options_.attention == "cudnn") {
                 if constexpr (sizeof(T) == 2)
                     cudnn_attention_backward(a_.dqkv, a_.datty, qkv, atty, lse, B, T_now, C, NH, stream_);
@@ -487,17 +490,33 @@ private:
         }
     }
 
+    // GELU(fc) of layer l again, exactly as the forward made it, for -r 1 and 2. With -ge 1 the forward took it
+    // from cuBLASLt's epilogue, from the fp32 product before rounding and with cuBLASLt's own GELU, which our
+    // kernel on the stored pre-activation cannot reproduce: so the fc product is redone with the same epilogue
+    // (the same inputs and alignments: the same algorithm and bits; it rewrites fch with what fch holds).
+    void recompute_gelu(int l, int N) {
+        const int C = config_.channels;
+        const size_t lC = size_t(l) * C, lCC = lC * C;
+        T* fch = a_.fch + l * BTC() * 4;
+        if (options_.gelu_fusion)
+            matmul_->forward(fch_gelu(l), ln2(l), param(FCW, 4 * lCC), param(FCB, 4 * lC), N, C, 4 * C, fch);
+        else
+            gelu_forward(fch_gelu(l), fch, size_t(N) * 4 * C, stream_);
+    }
+
     // Sums the gradients of `kinds` (of `layer`, or the whole tensor for -1) across the processes, once
     // the backend's stream has computed them; the backward pass goes on meanwhile.
     void reduce_gradients(std::initializer_list<ParamTensor> kinds, int layer) {
 #ifdef COLDSTART_NCCL
         CUDA_CHECK(cudaEventRecord(layer_done_, stream_));
         CUDA_CHECK(cudaStreamWaitEvent(comm_stream(), layer_done_, 0));
+        options_.comm->begin_group();
         for (ParamTensor k : kinds) {
             const size_t per_layer = layer < 0 ? layout_.sizes[k] : layout_.sizes[k] / size_t(config_.num_layers);
             const size_t offset = layout_.offsets[k] + (layer < 0 ? 0 : size_t(layer) * per_layer);
             options_.comm->all_reduce_sum(grads_ + offset, per_layer);
         }
+        options_.comm->end_group();
 #else
         fail("several processes on GPUs need a build with NCCL (%zu tensors of layer %d)", kinds.size(), layer);
 #endif

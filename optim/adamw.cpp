@@ -28,6 +28,7 @@ void AdamWCpu::step(float* params, const float* grads, const StepContext& ctx, c
     const float bias_correction2_sqrt = float(std::sqrt(1.0 - std::pow(double(b2), double(ctx.t))));
     const float step_size = float(double(ctx.lr) / bias_correction1);
     const bool measure = out.sums != nullptr;
+    clear_step_sums(out, tensors_.size());
     for (size_t k = 0; k < tensors_.size(); ++k) {
         const TensorSlice& t = tensors_[k];
         const float decay = roles_[k].decay ? 1.0f - ctx.lr * config_.weight_decay : 1.0f;

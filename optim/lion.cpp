@@ -76,6 +76,7 @@ void LionCpu::step(float* params, const float* grads, const StepContext& ctx, co
     const float plain_lr = float(double(ctx.lr) * ramp);
     const std::vector<double> scales = config_.has_rrc_correction() ? snr_scales(grads, ctx) : std::vector<double>();
     const std::vector<double> nonzero = config_.is_l2_controlled() ? nonzero_signs(grads, ctx.grad_scale) : std::vector<double>();
+    clear_step_sums(out, tensors_.size());
     for (size_t k = 0; k < tensors_.size(); ++k) {
         if (rows_[k].empty()) continue;
         if (roles_[k].controlled) {

@@ -90,7 +90,9 @@ struct TensorStepSums {
     double snr_scale = 0;     // LionAR's RRC correction: the step scale k_t, from the rank holding the tensor's first row (0 elsewhere)
 };
 
-// What a measured step asks for besides the update; null members are not computed.
+// What a measured step asks for besides the update; null members are not computed. The step sets every
+// entry of sums (a tensor this rank holds no rows of gets zeros), on every backend: the caller never
+// clears them, and a buffer reused from an earlier step holds only this step's sums.
 struct StepOutputs {
     TensorStepSums* sums = nullptr;  // (number of tensors)
     float* update = nullptr;         // (ParamLayout.total) receives W_{t+1} - W_t

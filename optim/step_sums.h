@@ -4,6 +4,7 @@
 // metrics need; rows are then added in order, so the sums have the same bits whatever the thread count.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -52,6 +53,11 @@ struct RowSums {
 };
 
 // Adds one row's sums to its tensor's; matrices also count the row's angle.
+// The start of a measured step: the sums it then adds to are its own (StepOutputs' contract).
+inline void clear_step_sums(const StepOutputs& out, size_t tensors) {
+    if (out.sums) std::fill(out.sums, out.sums + tensors, TensorStepSums{});
+}
+
 inline void add_row(TensorStepSums& t, const RowSums& r, bool is_matrix) {
     t.w_sq += r.w_sq;
     t.d_sq += r.d_sq;

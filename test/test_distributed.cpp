@@ -4,7 +4,9 @@
 // losses and weights as one process with the same total batch, to fp32 rounding), resumed on another
 // number of processes.
 #include <doctest/doctest.h>
+#include <netinet/in.h>
 #include <omp.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,12 +32,14 @@ using test_util::run_command;
 namespace {
 
 // Runs body(rank) in `ranks` forked processes and returns their exit statuses. A child reports a failed
-// check through its exit status (doctest's machinery stays in the parent).
+// check through its exit status (doctest's machinery stays in the parent); one that hangs (a wait
+// without a timeout) is ended by SIGALRM after two minutes rather than hanging the suite.
 std::vector<int> in_processes(int ranks, const std::function<int(int)>& body) {
     std::vector<pid_t> pids;
     for (int r = 0; r < ranks; ++r) {
         const pid_t pid = fork();
         if (pid == 0) {
+            alarm(120);
             int code = 99;
             try {
                 code = body(r);
@@ -390,4 +394,81 @@ TEST_CASE("rendezvous: rank 0's blob reaches every rank through a shared folder 
           "-ps 'no-port': expected rank 0's address as HOST:PORT (e.g. node001:29500)");
     CHECK(test_util::error_of([&] { share_from_rank0(1, 2, "", {"fs", dir / "empty", "", 0.2}); }).find(
               "rank 1: waited 0 s for rank 0 to write") == 0);
+}
+
+namespace {
+
+// A process id that no process holds any longer: a child that has ended and been collected.
+int32_t ended_pid() {
+    const pid_t pid = fork();
+    if (pid == 0) _exit(0);
+    waitpid(pid, nullptr, 0);
+    return int32_t(pid);
+}
+
+void write_rendezvous(const std::string& dir, const std::string& machine, int32_t pid, const std::string& blob) {
+    make_directories(dir);
+    const std::string text = format("coldstart-rendezvous %s %d %zu\n", machine.c_str(), int(pid), blob.size()) + blob;
+    write_atomically(rendezvous_file(dir), [&](File& f) { f.write_all(text.data(), text.size()); });
+}
+
+bool has_ipv6_loopback() {
+    const int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    if (fd < 0) return false;
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_loopback;
+    const bool ok = bind(fd, reinterpret_cast<const sockaddr*>(&a), sizeof(a)) == 0;
+    close(fd);
+    return ok;
+}
+
+}  // namespace
+
+TEST_CASE("rendezvous: a file names rank 0's machine; one from another machine is taken, a dead process's on this one waited out") {
+    test_util::TempDir dir;
+    const int32_t dead = ended_pid();
+    CHECK(!process_alive(dead));
+    // Rank 0 on another machine: its process id means nothing here, so the file is read as it is.
+    write_rendezvous(dir / "remote", "node017/another-boot", dead, "id-from-node017");
+    CHECK(share_from_rank0(1, 2, "", {"fs", dir / "remote", "", 5}) == "id-from-node017");
+    // The same file written on this machine by a process that has ended: a killed run's, not read.
+    write_rendezvous(dir / "local", this_machine(), dead, "old-id");
+    CHECK(test_util::error_of([&] { share_from_rank0(1, 2, "", {"fs", dir / "local", "", 0.3}); }).find(
+              "rank 1: waited 0 s for rank 0 to write") == 0);
+    // What rank 0 writes names this machine and this process.
+    share_from_rank0(0, 2, "mine", {"fs", dir / "own", "", 5});
+    CHECK(read_whole_file(rendezvous_file(dir / "own")) == format("coldstart-rendezvous %s %d 4\nmine", this_machine().c_str(), int(getpid())));
+    CHECK(this_machine().find(' ') == std::string::npos);
+}
+
+TEST_CASE("rendezvous over TCP: rank 0 gives up on ranks that never connect; IPv4 and IPv6 names of this machine both reach it") {
+    const int port = 20000 + int((getpid() + 7919) % 20000);
+    // Rank 1 of 3 connects, rank 2 never starts: rank 0 stops after its timeout and says how many came.
+    const Rendezvous late{"tcp", "", "127.0.0.1:" + std::to_string(port), 1};
+    const std::vector<int> partial = in_processes(2, [&](int rank) {
+        if (rank == 1) return share_from_rank0(1, 3, "", late) == "blob" ? 0 : 1;
+        try {
+            share_from_rank0(0, 3, "blob", late);
+        } catch (const Error& e) {
+            return std::string(e.what()) == "-ps 127.0.0.1:" + std::to_string(port) +
+                                                ": rank 0 waited 1 s for the other ranks to connect; 1 of 2 did (are they running, with the same -ps?)"
+                       ? 7
+                       : 8;
+        }
+        return 9;
+    });
+    CHECK(partial == std::vector<int>{7, 0});
+
+    std::vector<std::string> hosts = {"127.0.0.1", "localhost"};
+    if (has_ipv6_loopback()) hosts.insert(hosts.end(), {"[::1]", "::1"});
+    else MESSAGE("no IPv6 loopback on this machine: only IPv4 is checked");
+    for (size_t i = 0; i < hosts.size(); ++i) {
+        CAPTURE(hosts[i]);
+        const Rendezvous how{"tcp", "", hosts[i] + ":" + std::to_string(port + 1 + int(i)), 20};
+        const std::vector<int> statuses = in_processes(3, [&](int rank) {
+            return share_from_rank0(rank, 3, rank == 0 ? "blob" : "", how) == "blob" ? 0 : 1;
+        });
+        CHECK(statuses == std::vector<int>{0, 0, 0});
+    }
 }

@@ -34,6 +34,7 @@
 #include "layers/layernorm.h"
 #include "layers/matmul.h"
 #include "layers/residual.h"
+#include "layers/sampling.h"
 
 namespace {
 
@@ -598,4 +599,25 @@ TEST_CASE("layers: backward passes give the same bits with 1 and 2 threads") {
         CAPTURE(names[i]);
         CHECK(bitwise_equal(one[i], two[i]));
     }
+}
+
+TEST_CASE("sampling: temperature and top-k reshape the probabilities as softmax(logits / T) over the k most likely") {
+    const std::vector<float> probs = {0.1f, 0.4f, 0.2f, 0.3f};
+    std::vector<float> same = probs;
+    shape_probs(same, 1.0f, 0);
+    for (size_t i = 0; i < probs.size(); ++i) CHECK(same[i] == doctest::Approx(probs[i]).epsilon(1e-6));
+
+    std::vector<float> top2 = probs;
+    shape_probs(top2, 1.0f, 2);
+    const std::vector<double> expected = {0.0, 0.4 / 0.7, 0.0, 0.3 / 0.7};
+    for (size_t i = 0; i < probs.size(); ++i) CHECK(top2[i] == doctest::Approx(expected[i]).epsilon(1e-6));
+
+    std::vector<float> cold = probs;  // T = 0.5: p^2 renormalised
+    shape_probs(cold, 0.5f, 0);
+    const double norm = 0.01 + 0.16 + 0.04 + 0.09;
+    for (size_t i = 0; i < probs.size(); ++i) CHECK(cold[i] == doctest::Approx(double(probs[i]) * probs[i] / norm).epsilon(1e-5));
+
+    std::vector<float> greedy = probs;  // top-k 1 draws the most likely token whatever the coin
+    shape_probs(greedy, 2.0f, 1);
+    for (float coin : {0.0f, 0.5f, 0.999f}) CHECK(sample_from(greedy, coin) == 1);
 }

@@ -35,6 +35,16 @@ std::vector<json> losses(const std::string& log_path) {
     return out;
 }
 
+// Records without their wall-clock fields, which differ between any two runs.
+std::vector<json> untimed(std::vector<json> records) {
+    for (json& r : records) {
+        r.erase("time");
+        r.erase("elapsed_s");
+    }
+    return records;
+}
+
+
 }  // namespace
 
 TEST_CASE("resume: SIGKILL at 20 moments, inside checkpoint writes too; the resumed run ends with the same bits") {
@@ -158,8 +168,97 @@ TEST_CASE("resume: every optimizer's state (momentum, held norms, EMAs, row gain
         CHECK(resumed.output.find("(step 8)") != std::string::npos);
         CHECK(test_util::read_bytes(cut + "/model_00000016.bin") == test_util::read_bytes(ref + "/model_00000016.bin"));
         CHECK(losses(cut + "/log.jsonl") == losses(ref + "/log.jsonl"));
-        const auto metrics = records_of(test_util::read_jsonl(cut + "/log.jsonl"), "metrics");
+        const auto metrics = untimed(records_of(test_util::read_jsonl(cut + "/log.jsonl"), "metrics"));
         CHECK(metrics.size() == 6);  // steps 0, 3, ..., 15
-        CHECK(metrics == records_of(test_util::read_jsonl(ref + "/log.jsonl"), "metrics"));
+        CHECK(metrics == untimed(records_of(test_util::read_jsonl(ref + "/log.jsonl"), "metrics")));
     }
+}
+
+TEST_CASE("resume: a log shorter than its checkpoint saw is refused, never padded; another run's checkpoint is never resumed") {
+    test_util::TempDir dir;
+    const std::string flags = shakespeare_flags() + " -e d1 -b 4 -t 16 -l 1e-2 -n 2 -v 0 -m 1 -s 0 --threads 2";
+    REQUIRE(run_command(trainer() + flags + " -x 4 -o " + dir / "a").exit_code == 0);
+
+    // The log cut to its run record (as when another run had replaced it): the resume stops and leaves it as it is.
+    const std::string log = test_util::read_text(dir / "a/log.jsonl");
+    const std::string first_line = log.substr(0, log.find('\n') + 1);
+    test_util::write_bytes(dir / "a/log.jsonl", first_line.data(), first_line.size());
+    const auto cut = run_command(trainer() + flags + " -x 6 -y 1 -o " + dir / "a");
+    CHECK(cut.exit_code == 1);
+    CHECK_MESSAGE(test_util::contains(cut.output, "error: cannot resume: " + dir / "a/log.jsonl has " + std::to_string(first_line.size()) +
+                                                      " bytes, fewer than the "), cut.output);
+    CHECK(test_util::read_text(dir / "a/log.jsonl") == first_line);  // no NUL bytes appended
+    test_util::write_bytes(dir / "a/log.jsonl", log.data(), log.size());
+
+    // Another run with the same settings (so the same identity but for its id): its checkpoint, copied in, is refused.
+    REQUIRE(run_command(trainer() + flags + " -x 6 -o " + dir / "b").exit_code == 0);
+    REQUIRE(run_command("cp " + dir / "b/model_00000006.bin " + dir / "b/state_00000006_00000.bin " + dir / "b/DONE_00000006 " +
+                        dir / "a/").exit_code == 0);
+    const auto other = run_command(trainer() + flags + " -x 8 -y 1 -o " + dir / "a");
+    CHECK(other.exit_code == 1);
+    const std::string id_a = test_util::read_jsonl(dir / "a/log.jsonl").front()["run_id"];
+    const std::string id_b = test_util::read_jsonl(dir / "b/log.jsonl").front()["run_id"];
+    CHECK_MESSAGE(test_util::contains(other.output, "error: " + dir / "a/state_00000006_00000.bin: the checkpoint belongs to another run (run id " +
+                                                        id_b + ") than " + dir / "a/log.jsonl (run id " + id_a + ")"), other.output);
+    CHECK(test_util::read_text(dir / "a/log.jsonl") == log);
+
+    // Without the stranger's checkpoint the run continues from its own.
+    run_command("rm " + dir / "a/DONE_00000006");
+    const auto own = run_command(trainer() + flags + " -x 8 -y 1 -o " + dir / "a");
+    REQUIRE_MESSAGE(own.exit_code == 0, own.output);
+    CHECK(test_util::contains(own.output, "resumed from " + dir / "a/model_00000004.bin (step 4)"));
+
+    // A finished run whose checkpoints were removed (as a sweep does) is not restarted over its log.
+    run_command("rm " + dir / "b/DONE_0000000*");
+    const std::string log_b = test_util::read_text(dir / "b/log.jsonl");
+    const auto removed = run_command(trainer() + flags + " -x 6 -y 1 -o " + dir / "b");
+    CHECK(removed.exit_code == 1);
+    CHECK(test_util::contains(removed.output, "holds a finished run whose checkpoints were removed"));
+    CHECK(test_util::read_text(dir / "b/log.jsonl") == log_b);
+}
+
+namespace {
+
+// Starts the trainer in the background, waits until its log has `records` train records, sends the
+// signals (with `gap` seconds between them), and returns the trainer's exit status and output.
+test_util::CommandResult signal_during_run(const std::string& command, const std::string& log, int records,
+                                           const std::vector<std::string>& signals, double gap) {
+    std::string script = command + " & pid=$!\nfor i in $(seq 600); do\n"
+                         "  [ \"$(grep -c '\"type\":\"train\"' " + log + " 2>/dev/null)\" -ge " + std::to_string(records) +
+                         " ] && break\n  sleep 0.05\ndone\n";
+    for (size_t i = 0; i < signals.size(); ++i) script += (i ? format("sleep %.2f\n", gap) : "") + "kill -" + signals[i] + " $pid\n";
+    script += "wait $pid\n";
+    test_util::TempDir scripts;
+    test_util::write_bytes(scripts / "signal.sh", script.data(), script.size());
+    return run_command("bash " + scripts / "signal.sh");
+}
+
+}  // namespace
+
+TEST_CASE("signals: SIGTERM finishes the step and leaves a checkpoint that -y 1 continues bit for bit; a second SIGINT stops at once") {
+    test_util::TempDir dir;
+    // A constant schedule: the interrupted run (-x 100000) and the shorter reference take the same steps.
+    const std::string flags = shakespeare_flags() + " -e d1 -b 4 -t 16 -l 1e-2 -k constant -v 5 -m 1 -s 0 --shuffle 1 --threads 2";
+    const auto stopped = signal_during_run(trainer() + flags + " -x 100000 -o " + dir / "cut", dir / "cut/log.jsonl", 8, {"TERM"}, 0);
+    CHECK(stopped.exit_code == 143);
+    const int64_t at = latest_checkpoint(dir / "cut");
+    REQUIRE_MESSAGE(at >= 8, stopped.output);
+    CHECK_MESSAGE(test_util::contains(stopped.output, format("stopped by SIGTERM at step %lld: the checkpoint %s holds it", (long long)at,
+                                                             checkpoint_files(dir / "cut", at).model.c_str())), stopped.output);
+
+    const int64_t steps = at + 4;
+    const auto resumed = run_command(trainer() + flags + format(" -x %lld -y 1 -o ", (long long)steps) + dir / "cut");
+    REQUIRE_MESSAGE(resumed.exit_code == 0, resumed.output);
+    REQUIRE(run_command(trainer() + flags + format(" -x %lld -o ", (long long)steps) + dir / "ref").exit_code == 0);
+    const std::string last = format("/model_%08lld.bin", (long long)steps);
+    CHECK(test_util::read_bytes(dir / "cut" + last) == test_util::read_bytes(dir / "ref" + last));
+    CHECK(losses(dir / "cut/log.jsonl") == losses(dir / "ref/log.jsonl"));
+
+    // A slow step (B=32, T=64): the second signal comes while the first waits for the step, and ends the run
+    // at once, without a checkpoint.
+    const auto twice = signal_during_run(trainer() + shakespeare_flags() + " -e d1 -b 32 -t 64 -x 100000 -v 0 -s 0 --threads 2 -o " +
+                                             dir / "twice", dir / "twice/log.jsonl", 1, {"INT", "INT"}, 0.2);
+    CHECK(twice.exit_code == 130);
+    CHECK_MESSAGE(test_util::contains(twice.output, "second signal: stopping at once, without a checkpoint"), twice.output);
+    CHECK(latest_checkpoint(dir / "twice") == -1);
 }

@@ -492,7 +492,7 @@ TEST_CASE("sweep: one run per GPU with its CUDA_VISIBLE_DEVICES; early update st
     CHECK(contains(metrics.output, "rrc: 5 kinds, 9 tensors, 20 steps, log scale"));
     CHECK(contains(metrics.output, "grad_mom_cos: 6 kinds, 10 tensors, 20 steps, linear scale"));
     CHECK(contains(metrics.output, "snr_scale: 6 kinds"));
-    CHECK(contains(metrics.output, "global: update_norm, grad_norm, lr"));
+    CHECK(contains(metrics.output, "global: update_norm, grad_norm_unclipped, grad_norm, lr -> "));
     for (const char* png : {"angle.png", "angle_heatmap.png", "rel_update.png", "rrc_heatmap.png", "grad_mom_cos_heatmap.png",
                             "snr_scale.png", "global.png"})
         check_png(dir / "lionar_plots/" + png);
@@ -566,4 +566,40 @@ TEST_CASE("sweep: the shipped grids: smoke runs end to end with the real trainer
     CHECK(shared == 7);  // each optimizer's probed learning rates that the study keeps, at the probe's warmup
     const auto gpu = run_command(env + tool("sweep.py") + " tools/grids/gpu_study.json --dry-run --output " + dir / "gpu");
     REQUIRE_MESSAGE(gpu.exit_code == 0, gpu.output);
+}
+
+TEST_CASE("plots: one run's train and validation loss; the gradient norm before clipping; B_noise that is not positive") {
+    test_util::TempDir dir;
+    const auto run = run_command(test_util::trainer() + test_util::shakespeare_flags() +
+                                 " -e d1 -b 4 -t 16 -l 1e-2 --threads 2 -x 6 -v 3 -m 1 -s 0 -o " + dir / "run");
+    REQUIRE_MESSAGE(run.exit_code == 0, run.output);
+    const auto log = test_util::read_jsonl(dir / "run/log.jsonl");
+    const auto plot = run_command(tool("plot_run.py") + " " + dir / "run");
+    REQUIRE_MESSAGE(plot.exit_code == 0, plot.output);
+    CHECK(contains(plot.output, coldstart::format("loss: train %.4f at step 5, val %.4f at step 6 -> %s",
+                                                  records_of(log, "train").back()["loss"].get<double>(),
+                                                  records_of(log, "val").back()["loss"].get<double>(), (dir / "run/plots/loss.png").c_str())));
+    check_png(dir / "run/plots/loss.png");
+
+    // A log whose metrics hold three B_noise estimates, one of them negative, and train records with the
+    // gradient norm before clipping.
+    std::string text;
+    for (int s = 0; s < 3; ++s) {
+        text += json{{"type", "train"}, {"step", s}, {"loss", 5.0 - s}, {"grad_norm", 3.0 + s}}.dump() + "\n";
+        text += json{{"type", "metrics"}, {"step", s}, {"lr", 1e-3}, {"update_norm", 0.1}, {"grad_norm", 1.0},
+                     {"b_noise", s == 1 ? -40.0 : 100.0 * (s + 1)}, {"tensors", {{"wte", {{"angle", 0.01 * (s + 1)}}}}}}
+                    .dump() + "\n";
+    }
+    write_text(dir / "noise.jsonl", text);
+    const auto metrics = run_command(tool("plot_metrics.py") + " " + dir / "noise.jsonl --measures angle -o " + dir / "noise");
+    REQUIRE_MESSAGE(metrics.exit_code == 0, metrics.output);
+    CHECK_MESSAGE(contains(metrics.output, "global: update_norm, grad_norm_unclipped, grad_norm, b_noise, lr -> " + dir / "noise/global.png" +
+                                               " (B_noise: 1 of 3 estimates not positive, left out)"), metrics.output);
+
+    // An interpreter without matplotlib gets one line that names it and the one to use.
+    run_command("mkdir -p " + dir / "hidden/matplotlib && echo 'raise ImportError(\"hidden\")' > " + dir / "hidden/matplotlib/__init__.py");
+    const auto without = run_command("PYTHONPATH=" + dir / "hidden " + tool("plot_run.py") + " " + dir / "run");
+    CHECK(without.exit_code == 1);
+    CHECK_MESSAGE(contains(without.output, "plot_run.py: " + test_util::python() + " has no matplotlib; run the tool with an interpreter "
+                                                                                   "that has them"), without.output);
 }

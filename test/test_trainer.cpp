@@ -13,6 +13,7 @@
 
 #include "common/error.h"
 #include "data/model_file.h"
+#include "layers/gpt2_config.h"
 #include "test/test_util.h"
 
 using namespace coldstart;
@@ -119,7 +120,12 @@ TEST_CASE("trainer: bad input gets one clear error line, a non-zero exit, and no
         {good + " -j " + dir / "tiny.bin", dir / "tiny.bin"},
         {good + " --frobnicate 1", "unknown flag '--frobnicate' (see --help)"},
         {good + " -l", "-l/--lr: expected a value after the flag"},
-        {good + " -b 0", "-b/--batch-size: expected an integer in [1, 1.04858e+06], got '0'"},
+        {good + " -b -t 64", "-b/--batch-size: expected a value after the flag, got the flag '-t'"},
+        {good + " --vocab-size 256 --tokenizer " + test_util::data_path("gpt2/gpt2_tokenizer.bin"),
+         "--tokenizer " + test_util::data_path("gpt2/gpt2_tokenizer.bin") +
+             ": 50257 tokens, but the model (-e d1 --vocab-size 256) has a vocabulary of 256"},
+        {good + " --tokenizer bytes", "--tokenizer bytes: 256 tokens, but the model (-e d1) has a vocabulary of 50257"},
+        {good + " -b 0", "-b/--batch-size: expected an integer in [1, 1048576], got '0'"},
         {good + " -k sawtooth", "-k/--schedule: expected one of cosine|linear|constant|trapezoid|wsd, got 'sawtooth'"},
         {good + " --config " + dir / "bad.json", dir / "bad.json: malformed JSON at byte"},
         {good + " -t 2048", "-t 2048: exceeds the model's maximum sequence length 1024 (from -e d1)"},
@@ -129,6 +135,7 @@ TEST_CASE("trainer: bad input gets one clear error line, a non-zero exit, and no
         {good + " -e d7x", "-e d7x: no such model file, and not a descriptor (dN or gpt2:dN, e.g. d12 = GPT-2 124M)"},
         {good + " --tokenizer " + dir / "model.bin", dir / "model.bin"},
         {" -e d1", "-i/--train-data: no training shards given"},
+        {" -e d1 -x 0 -y 1", "-i/--train-data: no training shards given"},
     };
     for (const Case& c : cases) {
         const std::string out = dir / "out";
@@ -143,12 +150,137 @@ TEST_CASE("trainer: bad input gets one clear error line, a non-zero exit, and no
     }
 }
 
-TEST_CASE("trainer: --help prints the option table and exits 0; --device cuda without CUDA is an error") {
+TEST_CASE("trainer: --help and -h print the option table and exit 0; --device cuda without CUDA is an error") {
     const auto help = test_util::run_command(trainer() + " --help");
     CHECK(help.exit_code == 0);
     CHECK(help.output.find("usage: train_gpt2") == 0);
     CHECK(help.output.find("--total-batch-tokens") != std::string::npos);
+    CHECK(test_util::run_command(trainer() + " -h").output == help.output);
     const auto cuda = test_util::run_command(trainer() + " -i x.bin --device cuda");
     CHECK(cuda.exit_code == 1);
     CHECK(cuda.output.find("--device cuda") != std::string::npos);
+}
+
+TEST_CASE("trainer: a folder that holds a run is refused without -y; -y 1 on a finished run changes nothing; -o keeps the model") {
+    test_util::TempDir dir;
+    const std::string out = dir / "run";
+    const std::string flags = shakespeare_flags() + kTinyRun + " -x 3 -v 0 -m 1 -s 0 -o " + out;
+    const auto first = test_util::run_command(trainer() + flags);
+    REQUIRE_MESSAGE(first.exit_code == 0, first.output);
+    // No -n: the final model and state are still written, and the summary says where.
+    CHECK(file_exists(out + "/model_00000003.bin"));
+    CHECK(file_exists(out + "/DONE_00000003"));
+    CHECK(test_util::contains(first.output, "done: 3 steps, 192 tokens in "));
+    CHECK(test_util::contains(first.output, "model " + out + "/model_00000003.bin"));
+    const std::string log = test_util::read_text(out + "/log.jsonl"), config = test_util::read_text(out + "/config.json");
+
+    // The README's "--config on config.json repeats a run": into the same folder it is refused, and nothing changes.
+    for (const std::string& again : {trainer() + " --config " + out + "/config.json -x 5", trainer() + flags}) {
+        CAPTURE(again);
+        const auto r = test_util::run_command(again);
+        CHECK(r.exit_code == 1);
+        CHECK_MESSAGE(test_util::contains(r.output, "error: " + out + " already holds a run (log.jsonl): resume with -y 1, or choose another -o"),
+                      r.output);
+    }
+    // A folder with only a checkpoint's file (no log) holds a run too.
+    test_util::run_command("mkdir -p " + dir / "other" + " && cp " + out + "/DONE_00000003 " + dir / "other/");
+    CHECK(test_util::contains(test_util::run_command(trainer() + shakespeare_flags() + kTinyRun + " -x 3 -o " + dir / "other").output,
+                              "already holds a run (DONE_00000003)"));
+
+    const auto finished = test_util::run_command(trainer() + flags + " -y 1");
+    CHECK(finished.exit_code == 0);
+    CHECK_MESSAGE(test_util::contains(finished.output, out + ": the run is already finished: its newest checkpoint is at step 3, "
+                                                             "and -x asks for 3 steps; nothing to do"), finished.output);
+    CHECK(test_util::read_text(out + "/log.jsonl") == log);
+    CHECK(test_util::read_text(out + "/config.json") == config);
+
+    // -n needs somewhere to write.
+    const auto no_folder = test_util::run_command(trainer() + shakespeare_flags() + kTinyRun + " -x 3 -n 1");
+    CHECK(no_folder.exit_code == 1);
+    CHECK(test_util::contains(no_folder.output, "error: -n 1: checkpoints are written into the output folder; add -o DIR"));
+}
+
+TEST_CASE("trainer: every record has its time; the run record names the run and the version; the end record sums up") {
+    test_util::TempDir dir;
+    const auto run = test_util::run_command(trainer() + shakespeare_flags() + kTinyRun + " -x 4 -v 2 -m 2 -s 0 -o " + dir / "run");
+    REQUIRE_MESSAGE(run.exit_code == 0, run.output);
+    const std::vector<json> log = test_util::read_jsonl(dir / "run/log.jsonl");
+    double previous_elapsed = 0;
+    for (const json& r : log) {
+        CAPTURE(r.dump());
+        REQUIRE(r.contains("time"));
+        CHECK(r["time"].get<std::string>().size() == 20);  // 2026-12-02T14:41:19Z
+        CHECK(r["elapsed_s"].get<double>() >= previous_elapsed);
+        previous_elapsed = r["elapsed_s"].get<double>();
+    }
+    CHECK(log.front()["type"] == "run");
+    CHECK(log.front()["run_id"].get<std::string>().size() == 16);
+    CHECK(!log.front()["version"].get<std::string>().empty());
+    const json& end = log.back();
+    CHECK(end["type"] == "end");
+    CHECK(end["step"] == 4);
+    CHECK(end["tokens"] == 4 * 64);
+    CHECK(end["val_loss"] == records_of(log, "val").back()["loss"]);
+    CHECK(end["model"] == dir / "run/model_00000004.bin");
+    CHECK(test_util::contains(run.output, format("final val loss %.6f", end["val_loss"].get<double>())));
+
+    // Two runs get two ids.
+    REQUIRE(test_util::run_command(trainer() + shakespeare_flags() + kTinyRun + " -x 1 -v 0 -m 1 -s 0 -o " + dir / "two").exit_code == 0);
+    CHECK(test_util::read_jsonl(dir / "two/log.jsonl").front()["run_id"] != log.front()["run_id"]);
+}
+
+TEST_CASE("trainer: -x 0 evaluates without training data and writes the model it evaluated") {
+    test_util::TempDir dir;
+    const auto run = test_util::run_command(trainer() + " -j " + test_util::data_path("tinyshakespeare/tiny_shakespeare_val.bin") +
+                                            kTinyRun + " -x 0 -m 2 -o " + dir / "eval");
+    REQUIRE_MESSAGE(run.exit_code == 0, run.output);
+    CHECK(records_of(test_util::read_jsonl(dir / "eval/log.jsonl"), "val").size() == 1);
+    const LoadedModel written = load_model_file(dir / "eval/model_00000000.bin");
+    CHECK(written.config.describe() == config_from_descriptor("d1").describe());
+    CHECK(test_util::contains(run.output, "model: " + dir / "eval/model_00000000.bin"));
+    // The model written is the one a fresh -e d1 starts from: evaluating it again gives the same loss.
+    const auto again = test_util::run_command(trainer() + " -j " + test_util::data_path("tinyshakespeare/tiny_shakespeare_val.bin") +
+                                              kTinyRun + " -x 0 -m 2 -e " + dir / "eval/model_00000000.bin -o " + dir / "again");
+    REQUIRE_MESSAGE(again.exit_code == 0, again.output);
+    CHECK(records_of(test_util::read_jsonl(dir / "again/log.jsonl"), "val")[0]["loss"] ==
+          records_of(test_util::read_jsonl(dir / "eval/log.jsonl"), "val")[0]["loss"]);
+}
+
+TEST_CASE("trainer: --tokenizer bytes decodes a byte-level model's samples as text; build/tools/sample continues a prompt") {
+    test_util::TempDir dir;
+    const auto shards = test_util::run_command("build/tools/make_shards --tokenizer bytes --val-tokens 2000 --out-prefix " + dir / "bytes " +
+                                               test_util::data_path("tinyshakespeare/input.txt"));
+    REQUIRE_MESSAGE(shards.exit_code == 0, shards.output);
+    const auto run = test_util::run_command(trainer() + " -i " + dir / "bytes_train.bin -j " + dir / "bytes_val.bin" +
+                                            " -e d1 --vocab-size 256 -b 4 -t 16 -l 1e-2 --threads 2 -x 2 -v 0 -m 1 -s 2 -g 12"
+                                            " --tokenizer bytes -o " + dir / "run");
+    REQUIRE_MESSAGE(run.exit_code == 0, run.output);
+    CHECK_FALSE(test_util::contains(run.output, "samples are shown as token ids"));
+    const auto samples = records_of(test_util::read_jsonl(dir / "run/log.jsonl"), "sample");
+    REQUIRE(samples.size() == 1);
+    std::string bytes;
+    for (const json& t : samples[0]["tokens"]) bytes += char(t.get<int>());
+    CHECK(samples[0]["tokens"].size() == 12);
+    // The text is the bytes themselves (where they are not UTF-8, the log holds U+FFFD in their place).
+    CHECK((samples[0]["text"] == bytes || test_util::contains(samples[0]["text"].get<std::string>(), "\xEF\xBF\xBD")));
+
+    // build/tools/sample continues a prompt from the run's newest checkpoint, with the run's tokenizer.
+    const std::string sample = "build/tools/sample --threads 2 -e " + dir / "run";
+    const auto greedy = test_util::run_command(sample + " --start 'ROMEO:' --top-k 1 --max-new-tokens 10 --num-samples 2");
+    REQUIRE_MESSAGE(greedy.exit_code == 0, greedy.output);
+    const std::string one = greedy.output.substr(0, greedy.output.find("\n---------------\n"));
+    CHECK(one.rfind("ROMEO:", 0) == 0);
+    CHECK(one.size() >= 6 + 10);   // 10 bytes after the prompt (more where U+FFFD stands in for a byte)
+    CHECK(greedy.output == one + "\n---------------\n" + one + "\n---------------\n");  // top-k 1: the same twice
+    const auto drawn = test_util::run_command(sample + " --start 'ROMEO:' --temperature 1.5 --top-k 0 --max-new-tokens 40 --seed 3");
+    CHECK(drawn.exit_code == 0);
+    CHECK(drawn.output != greedy.output);
+    CHECK(drawn.output == test_util::run_command(sample + " --start 'ROMEO:' --temperature 1.5 --top-k 0 --max-new-tokens 40 --seed 3").output);
+    const auto mismatch = test_util::run_command("build/tools/sample -e " + dir / "run/model_00000002.bin --tokenizer " +
+                                                    test_util::data_path("gpt2/gpt2_tokenizer.bin") + " --start hi");
+    CHECK(mismatch.exit_code == 1);
+    CHECK(test_util::contains(mismatch.output, "error: --tokenizer " + test_util::data_path("gpt2/gpt2_tokenizer.bin") +
+                                                      ": 50257 tokens, but " + dir / "run/model_00000002.bin has a vocabulary of 256"));
+    const auto bad = test_util::run_command(sample + " --temperature 0");
+    CHECK(test_util::contains(bad.output, "error: --temperature: expected a number from 0.001 to 100, got '0'"));
 }

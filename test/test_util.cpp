@@ -68,6 +68,15 @@ double relative_error(const float* a, const float* b, size_t n) {
     return std::sqrt(diff / ref);
 }
 
+double l2_norm(const std::vector<float>& a) {
+    double sq = 0;
+    for (float x : a) {
+        if (!std::isfinite(x)) return INFINITY;
+        sq += double(x) * x;
+    }
+    return std::sqrt(sq);
+}
+
 double dot(const float* a, const float* b, size_t n) {
     double s = 0;
     for (size_t i = 0; i < n; ++i) s += double(a[i]) * b[i];
@@ -141,6 +150,11 @@ std::vector<char> read_bytes(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
     REQUIRE_MESSAGE(f.good(), "cannot read " << path);
     return std::vector<char>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+std::string read_text(const std::string& path) {
+    const std::vector<char> bytes = read_bytes(path);
+    return std::string(bytes.begin(), bytes.end());
 }
 
 coldstart::OptimizerConfig test_optimizer(const std::string& name) {

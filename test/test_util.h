@@ -38,6 +38,8 @@ std::string python();
 
 // ||a - b|| / ||b|| over all elements (0 when both are zero); NaN anywhere gives +inf.
 double relative_error(const float* a, const float* b, size_t n);
+// ||a||, or infinity if an element is not finite.
+double l2_norm(const std::vector<float>& a);
 inline double relative_error(const std::vector<float>& a, const std::vector<float>& b) {
     return a.size() == b.size() ? relative_error(a.data(), b.data(), a.size()) : 1e30;
 }
@@ -77,5 +79,6 @@ coldstart::OptimizerConfig test_optimizer(const std::string& name);
 // The message of the coldstart::Error that f throws, or "(no error)".
 std::string error_of(const std::function<void()>& f);
 std::vector<char> read_bytes(const std::string& path);
+std::string read_text(const std::string& path);
 
 }  // namespace test_util

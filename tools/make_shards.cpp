@@ -231,11 +231,11 @@ private:
     size_t documents_ = 0;
 };
 
-// Encodes documents in parallel, each as [EOT] + its tokens (GPT-2), or each byte a token (no tokenizer),
-// keeping their order. Each thread keeps its own cache across batches, since words repeat throughout a corpus.
+// Encodes documents in parallel, each as [EOT] + its tokens (GPT-2), or each byte a token (the byte
+// tokenizer has no end-of-text token), keeping their order. Each thread keeps its own cache across batches, since words repeat throughout a corpus.
 class BatchEncoder {
 public:
-    explicit BatchEncoder(const Tokenizer* tokenizer) : tokenizer_(tokenizer), caches_(omp_get_max_threads()) {}
+    explicit BatchEncoder(const Tokenizer& tokenizer) : tokenizer_(tokenizer), caches_(omp_get_max_threads()) {}
 
     std::vector<std::vector<int>> encode(const std::vector<std::string_view>& documents) {
         std::vector<std::vector<int>> tokens(documents.size());
@@ -243,13 +243,9 @@ public:
 #pragma omp parallel for schedule(dynamic, 1)
         for (size_t d = 0; d < documents.size(); ++d) {
             try {
-                if (!tokenizer_) {
-                    for (unsigned char byte : documents[d]) tokens[d].push_back(byte);
-                    continue;
-                }
                 EncodeCache& cache = caches_[omp_get_thread_num()];
-                tokens[d].push_back(tokenizer_->eot_token());
-                const std::vector<int> body = tokenizer_->encode(documents[d], cache);
+                if (tokenizer_.eot_token() >= 0) tokens[d].push_back(tokenizer_.eot_token());
+                const std::vector<int> body = tokenizer_.encode(documents[d], cache);
                 tokens[d].insert(tokens[d].end(), body.begin(), body.end());
             } catch (...) {
 #pragma omp critical
@@ -261,25 +257,22 @@ public:
     }
 
 private:
-    const Tokenizer* tokenizer_;  // nullptr: bytes
+    const Tokenizer& tokenizer_;
     std::vector<EncodeCache> caches_;
 };
 
 void make_shards(const Options& options) {
-    std::unique_ptr<Tokenizer> tokenizer;
-    if (options.tokenizer != "bytes") {
-        tokenizer = std::make_unique<Tokenizer>(Tokenizer::load(options.tokenizer));
-        if (!tokenizer->can_encode())
-            fail("--tokenizer %s can only decode; encoding needs a folder with encoder.json and vocab.bpe",
-                 options.tokenizer.c_str());
-    }
+    const Tokenizer tokenizer = Tokenizer::load(options.tokenizer);
+    if (!tokenizer.can_encode())
+        fail("--tokenizer %s can only decode; encoding needs a folder with encoder.json and vocab.bpe",
+             options.tokenizer.c_str());
     const std::string prefix = options.out_prefix;
     const size_t slash = prefix.rfind('/');
     if (slash != std::string::npos) make_directories(prefix.substr(0, slash));
 
     ShardWriter val(prefix + "_val", options.shard_tokens), train(prefix + "_train", options.shard_tokens);
     SplitRouter router(options, val, train);
-    BatchEncoder encoder(tokenizer.get());
+    BatchEncoder encoder(tokenizer);
     std::deque<std::string> texts;  // the batch's files, which its documents point into (a deque never moves them)
     std::vector<std::string_view> documents;
     size_t batch_bytes = 0;

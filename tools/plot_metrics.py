@@ -6,7 +6,8 @@
 For each per-tensor measure in the log (angle, angle_rows, rel_update, update_norm, rrc, grad_norm,
 grad_mom_cos, mom_grad_ratio, snr_scale, w_norm) it writes OUT_DIR/<measure>.png, one panel per tensor kind
 with one line per layer, and OUT_DIR/<measure>_heatmap.png, tensor x step. OUT_DIR/global.png has the
-whole-model series (update_norm, grad_norm, b_noise, lr). A log scale is used where the values span more
+whole-model series (update_norm, the gradient norm before clipping (from the train records) and after,
+b_noise, lr; a B_noise estimate that is not positive is a gap, and the count of them is printed). A log scale is used where the values span more
 than 1.5 decades; null values (undefined, e.g. the relative update of an all-zero bias) are gaps.
 OUT_DIR defaults to RUN_DIR/plots. Prints one line per figure.
 """
@@ -14,14 +15,17 @@ import argparse
 import os
 import sys
 
-import matplotlib
+import run_log  # noqa: E402
+
+run_log.require_modules("matplotlib", "numpy")
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
+# Tick labels as the values themselves: an offset ("+1.0002e1" beside the axis) makes noise look like swings.
+matplotlib.rcParams["axes.formatter.useoffset"] = False
 import matplotlib.colors as mcolors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-
-import run_log  # noqa: E402
 
 TENSOR_MEASURES = {
     "angle": "angle between W_t and W_t+1 (rad)",
@@ -35,8 +39,10 @@ TENSOR_MEASURES = {
     "snr_scale": "LionAR step scale k_t",
     "w_norm": "weight l2 norm ||W||",
 }
-GLOBAL_SERIES = {"update_norm": "update l2 norm (all tensors)", "grad_norm": "gradient l2 norm (all tensors)",
-                 "b_noise": "gradient noise scale B_noise", "lr": "learning rate"}
+GLOBAL_SERIES = {"update_norm": "update l2 norm (all tensors)",
+                 "grad_norm_unclipped": "gradient l2 norm before clipping (train records)",
+                 "grad_norm": "gradient l2 norm after clipping (all tensors)",
+                 "b_noise": "gradient noise scale B_noise (tokens)", "lr": "learning rate"}
 LOG_SCALE_SPAN = 10 ** 1.5
 
 
@@ -138,16 +144,36 @@ def plot_heatmap(metrics, measure, kinds, log_scale, title, path):
     plt.close(fig)
 
 
-def plot_global(metrics, path):
-    present = [k for k in GLOBAL_SERIES if any(run_log.number(r.get(k)) is not None for r in metrics)]
+def global_series(metrics, train, key):
+    """(steps, values) of a whole-model series: the gradient norm before clipping from the train records
+    (the metrics records hold it after clipping), a B_noise estimate that is not positive as a gap."""
+    if key == "grad_norm_unclipped":
+        return series(train, lambda r: r.get("grad_norm"))
+    steps, values = series(metrics, lambda r: r.get(key))
+    if key == "b_noise":
+        values[values <= 0] = np.nan
+    return steps, values
+
+
+def not_positive_b_noise(metrics):
+    """How many B_noise estimates there are, and how many of them are not positive (one estimate is noisy)."""
+    estimates = [v for v in (run_log.number(r.get("b_noise")) for r in metrics) if v is not None]
+    return len(estimates), sum(v <= 0 for v in estimates)
+
+
+def plot_global(metrics, train, path):
+    present = [k for k in GLOBAL_SERIES if np.isfinite(global_series(metrics, train, k)[1]).any()]
     if not present:
         return None
     fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.2), squeeze=False)
     for ax, key in zip(axes[0], present):
-        steps, values = series(metrics, lambda r: r.get(key))
+        steps, values = global_series(metrics, train, key)
         ax.plot(steps, values, color="tab:blue")
         ax.set_yscale("log" if wants_log_scale(values) else "linear")
-        ax.set_title(GLOBAL_SERIES[key])
+        title = GLOBAL_SERIES[key]
+        if key == "b_noise" and not_positive_b_noise(metrics)[1]:
+            title += "\n%d of %d estimates not positive (gaps)" % tuple(reversed(not_positive_b_noise(metrics)))
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -162,12 +188,15 @@ def main(argv):
     run_dir = os.path.dirname(log_path) or "."
     out = args.out or os.path.join(run_dir, "plots")
     try:
-        metrics = run_log.metrics_by_step(run_log.read_records(log_path))
+        records = run_log.read_records(log_path)
+        metrics = run_log.metrics_by_step(records)
     except (OSError, ValueError) as e:
         print(f"error: {log_path}: {e}", file=sys.stderr)
         return 1
+    train = run_log.by_step(records, "train")
     if args.max_step is not None:
         metrics = [r for r in metrics if r["step"] < args.max_step]
+        train = [r for r in train if r["step"] < args.max_step]
     if not metrics:
         print(f"error: {log_path}: no metrics records (train with --metrics-every N to log them)", file=sys.stderr)
         return 1
@@ -193,9 +222,11 @@ def main(argv):
         plot_heatmap(metrics, measure, kinds, log_scale, title, heatmap)
         print(f"{measure}: {len(kinds)} kinds, {sum(map(len, kinds.values()))} tensors, {len(metrics)} steps, "
               f"{'log' if log_scale else 'linear'} scale -> {curves}, {heatmap}")
-    present = plot_global(metrics, os.path.join(out, "global.png"))
+    present = plot_global(metrics, train, os.path.join(out, "global.png"))
     if present:
-        print(f"global: {', '.join(present)} -> {os.path.join(out, 'global.png')}")
+        estimates, not_positive = not_positive_b_noise(metrics)
+        noise = f" (B_noise: {not_positive} of {estimates} estimates not positive, left out)" if not_positive else ""
+        print(f"global: {', '.join(present)} -> {os.path.join(out, 'global.png')}{noise}")
     return 0
 
 

@@ -17,13 +17,16 @@ import json
 import os
 import sys
 
-import matplotlib
+import run_log  # noqa: E402
+
+run_log.require_modules("matplotlib", "numpy")
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
+# Tick labels as the values themselves: an offset ("+1.0002e1" beside the axis) makes noise look like swings.
+matplotlib.rcParams["axes.formatter.useoffset"] = False
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-
-import run_log  # noqa: E402
 
 EARLY_MEASURES = [("update_norm", "update l2 norm, all tensors"), ("angle", "angle (rad), mean over matrices"),
                   ("rrc", "RRC, mean over linear layers")]

@@ -5,7 +5,9 @@ wte, wpe, then per layer h{l}.<kind>, then lnfw, lnfb.
 """
 import json
 import math
+import os
 import re
+import sys
 
 # Per-layer tensor kinds in llm.c's parameter order.
 LAYER_KINDS = ["ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb", "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb"]
@@ -36,16 +38,36 @@ def read_records(path):
     return records
 
 
+def require_modules(*names):
+    """Exits with one line naming the interpreter when it lacks a module the tool needs (Debian's
+    /usr/bin/python3 has them once python3-matplotlib and python3-numpy are installed)."""
+    missing = []
+    for name in names:
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        packages = " ".join("python3-" + m for m in missing)
+        sys.exit(f"{os.path.basename(sys.argv[0])}: {sys.executable} has no {', '.join(missing)}; run the tool with an "
+                 f"interpreter that has them, e.g. /usr/bin/python3 {sys.argv[0]} (Debian: sudo apt-get install {packages})")
+
+
 def of_type(records, kind):
     return [r for r in records if r.get("type") == kind]
 
 
+def by_step(records, kind):
+    """The records of a type, one per step (a later record for the same step, as a resumed run writes,
+    replaces an earlier one), by step."""
+    latest = {}
+    for r in of_type(records, kind):
+        latest[r["step"]] = r
+    return [latest[s] for s in sorted(latest)]
+
+
 def metrics_by_step(records):
-    """The metrics records, one per step (a later record for the same step replaces an earlier one), by step."""
-    by_step = {}
-    for r in of_type(records, "metrics"):
-        by_step[r["step"]] = r
-    return [by_step[s] for s in sorted(by_step)]
+    return by_step(records, "metrics")
 
 
 def number(value):

@@ -240,7 +240,8 @@ class Sweep:
         for slot, job in list(running.items()):
             if job.process.poll() is None:
                 continue
-            if job.process.returncode == -signal.SIGINT:  # Ctrl-C reached the trainer first; the sweep's follows
+            # Ctrl-C reached the trainer first (it checkpoints and exits 128 + SIGINT); the sweep's follows.
+            if job.process.returncode in (-signal.SIGINT, 128 + signal.SIGINT):
                 raise KeyboardInterrupt
             del running[slot]
             ended = True

@@ -182,6 +182,7 @@ public:
 
     struct Plan {
         std::unique_ptr<Descriptor> plan;
+        std::unique_ptr<Descriptor> engine_config;  // the plan refers to it: it lives as long as the plan
         int64_t workspace = 0;
     };
     Plan build(cudnnHandle_t handle, const char* what) {
@@ -220,7 +221,7 @@ public:
                     tried += format(" (%s)", cudnnGetErrorString(status));
                     continue;
                 }
-                Plan p{std::move(plan), 0};
+                Plan p{std::move(plan), std::move(configs[size_t(i)]), 0};
                 int64_t n = 0;
                 CUDNN_CHECK(cudnnBackendGetAttribute(p.plan->get(), CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1,
                                                      &n, &p.workspace));

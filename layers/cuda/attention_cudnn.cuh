@@ -11,6 +11,15 @@
 
 namespace coldstart::cuda {
 
+// Why a build has no cuDNN attention, for the error that --attention cudnn gets there.
+inline const char* cudnn_missing_reason() {
+#ifdef COLDSTART_EMULATED
+    return "the emulated CUDA device has no cuDNN (cuDNN is not emulated): use --attention flash";
+#else
+    return "this binary was built without cuDNN (make USE_CUDNN=1 with cuDNN found, see the README)";
+#endif
+}
+
 #ifdef COLDSTART_CUDNN
 inline bool cudnn_attention_available() { return true; }
 void cudnn_attention_forward(bf16* out /*B,T,C*/, float* lse /*B,NH,T*/, const bf16* qkv /*B,T,3C*/, int B, int T_, int C,
@@ -21,11 +30,11 @@ void cudnn_attention_backward(bf16* dqkv /*B,T,3C*/, const bf16* dout /*B,T,C*/,
 #else
 inline bool cudnn_attention_available() { return false; }
 [[noreturn]] inline void cudnn_attention_forward(bf16*, float*, const bf16*, int, int, int, int, cudaStream_t) {
-    fail("--attention cudnn: this binary was built without cuDNN");
+    fail("--attention cudnn: %s", cudnn_missing_reason());
 }
 [[noreturn]] inline void cudnn_attention_backward(bf16*, const bf16*, const bf16*, const bf16*, const float*, int, int, int, int,
                                                   cudaStream_t) {
-    fail("--attention cudnn: this binary was built without cuDNN");
+    fail("--attention cudnn: %s", cudnn_missing_reason());
 }
 #endif
 

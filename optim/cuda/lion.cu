@@ -598,7 +598,7 @@ private:
     static std::vector<int> snr_index(const OptimizerConfig& c, const std::vector<TensorRole>& roles) {
         std::vector<int> index(roles.size(), -1);
         int next = 0;
-        if (c.has_rrc_correction())
+        if (c.is_angular())  // every controlled tensor reports its step scale: k with the RRC correction, else 1
             for (size_t k = 0; k < roles.size(); ++k)
                 if (roles[k].controlled) index[k] = next++;
         return index;

@@ -43,7 +43,8 @@ __global__ void reduce_tensor_sums(const RowSumsDevice* rows, const TensorRows* 
         o.m_sq = total[6];
         o.row_angle_sq = total[7];
         o.rows = total[8];
-        o.snr_scale = snr_scales && t.snr >= 0 ? snr_scales[t.snr] : 0.0;
+        // A controlled tensor's step scale: LionAR's k, or 1 where nothing scales the step (as the CPU reports).
+        o.snr_scale = t.snr < 0 ? 0.0 : snr_scales ? snr_scales[t.snr] : 1.0;
     }
 }
 

@@ -25,7 +25,7 @@ struct TensorRows {
     unsigned first;    // its first row's index in the row-sum buffer (over all tensors)
     int rows, cols;
     int is_matrix;     // its rows' angles count (angle_rows)
-    int snr;           // LionAR: its index into the step-scale array, or -1
+    int snr;           // a controlled tensor: its index into the step-scale array (LionAR's k); -1: not controlled
 };
 
 // Adds one element's values into a thread's partial row sums; the block then adds them (block_row_sums).
@@ -81,7 +81,7 @@ public:
     const std::vector<TensorRows>& host_table() const { return host_table_; }
     unsigned total_rows() const { return total_rows_; }
     // Reduces the row sums into one TensorStepSums per tensor (snr_scales: LionAR's k per controlled
-    // tensor, device memory, or nullptr) and copies them to host_out (tensors.size()).
+    // tensor, device memory, or nullptr: a step scale of 1) and copies them to host_out (tensors.size()).
     void reduce_and_download(const double* snr_scales, TensorStepSums* host_out, cudaStream_t stream);
 
 private:

@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 #include <doctest/doctest.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -100,6 +101,13 @@ private:
     U* p_ = nullptr;
     size_t n_;
 };
+
+// The CUDA trainer binary the end-to-end tests drive: ./train_gpt2, or COLDSTART_TRAINER (the emulated
+// device's suite runs ./train_gpt2_emu).
+inline std::string cuda_trainer() {
+    const char* t = std::getenv("COLDSTART_TRAINER");
+    return t && *t ? t : "./train_gpt2";
+}
 
 inline double rel(const Floats& got, const Floats& expected) { return test_util::relative_error(got, expected); }
 

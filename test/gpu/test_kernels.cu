@@ -324,7 +324,11 @@ TEST_CASE_TEMPLATE("cuda attention: flash-style forward and the two-pass backwar
         cpu::attention_backward(dqkv_ref.data(), dout.data(), qkv.data(), att_ref.data(), B, Tn, C, NH);
         cuda::attention_backward<T>(d_dqkv, d_dout, d_qkv, d_out, d_lse, d_scratch, B, Tn, C, NH, 0);
         const Floats dqkv = d_dqkv.download();
-        // Per part, so that a wrong dK does not hide behind a right dQ.
+        // Per part, so that a wrong dK does not hide behind a right dQ. Where a part is exactly 0 (T = 1: one
+        // key, whose softmax weight is 1 whatever q and k are, so dQ = dK = 0), the kernel leaves the rounding
+        // residue of dP - D, two sums of the same products in different orders (about 1e-8 here): that part is
+        // measured against the size of the whole gradient instead, which still fails a kernel writing garbage.
+        const double whole = test_util::l2_norm(dqkv_ref);
         for (int part = 0; part < 3; ++part) {
             Floats got, ref;
             for (size_t i = 0; i < qkv.size(); ++i)
@@ -332,7 +336,8 @@ TEST_CASE_TEMPLATE("cuda attention: flash-style forward and the two-pass backwar
                     got.push_back(dqkv[i]);
                     ref.push_back(dqkv_ref[i]);
                 }
-            CHECK_MESSAGE(rel(got, ref) < tolerance<T>(), "d" << "qkv"[part] << " relative error " << rel(got, ref));
+            const double err = test_util::l2_norm(ref) > 0 ? rel(got, ref) : test_util::l2_norm(got) / whole;
+            CHECK_MESSAGE(err < tolerance<T>(), "d" << std::string(1, "qkv"[part]) << " relative error " << err);
         }
         d_dqkv.poison();
         cuda::attention_backward<T>(d_dqkv, d_dout, d_qkv, d_out, d_lse, d_scratch, B, Tn, C, NH, 0);

@@ -11,6 +11,10 @@
 // normalises each gradient element, so an element whose gradient is rounding noise (the key bias,
 // whose exact gradient is 0) takes +-lr steps of random sign on each side: the losses are compared
 // at 1e-4 (fp32) and 2e-2 (bf16), the parameters not at all.
+// The bf16 gradients are compared at 3e-2: measured on the emulated device (whose products round to bf16 as
+// cuBLASLt's do, from exact fp32 sums), the error grows down the layers, from 0.004 at lnfw to 0.0204 at
+// the first layer's ln1w: every layernorm backward on the way divides by the row's standard deviation,
+// which the random-walk estimate above leaves out. Not yet measured on a GPU.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -21,6 +25,7 @@
 #include "common/error.h"
 #include "common/random.h"
 #include "layers/backend.h"
+#include "layers/cuda/attention_cudnn.cuh"
 #include "layers/cuda_backend.h"
 #include "layers/gpt2_cpu.h"
 #include "optim/grad_norm.h"
@@ -144,8 +149,9 @@ void compare_with_cpu(const GPT2Config& c, const CudaOptions& opts, int B, int T
     double worst = 0;
     for (int k = 0; k < NUM_PARAM_TENSORS; ++k) {
         const double err = rel(tensor_grad(got.grads, layout, c, k), tensor_grad(ref.grads, layout, c, k));
-        CHECK_MESSAGE(err < tol_grads, "gradient of " << kParamTensorNames[k] << ": relative error " << err);
+        CHECK_MESSAGE(err < tol_grads, "gradient of " << std::string(kParamTensorNames[k]) << ": relative error " << err);
         worst = std::max(worst, err);
+        if (std::getenv("COLDSTART_VERBOSE")) MESSAGE(std::string(kParamTensorNames[k]) << " " << err);
     }
     MESSAGE(opts.precision << " -r " << opts.recompute << " gelu-fusion " << opts.gelu_fusion << " attention " << opts.attention
                            << " vs CPU: loss " << std::fabs(got.loss - ref.loss) / ref.loss << ", logits " << rel(ours, theirs)
@@ -188,34 +194,42 @@ TEST_CASE("cuda model vs CPU model, fp32: logits, loss, 16 gradients") {
 }
 
 TEST_CASE("cuda model vs CPU model, bf16: logits, loss, 16 gradients") {
-    compare_with_cpu(small_config(), options("bf16", 1), 3, 37, 1e-2, 2e-2);
+    compare_with_cpu(small_config(), options("bf16", 1), 3, 37, 1e-2, 3e-2);
 }
 
 TEST_CASE("cuda model, GELU fusion (cuBLASLt epilogues) vs CPU model") {
     compare_with_cpu(small_config(), options("fp32", 1, 1), 3, 37, 1e-5, 1e-5);
-    compare_with_cpu(small_config(), options("bf16", 0, 1), 3, 37, 1e-2, 2e-2);
+    compare_with_cpu(small_config(), options("bf16", 0, 1), 3, 37, 1e-2, 3e-2);
 }
 
 TEST_CASE("cuda model, cuDNN attention vs CPU model (where built with cuDNN)") {
     if (!cuda_backend_has_cudnn()) {
-        MESSAGE("built without cuDNN: --attention cudnn is not tested");
+        // Refused at the start, saying why this build has none (the emulated device: cuDNN is not emulated).
+        const std::string why = test_util::error_of([] { make_cuda_backend(small_config(), 2, 11, OptimizerConfig{}, options("bf16", 1, 0, "cudnn")); });
+        CHECK(test_util::contains(why, "--attention cudnn: "));
+        CHECK(test_util::contains(why, cuda::cudnn_missing_reason()));
+        MESSAGE("built without cuDNN: " << why);
         return;
     }
     GPT2Config c = small_config();
     c.channels = 128;  // head size 64: what cuDNN's fused attention is built for
     c.num_heads = 2;
-    compare_with_cpu(c, options("bf16", 1, 0, "cudnn"), 3, 37, 1e-2, 2e-2);
+    compare_with_cpu(c, options("bf16", 1, 0, "cudnn"), 3, 37, 1e-2, 3e-2);
 }
 
-TEST_CASE("cuda model: -r 0, 1 and 2 give the same bits") {
+// With GELU fusion too: there the recomputation redoes the fc product with cuBLASLt's GELU epilogue (bf16 shows
+// it: our GELU kernel on the rounded pre-activation gives other bits than the epilogue's).
+TEST_CASE("cuda model: -r 0, 1 and 2 give the same bits, with and without GELU fusion") {
     const GPT2Config c = small_config();
     const Floats params = random_params(c, 5, true);
     const auto batches = random_batches(1, 3, 37, c.vocab_size, 8);
+    for (int fusion : {0, 1})
     for (const char* precision : {"fp32", "bf16"}) {
+        CAPTURE(fusion);
         CAPTURE(precision);
         std::vector<Result> results;
         for (int r = 0; r <= 2; ++r) {
-            auto backend = make_cuda_backend(c, 3, 37, OptimizerConfig{}, options(precision, r));
+            auto backend = make_cuda_backend(c, 3, 37, OptimizerConfig{}, options(precision, r, fusion));
             results.push_back(gpu_step(*backend, params, batches[0]));
         }
         for (int r = 1; r <= 2; ++r) {
@@ -354,7 +368,7 @@ TEST_CASE("cuda backend: evaluate() changes nothing, parameters round-trip, memo
 TEST_CASE("trainer binary on the GPU: --device auto picks CUDA, trains, logs MFU, checkpoints resume on the CPU") {
     test_util::TempDir dir;
     const std::string flags = " -e d2 -b 4 -t 32 -x 6 -l 1e-3 -v 3 -m 2 -s 6 -g 8 -n 3" + test_util::shakespeare_flags();
-    const auto run = test_util::run_command("./train_gpt2 --device auto -o " + (dir / "gpu") + flags);
+    const auto run = test_util::run_command(cuda_trainer() + " --device auto -o " + (dir / "gpu") + flags);
     REQUIRE_MESSAGE(run.exit_code == 0, run.output);
     CHECK(test_util::contains(run.output, "cuda memory plan"));
     CHECK((test_util::contains(run.output, "bf16 MFU") || test_util::contains(run.output, "MFU n/a (unknown GPU)")));
@@ -365,7 +379,7 @@ TEST_CASE("trainer binary on the GPU: --device auto picks CUDA, trains, logs MFU
     for (const auto& r : train) CHECK(std::isfinite(r["loss"].get<double>()));
     CHECK(test_util::records_of(log, "sample").size() == 1);
     // fp32 on the GPU and the CPU binary: the same run, losses close
-    const auto gpu32 = test_util::run_command("./train_gpt2 --device cuda --precision fp32 -o " + (dir / "g32") + flags);
+    const auto gpu32 = test_util::run_command(cuda_trainer() + " --device cuda --precision fp32 -o " + (dir / "g32") + flags);
     const auto cpu32 = test_util::run_command("./train_gpt2_cpu -o " + (dir / "c32") + flags);
     REQUIRE_MESSAGE(gpu32.exit_code == 0, gpu32.output);
     REQUIRE_MESSAGE(cpu32.exit_code == 0, cpu32.output);
@@ -375,8 +389,36 @@ TEST_CASE("trainer binary on the GPU: --device auto picks CUDA, trains, logs MFU
     for (size_t i = 0; i < g.size(); ++i)
         CHECK_MESSAGE(std::fabs(g[i]["loss"].get<double>() - c[i]["loss"].get<double>()) < 1e-3 * c[i]["loss"].get<double>(),
                       "step " << i + 1 << ": GPU fp32 " << g[i]["loss"] << " vs CPU " << c[i]["loss"]);
-    // A GPU checkpoint (step 3) resumes on the CPU: the optimizer state file is the same format.
-    const auto resumed = test_util::run_command("./train_gpt2_cpu -y 1 -o " + (dir / "g32") + flags);
+    // The GPU's last checkpoint (step 6) resumes on the CPU, two steps further: the optimizer state file is
+    // the same format. (-y 1 with the same -x would say that the run has finished.)
+    const auto resumed = test_util::run_command("./train_gpt2_cpu -y 1 -o " + (dir / "g32") + flags + " -x 8");
     CHECK_MESSAGE(resumed.exit_code == 0, resumed.output);
-    CHECK(test_util::contains(resumed.output, "resumed from"));
+    CHECK(test_util::contains(resumed.output, "resumed from " + dir / "g32/model_00000006.bin (step 6)"));
+}
+
+// The README's promise for the emulated device (and a GPU): the CUDA trainer and the CPU trainer, on the
+// same tiny run, log the same losses. fp32 on both; 1e-4 relative, as the 20-step backend test above.
+TEST_CASE("trainer binary: a tiny run on the GPU and on the CPU log the same losses, AdamW, LionA and LionAR") {
+    test_util::TempDir dir;
+    for (const char* optimizer : {"adamw", "liona", "lionar"}) {
+        CAPTURE(optimizer);
+        const std::string flags = std::string(" -e d2 -b 2 -t 32 -x 10 -v 5 -m 2 -s 0 -l 1e-3 -c 0.1 --optimizer ") + optimizer +
+                                  test_util::shakespeare_flags();
+        const std::string gpu_dir = dir / (std::string("gpu_") + optimizer), cpu_dir = dir / (std::string("cpu_") + optimizer);
+        const auto gpu = test_util::run_command(cuda_trainer() + " --device cuda --precision fp32 -o " + gpu_dir + flags);
+        const auto cpu = test_util::run_command("./train_gpt2_cpu -o " + cpu_dir + flags);
+        REQUIRE_MESSAGE(gpu.exit_code == 0, gpu.output);
+        REQUIRE_MESSAGE(cpu.exit_code == 0, cpu.output);
+        std::vector<double> g, c;
+        for (const auto& r : test_util::read_jsonl(gpu_dir + "/log.jsonl"))
+            if (r["type"] == "train" || r["type"] == "val") g.push_back(r["loss"].get<double>());
+        for (const auto& r : test_util::read_jsonl(cpu_dir + "/log.jsonl"))
+            if (r["type"] == "train" || r["type"] == "val") c.push_back(r["loss"].get<double>());
+        REQUIRE(g.size() == c.size());
+        REQUIRE(g.size() == 13);  // 10 steps; validations at the start and at steps 5 and 10
+        double worst = 0;
+        for (size_t i = 0; i < g.size(); ++i) worst = std::max(worst, std::fabs(g[i] - c[i]) / c[i]);
+        MESSAGE(std::string(optimizer) << ": losses " << c.front() << " -> " << c.back() << ", worst relative difference " << worst);
+        CHECK(worst < 1e-4);
+    }
 }

@@ -86,3 +86,38 @@ TEST_CASE("nccl: the backend that reduces layer by layer through one rank gives 
     }
 }
 #endif  // COLDSTART_NCCL
+
+#ifdef COLDSTART_NCCL
+namespace {
+
+std::vector<double> trainer_losses(const std::string& command, const std::string& out) {
+    const auto run = test_util::run_command(command + test_util::shakespeare_flags() +
+                                            " --device cuda --precision fp32 -z 0 -e d1 -b 2 -t 16 -d 128 -l 1e-3 -c 0.1 -x 4 "
+                                            "-v 2 -m 4 -s 0 --threads 1 -o " + out);
+    REQUIRE_MESSAGE(run.exit_code == 0, run.output);
+    std::vector<double> losses;
+    for (const auto& rec : test_util::read_jsonl(out + "/log.jsonl"))
+        if (rec["type"] == "train" || rec["type"] == "val") losses.push_back(rec["loss"].get<double>());
+    return losses;
+}
+
+}  // namespace
+
+// NCCL refuses two ranks on one GPU, so on hardware this needs two GPUs; on the emulated device each process
+// has its own device, and the ranks' collectives go through shared memory.
+TEST_CASE("nccl: two GPU processes (gradients reduced during the backward) give one process's losses") {
+    int devices = 0;
+    REQUIRE(cudaGetDeviceCount(&devices) == cudaSuccess);
+#ifndef COLDSTART_EMULATED
+    if (devices < 2) {
+        MESSAGE("one GPU: two NCCL ranks need two GPUs; not run");
+        return;
+    }
+#endif
+    test_util::TempDir dir;
+    const std::vector<double> one = trainer_losses(cuda_trainer(), dir / "one");
+    const std::vector<double> two = trainer_losses("tools/launch_local.sh 2 " + cuda_trainer(), dir / "two");
+    REQUIRE(one.size() == two.size());
+    for (size_t i = 0; i < one.size(); ++i) CHECK(two[i] == doctest::Approx(one[i]).epsilon(1e-5));
+}
+#endif  // COLDSTART_NCCL
