@@ -104,12 +104,18 @@ train: check-data
 check-data:
 	@./tools/check_data.sh "$(DATA)"
 
-# ---- the warmup study on the CPU (issue 6; about 13 minutes on 2 cores): tinyshakespeare as bytes,
-# the sweep of tools/grids/cpu_study.json, its three figures (out/sweeps/cpu_study/plots) ----
-study-cpu: train_gpt2_cpu $(BUILD)/tools/make_shards
-	$(BUILD)/tools/make_shards --tokenizer bytes --val-tokens 100000 --out-prefix out/data/shakespeare_bytes \
-	    $(DATA)/tinyshakespeare/input.txt
-	DATA=$(DATA) $(PYTHON) tools/sweep.py tools/grids/cpu_study.json
+# ---- the warmup study on the CPU (issues 6 and 15; docs/REPRODUCTION.md): the Gutenberg books as bytes
+# (every 25th book is validation), the learning-rate probes of tools/grids/cpu_study_probe.json, then the
+# grid of tools/grids/cpu_study.json (which reuses the probes' runs), its figures (out/sweeps/cpu_study/plots) ----
+STUDY_SHARDS := out/data/gutenberg_bytes_train.bin
+$(STUDY_SHARDS): $(BUILD)/tools/make_shards
+	mkdir -p out/data/gutenberg
+	tar -xJf $(DATA)/gutenberg/gutenberg_en_books.tar.xz -C out/data/gutenberg
+	$(BUILD)/tools/make_shards --tokenizer bytes --val-every 25 --out-prefix out/data/gutenberg_bytes \
+	    out/data/gutenberg/gutenberg_en/books/*.txt
+study-cpu: train_gpt2_cpu $(STUDY_SHARDS)
+	DATA=$(DATA) $(PYTHON) tools/sweep.py tools/grids/cpu_study_probe.json --gpus 0
+	DATA=$(DATA) $(PYTHON) tools/sweep.py tools/grids/cpu_study.json --gpus 0
 	$(PYTHON) tools/plot_study.py out/sweeps/cpu_study
 
 # CPU step time of GPT-2 124M at B=4, T=64; set LLMC_DIR to an llm.c CPU build to get the ratio.

@@ -27,7 +27,7 @@ struct Config {
     // optimizer and schedule (METHODS.md section 3; the README lists what each option does)
     std::string recipe;                // --recipe preset of the options below (config/recipes.cpp); flags override
     std::string optimizer = "adamw";   // --optimizer adamw|lion|liona|lionar
-    float lr = 3e-4f;                  // -l (liona, lionar: the target angle per step, radians)
+    float lr = 3e-4f;                  // -l (lion family: Lion's learning rate; lionar turns by its equilibrium angle)
     std::string warmup = "0";          // -u steps ("700") or a percentage of the run's steps ("5%")
     float final_lr_frac = 1.0f;        // -q
     std::string schedule = "cosine";   // -k
@@ -40,15 +40,15 @@ struct Config {
     int bias_correction = 1;           // --bias-correction adamw: divide m by 1 - beta1^t
     int nesterov = 0;                  // --nesterov lion family: beta1 = beta2^2
     std::string inverse_bias_correction = "none";  // --inverse-bias-correction none|step|snr
-    std::string control = "rows";      // --control rows|tensor (liona, lionar)
+    std::string control = "rows";      // --control rows|tensor (lionar)
     int control_embeddings = 0;        // --control-embeddings 1: wte and wpe are controlled too
     int center = 0;                    // --center 1: centre controlled rows and their updates
-    std::string angle_norm = "strict"; // --angle-norm strict|smoothed
+    std::string angle_norm = "smoothed";  // --angle-norm strict|smoothed (lionar)
     float norm_ema = 0.9f;             // --norm-ema rho of the smoothed normalisation
-    std::string target_angle = "lr";   // --target-angle lr|equilibrium
-    std::string snr_estimator = "alignment";  // --snr-estimator alignment|norm-ratio (lionar)
-    float k_min = 0.1f;                // --k-min (lionar)
-    float snr_ema = 0.9f;              // --snr-ema (lionar)
+    std::string target_angle = "equilibrium";  // --target-angle equilibrium|lr (lionar)
+    std::string rrc_correction = "none";  // --rrc-correction none|alignment|norm-ratio (lionar)
+    float k_min = 0.1f;                // --k-min (lionar's RRC correction)
+    float snr_ema = 0.9f;              // --snr-ema (lionar's RRC correction)
     int row_gains = 0;                 // --row-gains 1: a learnable gain per controlled row
     // update-size metrics (METHODS.md section 2)
     int metrics_every = 0;             // --metrics-every N; 0: off

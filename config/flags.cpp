@@ -58,7 +58,8 @@ const std::vector<Option>& options() {
         {nullptr, "recipe", &Config::recipe, 0, 0, nullptr,
          "preset of optimizer and schedule options (listed below); options given besides it win"},
         {nullptr, "optimizer", &Config::optimizer, 0, 0, "adamw|lion|liona|lionar", "optimizer"},
-        {"-l", "lr", &Config::lr, 0, kNoMax, nullptr, "peak learning rate (liona, lionar: the angle per step in radians)"},
+        {"-l", "lr", &Config::lr, 0, kNoMax, nullptr,
+         "peak learning rate (lion family: Lion's; lionar's controlled rows turn by its equilibrium angle, --target-angle)"},
         {"-u", "warmup", &Config::warmup, 0, 0, nullptr,
          "linear warmup: steps (700) or a percentage of the run's steps (5%)", is_warmup_text,
          "steps (700) or a percentage of the run's steps (5%)"},
@@ -79,24 +80,24 @@ const std::vector<Option>& options() {
         {nullptr, "nesterov", &Config::nesterov, 0, 1, nullptr,
          "lion family: 1 = Nesterov momentum with factor beta2, i.e. beta1 = beta2^2"},
         {nullptr, "inverse-bias-correction", &Config::inverse_bias_correction, 0, 0, "none|step|snr",
-         "lion family: step multiplies each step by 1 - beta2^t (reading i); snr corrects lionar's norm-ratio estimate "
-         "for the zero-initialised momentum (reading ii)"},
-        {nullptr, "control", &Config::control, 0, 0, "rows|tensor", "liona, lionar: angular control per row or per tensor"},
+         "lion family: step multiplies each step by 1 - beta2^t (reading i); snr corrects the RRC correction's norm-ratio "
+         "estimate for the zero-initialised momentum (reading ii)"},
+        {nullptr, "control", &Config::control, 0, 0, "rows|tensor", "lionar: angular control per row or per tensor"},
         {nullptr, "control-embeddings", &Config::control_embeddings, 0, 1, nullptr,
-         "liona, lionar: 1 controls wte and wpe too (else they take plain Lion steps)"},
+         "lionar: 1 controls wte and wpe too (else they take plain Lion steps at -l)"},
         {nullptr, "center", &Config::center, 0, 1, nullptr,
-         "liona, lionar: 1 centres each controlled row at the start and each row of every update"},
-        {nullptr, "angle-norm", &Config::angle_norm, 0, 0, "strict|smoothed",
-         "liona, lionar: divide the update by its norm (exact angle) or by an EMA of its RMS"},
-        {nullptr, "norm-ema", &Config::norm_ema, 0, 0.999999, nullptr, "liona, lionar: EMA factor of the smoothed normalisation"},
-        {nullptr, "target-angle", &Config::target_angle, 0, 0, "lr|equilibrium",
-         "liona, lionar: the angle per step is the learning rate, or Lion's equilibrium angle for (lr, weight decay)"},
-        {nullptr, "snr-estimator", &Config::snr_estimator, 0, 0, "alignment|norm-ratio",
-         "lionar: estimate of the gradient's signal fraction"},
-        {nullptr, "k-min", &Config::k_min, 1e-6, 1, nullptr, "lionar: the smallest step scale"},
-        {nullptr, "snr-ema", &Config::snr_ema, 0, 0.999999, nullptr, "lionar: EMA factor of the signal-fraction estimate"},
+         "lionar: 1 centres each controlled row at the start and each row of every update"},
+        {nullptr, "angle-norm", &Config::angle_norm, 0, 0, "smoothed|strict",
+         "lionar: divide the update by an EMA of its RMS (the authors' wrapper) or by its norm (exact angle)"},
+        {nullptr, "norm-ema", &Config::norm_ema, 0, 0.999999, nullptr, "lionar: EMA factor of the smoothed normalisation"},
+        {nullptr, "target-angle", &Config::target_angle, 0, 0, "equilibrium|lr",
+         "lionar: the angle per step is Lion's equilibrium angle for (lr, weight decay), or the learning rate itself"},
+        {nullptr, "rrc-correction", &Config::rrc_correction, 0, 0, "none|alignment|norm-ratio",
+         "lionar: scale the angle by k from the gradient's signal fraction, estimated by alignment or norm ratio; none: off"},
+        {nullptr, "k-min", &Config::k_min, 1e-6, 1, nullptr, "lionar's RRC correction: the smallest step scale"},
+        {nullptr, "snr-ema", &Config::snr_ema, 0, 0.999999, nullptr, "lionar's RRC correction: EMA factor of the signal-fraction estimate"},
         {nullptr, "row-gains", &Config::row_gains, 0, 1, nullptr,
-         "liona, lionar (per row): 1 adds a learnable gain per controlled row (W = gain * direction)"},
+         "lionar (per row): 1 adds a learnable gain per controlled row (W = gain * direction)"},
         {nullptr, "metrics-every", &Config::metrics_every, 0, 1e9, nullptr,
          "measure the update size per tensor every N steps (log records of type metrics); 0: off"},
         {nullptr, "metrics-rrc", &Config::metrics_rrc, 0, 1, nullptr,
@@ -277,6 +278,7 @@ void apply_json_config(const nlohmann::json& object, const std::string& source, 
     if (!object.is_object()) fail("%s: expected a JSON object of {\"option\": value}", source.c_str());
     for (const auto& [key, value] : object.items()) {
         const Option* o = find_option("--" + key);
+        if (!o && retired_name(key)) fail("%s: option '%s' was retired: %s", source.c_str(), key.c_str(), retired_name(key));
         if (!o || key == "config") fail("%s: unknown option '%s' (see --help for the names)", source.c_str(), key.c_str());
         set_from_json(*o, value, source + ": " + key, c);
     }
@@ -310,6 +312,7 @@ nlohmann::json read_json_config_file(const std::string& path) {
 void apply_recipe(const std::string& name, const std::string& where, Config& c) {
     if (name.empty()) return;
     const nlohmann::json* recipe = find_recipe(name);
+    if (!recipe && retired_name(name)) fail("%s: recipe '%s' was retired: %s", where.c_str(), name.c_str(), retired_name(name));
     if (!recipe) fail("%s: unknown recipe '%s' (available: %s)", where.c_str(), name.c_str(), recipe_names().c_str());
     apply_json_config(*recipe, "--recipe " + name, c);
     c.recipe = name;
@@ -349,6 +352,8 @@ ParseOutcome parse_command_line(int argc, const char* const* argv, Config& c) {
             has_inline_value = true;
         }
         const Option* o = find_option(arg);
+        if (!o && arg.rfind("--", 0) == 0 && retired_name(arg.substr(2)))
+            fail("%s was retired: %s", arg.c_str(), retired_name(arg.substr(2)));
         if (!o) fail("unknown flag '%s' (see --help)", arg.c_str());
         if (!has_inline_value) {
             if (i + 1 >= argc) fail("%s: expected a value after the flag", flag_names(*o).c_str());

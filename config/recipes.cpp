@@ -26,6 +26,28 @@ nlohmann::json with(nlohmann::json base, const nlohmann::json& more) {
     return base;
 }
 
+// LionAR as the authors' rotational wrapper (REQ) sets it up: per row, the smoothed normalisation, the
+// angle per step = Lion's equilibrium angle for (lr, wd); the embeddings are left to Lion (README).
+nlohmann::json lionar_wrapper(const char* warmup) {
+    return with(paper_schedule(warmup), {{"optimizer", "lionar"}, {"control", "rows"}, {"control-embeddings", 0},
+                                         {"angle-norm", "smoothed"}, {"target-angle", "equilibrium"}});
+}
+
+// Names that meant something else before the Lion family took the paper's names (issue 15), with what
+// to use now: a clear error instead of a silent change of meaning.
+struct Retired {
+    const char* name;
+    const char* now;
+};
+const std::vector<Retired>& retired() {
+    static const std::vector<Retired> table = {
+        {"paper-liona-hm", "its optimizer (Lion under angular control) is now lionar: --recipe paper-lionar-best --rrc-correction none"},
+        {"paper-lionar-plain", "LionAR with the RRC correction and ordinary momentum is now --recipe paper-lionar-rrc"},
+        {"snr-estimator", "the RRC correction is now an option of lionar: --rrc-correction alignment|norm-ratio (none: off)"},
+    };
+    return table;
+}
+
 const std::vector<Recipe>& recipes() {
     static const std::vector<Recipe> table = {
         {"paper-adamw", "AdamW, betas 0.9/0.95 (the baseline)",
@@ -35,22 +57,18 @@ const std::vector<Recipe>& recipes() {
         {"paper-lion", "Lion, betas 0.9/0.99",
          with(paper_schedule("5%"), {{"optimizer", "lion"}, {"beta1", 0.9}, {"beta2", 0.99}, {"nesterov", 0},
                                      {"inverse-bias-correction", "none"}})},
-        {"paper-liona", "LionA: Lion with the angle of each row controlled (betas 0.9/0.99)",
+        {"paper-liona", "LionA: Lion with each tensor's update l2 norm held at lr * sqrt(elements), no angular control",
          with(paper_schedule("5%"), {{"optimizer", "liona"}, {"beta1", 0.9}, {"beta2", 0.99}, {"nesterov", 0},
-                                     {"inverse-bias-correction", "none"}, {"control", "rows"}, {"angle-norm", "strict"},
-                                     {"target-angle", "lr"}})},
-        {"paper-liona-hm", "LionA with LionAR's momentum changes (b 0.98, Nesterov, inverse bias correction)",
-         with(paper_schedule("0"), {{"optimizer", "liona"}, {"beta1", -1}, {"beta2", 0.98}, {"nesterov", 1},
-                                    {"inverse-bias-correction", "step"}, {"control", "rows"}, {"angle-norm", "strict"},
-                                    {"target-angle", "lr"}})},
-        {"paper-lionar-plain", "LionAR with Lion's ordinary momentum (betas 0.9/0.99)",
-         with(paper_schedule("5%"), {{"optimizer", "lionar"}, {"beta1", 0.9}, {"beta2", 0.99}, {"nesterov", 0},
-                                     {"inverse-bias-correction", "none"}, {"control", "rows"}, {"angle-norm", "strict"},
-                                     {"target-angle", "lr"}, {"snr-estimator", "alignment"}})},
-        {"paper-lionar", "LionAR, b 0.98, Nesterov, inverse bias correction (i), no warmup: the paper's best",
-         with(paper_schedule("0"), {{"optimizer", "lionar"}, {"beta1", -1}, {"beta2", 0.98}, {"nesterov", 1},
-                                    {"inverse-bias-correction", "step"}, {"control", "rows"}, {"angle-norm", "strict"},
-                                    {"target-angle", "lr"}, {"snr-estimator", "alignment"}})},
+                                     {"inverse-bias-correction", "none"}})},
+        {"paper-lionar", "LionAR: the rotational Lion (per row, the wrapper's smoothed norm and equilibrium angle), betas 0.9/0.99",
+         with(lionar_wrapper("5%"), {{"beta1", 0.9}, {"beta2", 0.99}, {"nesterov", 0}, {"inverse-bias-correction", "none"},
+                                     {"rrc-correction", "none"}})},
+        {"paper-lionar-rrc", "LionAR with the RRC correction (alignment estimate of the signal fraction), betas 0.9/0.99",
+         with(lionar_wrapper("5%"), {{"beta1", 0.9}, {"beta2", 0.99}, {"nesterov", 0}, {"inverse-bias-correction", "none"},
+                                     {"rrc-correction", "alignment"}})},
+        {"paper-lionar-best", "LionAR, b 0.98, Nesterov, inverse bias correction (i), RRC correction, no warmup: the paper's best",
+         with(lionar_wrapper("0"), {{"beta1", -1}, {"beta2", 0.98}, {"nesterov", 1}, {"inverse-bias-correction", "step"},
+                                    {"rrc-correction", "alignment"}})},
     };
     return table;
 }
@@ -60,6 +78,12 @@ const std::vector<Recipe>& recipes() {
 const nlohmann::json* find_recipe(const std::string& name) {
     for (const Recipe& r : recipes())
         if (name == r.name) return &r.options;
+    return nullptr;
+}
+
+const char* retired_name(const std::string& name) {
+    for (const Retired& r : retired())
+        if (name == r.name) return r.now;
     return nullptr;
 }
 

@@ -10,6 +10,8 @@
 namespace coldstart {
 
 const nlohmann::json* find_recipe(const std::string& name);  // nullptr if there is no such recipe
+// A recipe or option name retired when the Lion family was renamed: what to use now; nullptr otherwise.
+const char* retired_name(const std::string& name);
 std::string recipe_names();                                  // "paper-adamw, paper-adamw-nobc, ..."
 std::string recipes_help();                                  // the list for --help: name, what it is, its options
 

@@ -60,7 +60,9 @@ OptimizerConfig optimizer_config(const Config& cfg) {
     o.angle_norm = cfg.angle_norm == "smoothed" ? AngleNorm::smoothed : AngleNorm::strict;
     o.norm_ema = cfg.norm_ema;
     o.target_angle = cfg.target_angle == "equilibrium" ? TargetAngle::equilibrium : TargetAngle::lr;
-    o.snr_estimator = cfg.snr_estimator == "norm-ratio" ? SnrEstimator::norm_ratio : SnrEstimator::alignment;
+    o.rrc_correction = cfg.rrc_correction == "alignment"    ? RrcCorrection::alignment
+                     : cfg.rrc_correction == "norm-ratio" ? RrcCorrection::norm_ratio
+                                                          : RrcCorrection::none;
     o.k_min = cfg.k_min;
     o.snr_ema = cfg.snr_ema;
     o.row_gains = cfg.row_gains != 0;

@@ -14,7 +14,10 @@
 namespace coldstart {
 
 static constexpr int32_t kStateMagic = 20261125;
-static constexpr int32_t kStateVersion = 3;  // 3: the optimizer state as named buffers
+// 3: the optimizer state as named buffers; 4: the Lion family renamed (liona = the l2-controlled Lion,
+// lionar = the rotational Lion), so that the state of a version-3 liona or lionar is not read as another.
+static constexpr int32_t kStateVersion = 4;
+static constexpr int32_t kStateVersionBeforeRename = 3;
 
 CheckpointFiles checkpoint_files(const std::string& dir, int64_t step) {
     const long long s = step;
@@ -135,7 +138,12 @@ TrainingState read_state_file(const std::string& path, size_t num_params, Optimi
                               std::vector<float>& master_params) {
     File f(path, "rb");
     const size_t file_size = f.size();
-    const LlmcHeader header = read_llmc_header(f, "coldstart state file", kStateMagic, {kStateVersion});
+    const LlmcHeader header = read_llmc_header(f, "coldstart state file", kStateMagic, {kStateVersion, kStateVersionBeforeRename});
+    if (header[1] == kStateVersionBeforeRename && optimizer.config().is_lion_family())
+        fail("%s: a state file of version 3, from before the Lion family was renamed: its liona is today's lionar "
+             "--rrc-correction none, its lionar today's lionar --rrc-correction alignment, and today's liona (the "
+             "l2-controlled Lion) is new; a version-3 Lion-family state is not resumed: start the run again "
+             "(AdamW's version-3 states still resume)", path.c_str());
     if (header[4] <= 0 || size_t(header[4]) > file_size - kLlmcHeaderBytes)
         fail("%s: the JSON block's length %d does not fit the file's %zu bytes", path.c_str(), header[4], file_size);
     std::string meta(size_t(header[4]), '\0');

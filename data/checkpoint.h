@@ -6,7 +6,7 @@
 // every earlier complete checkpoint intact, and -y resumes from the newest complete one.
 //
 // State file (one per checkpoint, whatever the number of ranks; the rank in its name is always 0): a
-// header of 256 int32 ([0] = 20261125 magic, [1] = 3 version, [2] = the number of ranks that wrote it,
+// header of 256 int32 ([0] = 20261125 magic, [1] = 4 version (3 is read for AdamW only), [2] = the number of ranks that wrote it,
 // [3] = 1 if fp32 master weights follow the optimizer state, [4] = bytes of the JSON block), then a JSON
 // object with everything small (step, the data loader's position, the random state, the batch shape the
 // position refers to, the outlier detectors, the log's length), then the optimizer's state (named

@@ -12,6 +12,8 @@ namespace coldstart {
 
 namespace {
 inline float sign_of(float x) { return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f); }
+// Lion's update direction, one expression for the step and for LionA's count of its non-zero entries.
+inline float lion_direction(float b1, float m_prev, float grad) { return sign_of(b1 * m_prev + (1.0f - b1) * grad); }
 }  // namespace
 
 LionCpu::LionCpu(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors, const ParameterShard& shard,
@@ -53,7 +55,7 @@ LionCpu::LionCpu(const OptimizerConfig& config, const std::vector<TensorSlice>& 
     m_.assign(end_ - begin_, 0.0f);
     norms_.assign(groups, 0.0f);
     if (config.angle_norm == AngleNorm::smoothed) norm_ema_.assign(groups, 0.0f);
-    if (config.name == "lionar") snr_ema_.assign(2 * controlled, 0.0f);
+    if (config.has_rrc_correction()) snr_ema_.assign(2 * controlled, 0.0f);
     if (config.row_gains) {
         gains_.assign(groups, 1.0f);
         gain_m_.assign(groups, 0.0f);
@@ -72,16 +74,41 @@ void LionCpu::step(float* params, const float* grads, const StepContext& ctx, co
     const double theta =
         target_angle(config_.target_angle, ctx.lr, config_.weight_decay, config_.beta1, config_.beta2) * ramp;
     const float plain_lr = float(double(ctx.lr) * ramp);
-    const std::vector<double> scales = config_.name == "lionar" ? snr_scales(grads, ctx) : std::vector<double>();
+    const std::vector<double> scales = config_.has_rrc_correction() ? snr_scales(grads, ctx) : std::vector<double>();
+    const std::vector<double> nonzero = config_.is_l2_controlled() ? nonzero_signs(grads, ctx.grad_scale) : std::vector<double>();
     clear_step_sums(out, tensors_.size());
     for (size_t k = 0; k < tensors_.size(); ++k) {
         if (rows_[k].empty()) continue;
-        if (roles_[k].controlled) controlled_step(k, params, grads, ctx, theta, scales.empty() ? 1.0 : scales[k], out);
-        else plain_step(k, params, grads, plain_lr, ctx.grad_scale, out);
+        if (roles_[k].controlled) {
+            controlled_step(k, params, grads, ctx, theta, scales.empty() ? 1.0 : scales[k], out);
+        } else {
+            const float step = nonzero.empty() ? plain_lr : float(l2_controlled_step(double(ctx.lr) * ramp, double(tensors_[k].numel), nonzero[k]));
+            plain_step(k, params, grads, step, plain_lr, ctx.grad_scale, out);
+        }
     }
 }
 
-void LionCpu::plain_step(size_t k, float* params, const float* grads, float lr, float grad_scale, const StepOutputs& out) {
+std::vector<double> LionCpu::nonzero_signs(const float* grads, float grad_scale) {
+    // Over the rows held here, then over the ranks: a tensor's rule needs its whole count.
+    std::vector<double> counts(tensors_.size(), 0.0);
+    const float b1 = config_.beta1;
+    for (size_t k = 0; k < tensors_.size(); ++k) {
+        const TensorSlice& t = tensors_[k];
+        const size_t cols = t.numel / size_t(t.rows);
+        counts[k] = ordered_row_sum(rows_[k], [&](size_t r) {
+            const size_t begin = t.offset + r * cols;
+            const float* m = m_.data() + (begin - begin_);
+            double n = 0;
+            for (size_t i = 0; i < cols; ++i) n += lion_direction(b1, m[i], grads[begin + i] * grad_scale) != 0.0f;
+            return n;
+        });
+    }
+    if (sum_across_ranks_) sum_across_ranks_(counts.data(), counts.size());
+    return counts;
+}
+
+void LionCpu::plain_step(size_t k, float* params, const float* grads, float step, float lr, float grad_scale,
+                         const StepOutputs& out) {
     const TensorSlice& t = tensors_[k];
     const float b1 = config_.beta1, b2 = config_.beta2;
     const float decay = roles_[k].decay ? 1.0f - lr * config_.weight_decay : 1.0f;
@@ -95,8 +122,8 @@ void LionCpu::plain_step(size_t k, float* params, const float* grads, float lr, 
         for (size_t i = 0; i < cols; ++i) {
             const float grad = g[i] * grad_scale;
             const float m_prev = m[i], w_old = w[i];
-            const float u = sign_of(b1 * m_prev + (1.0f - b1) * grad);
-            w[i] = w[i] * decay - lr * u;
+            const float u = lion_direction(b1, m_prev, grad);
+            w[i] = w[i] * decay - step * u;
             m[i] = b2 * m_prev + (1.0f - b2) * grad;
             if (measure) sums.add(w_old, w[i], grad, m_prev, m[i]);
             if (out.update) out.update[begin + i] = w[i] - w_old;
@@ -174,7 +201,7 @@ std::vector<double> LionCpu::snr_scales(const float* grads, const StepContext& c
     for (size_t k = 0; k < tensors_.size(); ++k) {
         if (!roles_[k].controlled || rows_[k].empty()) continue;
         const double* total = sums.data() + 3 * ordinal[k];
-        const double signal = signal_fraction(config_.snr_estimator, config_.inverse_bias_correction, config_.beta2,
+        const double signal = signal_fraction(config_.rrc_correction, config_.inverse_bias_correction, config_.beta2,
                                               double(ctx.t), total[0], total[1], total[2]);
         float* ema = snr_ema_.data() + 2 * controlled_[k].snr;
         if (!std::isnan(signal)) {
@@ -225,7 +252,7 @@ void LionCpu::controlled_step(size_t k, float* params, const float* grads, const
             const float grad = g[o + i] * ctx.grad_scale;  // dL/dW
             const float gx = grad * row_gain;             // dL/dx
             const float m_prev = m[i];
-            u[o + i] = sign_of(b1 * m_prev + (1.0f - b1) * gx);
+            u[o + i] = lion_direction(b1, m_prev, gx);
             m[i] = b2 * m_prev + (1.0f - b2) * gx;
             su += double(u[o + i]) * x[i];
             sx += double(x[i]) * x[i];
@@ -239,7 +266,7 @@ void LionCpu::controlled_step(size_t k, float* params, const float* grads, const
     auto step_gain = [&](size_t r, double gain_grad) {  // a plain Lion step, no weight decay
         const size_t gi = group_of(k, r);
         const float gg = float(gain_grad);
-        gains_[gi] -= gain_lr * sign_of(b1 * gain_m_[gi] + (1.0f - b1) * gg);
+        gains_[gi] -= gain_lr * lion_direction(b1, gain_m_[gi], gg);
         gain_m_[gi] = b2 * gain_m_[gi] + (1.0f - b2) * gg;
     };
     auto remove_radial = [&](size_t r, double xu, double xx) {  // returns |u_r|^2
@@ -329,7 +356,7 @@ std::vector<std::pair<const char*, const std::vector<float>*>> LionCpu::named_st
     std::vector<std::pair<const char*, const std::vector<float>*>> buffers = {{"lion.m", &m_}};
     if (config_.is_angular()) buffers.push_back({"lion.norms", &norms_});
     if (config_.is_angular() && config_.angle_norm == AngleNorm::smoothed) buffers.push_back({"lion.norm_ema", &norm_ema_});
-    if (config_.name == "lionar") buffers.push_back({"lion.snr_ema", &snr_ema_});
+    if (config_.has_rrc_correction()) buffers.push_back({"lion.snr_ema", &snr_ema_});
     if (config_.row_gains) {
         buffers.push_back({"lion.gains", &gains_});
         buffers.push_back({"lion.gain_m", &gain_m_});

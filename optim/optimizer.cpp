@@ -44,10 +44,11 @@ std::string describe_optimizer(const OptimizerConfig& c, const std::vector<Tenso
                     c.target_angle == TargetAngle::lr ? "= lr" : "= Lion's equilibrium angle",
                     c.angle_norm == AngleNorm::strict ? "strict" : format("smoothed (EMA %g)", c.norm_ema).c_str());
         s += format(", centring %s, row gains %s\n", on_off(c.center), on_off(c.row_gains));
-        if (c.name == "lionar")
-            s += format("  step scale from the gradient's signal fraction: %s estimator, EMA %g, k_min %g\n",
-                        c.snr_estimator == SnrEstimator::alignment ? "alignment" : "norm-ratio", c.snr_ema, c.k_min);
+        if (c.has_rrc_correction())
+            s += format("  RRC correction, a step scale from the gradient's signal fraction: %s estimator, EMA %g, k_min %g\n",
+                        c.rrc_correction == RrcCorrection::alignment ? "alignment" : "norm-ratio", c.snr_ema, c.k_min);
     }
+    if (c.is_l2_controlled()) s += "  l2 control per tensor: each sign step rescaled to lr * sqrt(elements), no angular control\n";
     const std::vector<TensorRole> roles = tensor_roles(c, tensors);
     s += format("  %-9s %-13s %-6s %s\n", "tensor", "shape", "count", "step");
     for (int kind = 0; kind < NUM_PARAM_TENSORS; ++kind) {
@@ -61,7 +62,7 @@ std::string describe_optimizer(const OptimizerConfig& c, const std::vector<Tenso
         const TensorSlice& t = tensors[first];
         const TensorRole& r = roles[first];
         const std::string shape = t.is_matrix ? format("%d x %d", t.rows, t.cols) : format("%d", t.cols);
-        const std::string base = c.name == "adamw" ? "adamw" : "lion";
+        const std::string base = c.name == "adamw" ? "adamw" : c.is_l2_controlled() ? "lion, l2 held" : "lion";
         const std::string step = r.controlled ? format("angular, %s", c.control == ControlScope::rows ? "per row" : "per tensor")
                                               : base + (r.decay ? ", weight decay" : "");
         s += format("  %-9s %-13s %-6zu %s\n", kParamTensorNames[kind], shape.c_str(), count, step.c_str());
@@ -74,19 +75,24 @@ void validate_optimizer_config(const OptimizerConfig& c, float peak_lr) {
         fail("--optimizer: unknown optimizer '%s' (available: adamw, lion, liona, lionar)", c.name.c_str());
     if (c.inverse_bias_correction != InverseBiasCorrection::none && !c.is_lion_family())
         fail("--inverse-bias-correction applies to lion, liona and lionar (this run: --optimizer %s)", c.name.c_str());
-    if (c.inverse_bias_correction == InverseBiasCorrection::snr &&
-        (c.name != "lionar" || c.snr_estimator != SnrEstimator::norm_ratio))
-        fail("--inverse-bias-correction snr corrects LionAR's norm-ratio estimate: it needs --optimizer lionar "
-             "--snr-estimator norm-ratio");
+    if (c.rrc_correction != RrcCorrection::none && !c.is_angular())
+        fail("--rrc-correction applies to lionar, the rotational Lion (this run: --optimizer %s)", c.name.c_str());
+    if (c.inverse_bias_correction == InverseBiasCorrection::snr && c.rrc_correction != RrcCorrection::norm_ratio)
+        fail("--inverse-bias-correction snr corrects the RRC correction's norm-ratio estimate: it needs --optimizer lionar "
+             "--rrc-correction norm-ratio");
     if (c.row_gains && (!c.is_angular() || c.control != ControlScope::rows))
-        fail("--row-gains 1 needs per-row angular control (--optimizer liona or lionar, --control rows)");
+        fail("--row-gains 1 needs per-row angular control (--optimizer lionar, --control rows)");
+    if (c.is_l2_controlled() && (c.center || c.control_embeddings || c.control != ControlScope::rows))
+        fail("--center, --control-embeddings and --control apply to lionar, the rotational Lion (named liona before "
+             "issue 15); liona is the l2-controlled Lion, without angular control");
     if (!c.is_angular()) return;
     if (c.target_angle == TargetAngle::equilibrium && !(c.weight_decay > 0))
-        fail("--target-angle equilibrium: Lion's equilibrium angle needs a weight decay above 0 (-c)");
+        fail("--target-angle equilibrium (lionar's default): Lion's equilibrium angle needs a weight decay above 0 (-c), "
+             "or give --target-angle lr");
     const double peak = target_angle(c.target_angle, peak_lr, c.weight_decay, c.beta1, c.beta2);
     if (!(peak < 1.5))
-        fail("-l %g: %s turns each controlled row by %g radians per step at the peak; the angle must stay below 1.5 "
-             "(the learning rate of liona and lionar is an angle)", double(peak_lr), c.name.c_str(), peak);
+        fail("-l %g: lionar turns each controlled row by %g radians per step at the peak; the angle must stay below 1.5 "
+             "(with --target-angle lr the learning rate is the angle)", double(peak_lr), peak);
 }
 
 // ---- checkpoint format of the state: per buffer, u32 name length, the name, u64 count, the floats ----

@@ -4,7 +4,7 @@
 // formulas are in ../shared/docs/METHODS.md section 3) implements this once for the CPU reference and
 // once as CUDA kernels; the training loop only ever sees this interface, so swapping the optimizer is a
 // flag. Tensors come from parameter_tensors() (which are matrices, their rows) and tensor_roles() below
-// (which take weight decay, which are under angular control).
+// (which take weight decay, which are under angular control, whose update norm is held).
 //
 // A measured step (--metrics-every) also asks the step for the sums the update-size metrics are made of
 // (TensorStepSums): the optimizer reads W, g and its momentum and writes the update anyway, so it emits
@@ -23,39 +23,43 @@ namespace coldstart {
 
 class File;
 
-enum class InverseBiasCorrection { none, step, snr };  // LionAR readings: none, (i) and (ii) of METHODS.md
-enum class ControlScope { rows, tensor };               // LionA/LionAR: per row (neuron) or per tensor
+enum class InverseBiasCorrection { none, step, snr };  // readings: none, (i) and (ii) of METHODS.md
+enum class ControlScope { rows, tensor };               // LionAR: per row (neuron) or per tensor
 enum class AngleNorm { strict, smoothed };              // divide the update by its norm, or by an EMA of it
 enum class TargetAngle { lr, equilibrium };             // angle per step = lr, or Lion's equilibrium angle
-enum class SnrEstimator { alignment, norm_ratio };      // LionAR's estimate of the gradient's signal fraction
+enum class RrcCorrection { none, alignment, norm_ratio };  // LionAR's step scale from the gradient's SNR: off, or its estimator
 
 struct OptimizerConfig {
-    std::string name = "adamw";  // adamw | lion | liona | lionar
+    std::string name = "adamw";  // adamw | lion | liona (l2-controlled Lion) | lionar (rotational Lion)
     float beta1 = 0.9f;          // adamw: first moment; lion family: interpolation of the update direction
     float beta2 = 0.95f;         // adamw: second moment; lion family: the momentum's EMA factor
     float eps = 1e-8f;           // adamw
     float weight_decay = 0.0f;   // decoupled; on matrices only, never on controlled tensors
     bool bias_correction = true; // adamw: divide the first moment by 1 - beta1^t
     InverseBiasCorrection inverse_bias_correction = InverseBiasCorrection::none;
+    // LionAR (the rotational wrapper of REQ around Lion); the defaults follow the authors' wrapper.
     ControlScope control = ControlScope::rows;
     bool control_embeddings = false;  // also control wte and wpe (else they take plain Lion steps)
     bool center = false;              // centre controlled rows at the start and each update after
-    AngleNorm angle_norm = AngleNorm::strict;
+    AngleNorm angle_norm = AngleNorm::smoothed;
     float norm_ema = 0.9f;            // rho of the smoothed normalisation
-    TargetAngle target_angle = TargetAngle::lr;
-    SnrEstimator snr_estimator = SnrEstimator::alignment;
-    float k_min = 0.1f;               // LionAR: the smallest step scale
-    float snr_ema = 0.9f;             // LionAR: EMA factor of the signal-fraction estimate
-    bool row_gains = false;           // LionA/LionAR: a learnable gain per controlled row
+    TargetAngle target_angle = TargetAngle::equilibrium;
+    RrcCorrection rrc_correction = RrcCorrection::none;
+    float k_min = 0.1f;               // the RRC correction's smallest step scale
+    float snr_ema = 0.9f;             // the RRC correction's EMA factor of the signal-fraction estimate
+    bool row_gains = false;           // a learnable gain per controlled row
 
     bool is_lion_family() const { return name == "lion" || name == "liona" || name == "lionar"; }
-    bool is_angular() const { return name == "liona" || name == "lionar"; }
+    bool is_angular() const { return name == "lionar"; }
+    bool is_l2_controlled() const { return name == "liona"; }
+    bool has_rrc_correction() const { return is_angular() && rrc_correction != RrcCorrection::none; }
     // The EMA factor of the momentum m (the one whose bias correction is 1 - b^t).
     float momentum_beta() const { return name == "adamw" ? beta1 : beta2; }
 };
 
 // How one tensor is stepped: plainly (the base optimizer's elementwise update, with weight decay when
-// `decay`), or under angular control (LionA/LionAR: norm held, turned by the target angle).
+// `decay`; LionA rescales it to its l2 rule), or under angular control (LionAR: norm held, turned by the
+// target angle).
 struct TensorRole {
     bool decay;       // takes decoupled weight decay
     bool controlled;  // under angular control
@@ -65,7 +69,7 @@ std::vector<TensorRole> tensor_roles(const OptimizerConfig& config, const std::v
 std::string describe_optimizer(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors);
 
 struct StepContext {
-    float lr;          // the scheduled learning rate; for LionA/LionAR the basis of the target angle
+    float lr;          // the scheduled learning rate; for LionAR also the basis of the target angle
     float grad_scale;  // multiplies every gradient before use (gradient clipping)
     int64_t t;         // 1-based count of updates taken, for bias corrections
 };
@@ -83,7 +87,7 @@ struct TensorStepSums {
     double m_sq = 0;          // ||m_t||^2
     double row_angle_sq = 0;  // matrices: sum over rows with ||w_r|| > 0 of angle(w_r, w_r + d_r)^2
     double rows = 0;          // the number of rows in that sum
-    double snr_scale = 0;     // LionAR: the step scale k_t, from the rank holding the tensor's first row (0 elsewhere)
+    double snr_scale = 0;     // LionAR's RRC correction: the step scale k_t, from the rank holding the tensor's first row (0 elsewhere)
 };
 
 // What a measured step asks for besides the update; null members are not computed. The step sets every
@@ -130,7 +134,8 @@ size_t load_optimizer_state(Optimizer& optimizer, File& f);
 // messages that name the flags; peak_lr is the schedule's largest learning rate.
 void validate_optimizer_config(const OptimizerConfig& config, float peak_lr);
 
-// Sums per-tensor statistics over the ranks whose shards share the tensors (LionAR's signal estimate),
+// Sums per-tensor statistics over the ranks whose shards share the tensors (LionAR's signal estimate,
+// LionA's count of non-zero signs),
 // in place; every rank calls it with the same n. Without it (one process) nothing is summed.
 using SumAcrossRanks = std::function<void(double* values, size_t n)>;
 

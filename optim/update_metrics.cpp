@@ -48,7 +48,7 @@ nlohmann::json metrics_record(int64_t step, float lr, int64_t t, const StepMeasu
     nlohmann::json per_tensor = nlohmann::json::object();
     double d_sq = 0, g_sq = 0;
     for (size_t k = 0; k < tensors.size(); ++k) {
-        const bool snr = opt.name == "lionar" && roles[k].controlled;
+        const bool snr = opt.has_rrc_correction() && roles[k].controlled;
         per_tensor[tensors[k].name] = tensor_metrics(tensors[k], m.tensors[k], snr, momentum_correction);
         d_sq += m.tensors[k].d_sq;
         g_sq += m.tensors[k].g_sq;

@@ -104,7 +104,7 @@ TEST_CASE("partition: shards cover the parameters in order, cut only between row
     const GPT2Config c = test_util::small_model_config();
     const std::vector<TensorSlice> tensors = parameter_tensors(c);
     const size_t total = ParamLayout(c).total;
-    OptimizerConfig per_tensor = test_util::test_optimizer("liona");
+    OptimizerConfig per_tensor = test_util::test_optimizer("lionar");
     per_tensor.control = ControlScope::tensor;
     for (const OptimizerConfig& opt : {test_util::test_optimizer("adamw"), test_util::test_optimizer("lionar"), per_tensor}) {
         const auto roles = tensor_roles(opt, tensors);
@@ -208,19 +208,21 @@ TEST_CASE("zero-1: optimizers stepping shards give what one optimizer gives; the
     const GPT2Config c = test_util::small_model_config();
     const std::vector<TensorSlice> tensors = parameter_tensors(c);
     const size_t n = ParamLayout(c).total;
-    OptimizerConfig liona_tensor = test_util::test_optimizer("liona");
-    liona_tensor.control = ControlScope::tensor;
-    liona_tensor.center = true;
+    OptimizerConfig lionar_tensor = test_util::test_optimizer("lionar");
+    lionar_tensor.control = ControlScope::tensor;
+    lionar_tensor.center = true;
     OptimizerConfig lionar = test_util::test_optimizer("lionar");
     lionar.row_gains = true;
-    lionar.angle_norm = AngleNorm::smoothed;
+    lionar.rrc_correction = RrcCorrection::alignment;
     Rng rng(3);
     std::vector<std::vector<float>> grads(6, std::vector<float>(n));
     for (auto& g : grads)
         for (float& x : g) x = rng.normal();
     const std::vector<float> initial = test_util::random_model_params(c, 8);
     test_util::TempDir dir;
-    for (const OptimizerConfig& opt : {test_util::test_optimizer("adamw"), test_util::test_optimizer("lion"), liona_tensor, lionar}) {
+    // LionA's count of non-zero signs is summed over the shards of a tensor (integers: exact).
+    for (const OptimizerConfig& opt : {test_util::test_optimizer("adamw"), test_util::test_optimizer("lion"), test_util::test_optimizer("liona"),
+                                       lionar_tensor, lionar}) {
         CAPTURE(opt.name);
         auto one = make_cpu_optimizer(opt, tensors);
         std::vector<float> reference = initial;
@@ -246,8 +248,8 @@ TEST_CASE("zero-1: optimizers stepping shards give what one optimizer gives; the
                             (offsets[size_t(r) + 1] - offsets[size_t(r)]) * sizeof(float));
             });
         for (auto& t : threads) t.join();
-        // LionAR's signal estimate adds the shards' sums in another order: the scale moves by rounding.
-        if (opt.name == "lionar") CHECK(test_util::relative_error(w, reference) < 1e-6);
+        // The RRC correction's signal estimate adds the shards' sums in another order: the scale moves by rounding.
+        if (opt.has_rrc_correction()) CHECK(test_util::relative_error(w, reference) < 1e-6);
         else CHECK(w == reference);
 
         // The shards write one state file together; one optimizer and two shards read it back.
@@ -278,7 +280,7 @@ TEST_CASE("zero-1: optimizers stepping shards give what one optimizer gives; the
             std::vector<float> expected(layout[b].count), read(layout[b].count);
             one->read_state(b, expected.data());
             whole->read_state(b, read.data());
-            if (opt.name == "lionar") CHECK(test_util::relative_error(read, expected) < 1e-5);
+            if (opt.has_rrc_correction()) CHECK(test_util::relative_error(read, expected) < 1e-5);
             else CHECK(read == expected);
             for (const auto& half : halves) {
                 const StateBuffer part = half->state_layout()[b];

@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "config/flags.h"
+#include "config/recipes.h"
 #include "config/resolve.h"
 #include "test/test_util.h"
 
@@ -184,9 +185,12 @@ TEST_CASE("flags: --config=FILE works, floats round-trip exactly, non-UTF-8 valu
 }
 
 TEST_CASE("flags: recipes preset the optimizer and schedule; the config file and flags override them") {
-    const Config lionar = parse({"--recipe", "paper-lionar"});
-    CHECK(lionar.recipe == "paper-lionar");
+    const Config lionar = parse({"--recipe", "paper-lionar-best"});
+    CHECK(lionar.recipe == "paper-lionar-best");
     CHECK(lionar.optimizer == "lionar");
+    CHECK(lionar.rrc_correction == "alignment");
+    CHECK(lionar.angle_norm == "smoothed");
+    CHECK(lionar.target_angle == "equilibrium");
     CHECK(lionar.beta2 == doctest::Approx(0.98));
     CHECK(lionar.nesterov == 1);
     CHECK(lionar.inverse_bias_correction == "step");
@@ -215,6 +219,31 @@ TEST_CASE("flags: recipes preset the optimizer and schedule; the config file and
     write_text(dir / "final.json", config_to_json(lionar).dump());
     CHECK(config_to_json(parse({"--config", dir / "final.json"})) == config_to_json(lionar));
     CHECK(help_text().find("paper-lionar ") != std::string::npos);
+    // The recipes under the paper's names: LionA (l2), LionAR (rotational), with the RRC correction, the best.
+    CHECK(recipe_names() == "paper-adamw, paper-adamw-nobc, paper-lion, paper-liona, paper-lionar, paper-lionar-rrc, paper-lionar-best");
+    const Config plain = parse({"--recipe", "paper-lionar"});
+    CHECK(plain.optimizer == "lionar");
+    CHECK(plain.rrc_correction == "none");
+    CHECK(plain.nesterov == 0);
+    CHECK(plain.warmup == "5%");
+    CHECK(parse({"--recipe", "paper-lionar-rrc"}).rrc_correction == "alignment");
+    CHECK(parse({"--recipe", "paper-liona"}).optimizer == "liona");
+}
+
+TEST_CASE("flags: names retired when the Lion family took the paper's names say what to use now") {
+    CHECK(parse_error({"--recipe", "paper-lionar-plain"}) ==
+          "--recipe: recipe 'paper-lionar-plain' was retired: LionAR with the RRC correction and ordinary momentum is now "
+          "--recipe paper-lionar-rrc");
+    CHECK(parse_error({"--recipe", "paper-liona-hm"}).find("--recipe: recipe 'paper-liona-hm' was retired: its optimizer") == 0);
+    CHECK(parse_error({"--snr-estimator", "alignment"}) ==
+          "--snr-estimator was retired: the RRC correction is now an option of lionar: --rrc-correction alignment|norm-ratio (none: off)");
+    // An old run's config.json holds every option, snr-estimator among them: it is refused, not read with new meanings.
+    test_util::TempDir dir;
+    write_text(dir / "old.json", R"({"optimizer": "liona", "snr-estimator": "alignment"})");
+    CHECK(parse_error({"--config", dir / "old.json"}) == dir / "old.json" + ": option 'snr-estimator' was retired: the RRC "
+          "correction is now an option of lionar: --rrc-correction alignment|norm-ratio (none: off)");
+    CHECK(config_to_json(parse({})).contains("rrc-correction"));
+    CHECK_FALSE(config_to_json(parse({})).contains("snr-estimator"));
 }
 
 TEST_CASE("flags: -u takes warmup steps or a percentage of the run's steps") {
@@ -259,13 +288,20 @@ TEST_CASE("flags: optimizer defaults resolve per optimizer; --nesterov sets beta
         return error_of([&] { validate_optimizer_config(optimizer_config(resolved(std::move(args))), peak_lr); });
     };
     CHECK(invalid({"--optimizer", "liona"}) == "(no error)");
-    CHECK(invalid({"--optimizer", "liona", "--target-angle", "equilibrium"}) ==
-          "--target-angle equilibrium: Lion's equilibrium angle needs a weight decay above 0 (-c)");
-    CHECK(invalid({"--optimizer", "lionar", "--inverse-bias-correction", "snr"}).find("--inverse-bias-correction snr corrects") == 0);
-    CHECK(invalid({"--optimizer", "lionar", "--inverse-bias-correction", "snr", "--snr-estimator", "norm-ratio"}) == "(no error)");
+    CHECK(invalid({"--optimizer", "lionar", "-c", "0.1"}) == "(no error)");
+    CHECK(invalid({"--optimizer", "lionar"}) ==
+          "--target-angle equilibrium (lionar's default): Lion's equilibrium angle needs a weight decay above 0 (-c), or give "
+          "--target-angle lr");
+    CHECK(invalid({"--optimizer", "lionar", "--target-angle", "lr"}) == "(no error)");
+    CHECK(invalid({"--optimizer", "lionar", "-c", "0.1", "--inverse-bias-correction", "snr"}).find("--inverse-bias-correction snr corrects") == 0);
+    CHECK(invalid({"--optimizer", "lionar", "-c", "0.1", "--inverse-bias-correction", "snr", "--rrc-correction", "norm-ratio"}) ==
+          "(no error)");
+    CHECK(invalid({"--optimizer", "liona", "--rrc-correction", "alignment"}) ==
+          "--rrc-correction applies to lionar, the rotational Lion (this run: --optimizer liona)");
+    CHECK(invalid({"--optimizer", "liona", "--center", "1"}).find("--center, --control-embeddings and --control apply to lionar") == 0);
     CHECK(invalid({"--inverse-bias-correction", "step"}) ==
           "--inverse-bias-correction applies to lion, liona and lionar (this run: --optimizer adamw)");
-    CHECK(invalid({"--optimizer", "liona", "--row-gains", "1", "--control", "tensor"}).find("--row-gains 1 needs per-row") == 0);
-    CHECK(invalid({"--optimizer", "liona"}, 2.0f).find("-l 2: liona turns each controlled row by 2 radians per step") == 0);
+    CHECK(invalid({"--optimizer", "lionar", "--row-gains", "1", "--control", "tensor"}).find("--row-gains 1 needs per-row") == 0);
+    CHECK(invalid({"--optimizer", "lionar", "--target-angle", "lr"}, 2.0f).find("-l 2: lionar turns each controlled row by 2 radians per step") == 0);
     CHECK(parse_error({"--optimizer", "sgd"}) == "--optimizer: expected one of adamw|lion|liona|lionar, got 'sgd'");
 }

@@ -80,9 +80,10 @@ TEST_CASE("metrics: every measure of a step equals an independent computation fr
     const int* inputs[2] = {tokens.data(), tokens.data() + B * T};
     const int* targets[2] = {tokens.data() + 1, tokens.data() + B * T + 1};
 
-    for (const std::string name : {"adamw", "lion", "liona", "lionar"}) {
+    for (const std::string name : {"adamw", "lion", "liona", "lionar", "lionar-rrc"}) {
         CAPTURE(name);
-        const OptimizerConfig opt = test_util::test_optimizer(name);
+        OptimizerConfig opt = test_util::test_optimizer(name == "lionar-rrc" ? "lionar" : name);
+        if (name == "lionar-rrc") opt.rrc_correction = RrcCorrection::alignment;
         const char* momentum = name == "adamw" ? "adamw.m" : "lion.m";
         auto backend = make_cpu_backend(c, B, T, opt);
         backend->set_parameters(test_util::random_model_params(c, 5).data());
@@ -136,7 +137,7 @@ TEST_CASE("metrics: every measure of a step equals an independent computation fr
             check_close(got["grad_norm"], g_norm, "grad_norm");
             check_close(got["grad_mom_cos"], dot(g.data(), mp, t.numel) / (g_norm * std::sqrt(dot(mp, mp, t.numel))), "grad_mom_cos");
             check_close(got["mom_grad_ratio"], std::sqrt(dot(mn, mn, t.numel)) / correction / g_norm, "mom_grad_ratio");
-            CHECK(got.contains("snr_scale") == (name == "lionar" && t.is_matrix && t.kind != WTE && t.kind != WPE));
+            CHECK(got.contains("snr_scale") == (opt.has_rrc_correction() && t.is_matrix && t.kind != WTE && t.kind != WPE));
             if (!is_linear_layer(t.kind)) {
                 CHECK_FALSE(got.contains("rrc"));
                 continue;
@@ -164,7 +165,7 @@ TEST_CASE("metrics: every measure of a step equals an independent computation fr
 
 TEST_CASE("metrics: the record of step s describes the update from the model saved at step s to the one at s+1") {
     test_util::TempDir dir;
-    for (const std::string optimizer : {"--recipe paper-adamw", "--recipe paper-lionar"}) {
+    for (const std::string optimizer : {"--recipe paper-adamw", "--recipe paper-lionar-best"}) {
         CAPTURE(optimizer);
         const std::string out = dir / (optimizer.substr(9));
         const auto run = test_util::run_command(test_util::trainer() + test_util::shakespeare_flags() +

@@ -154,6 +154,24 @@ TEST_CASE("checkpoint: state files round-trip the optimizer, master weights and 
     std::vector<char> bytes = test_util::read_bytes(files.state);
     test_util::write_bytes(dir / "short.bin", bytes.data(), bytes.size() - 8);
     CHECK(error_of([&] { read_state_file(dir / "short.bin", n, restored, master); }).find(dir / "short.bin: file is truncated") == 0);
+
+    // Version 3 came before the Lion family took the paper's names: AdamW's state still resumes, a Lion
+    // family state (whose liona and lionar meant other optimizers) is refused with what changed.
+    auto as_version_3 = [&](const std::string& from, const std::string& to) {
+        std::vector<char> v = test_util::read_bytes(from);
+        const int32_t three = 3;
+        std::memcpy(v.data() + sizeof(int32_t), &three, sizeof(three));
+        test_util::write_bytes(to, v.data(), v.size());
+    };
+    as_version_3(files.state, dir / "v3_adamw.bin");
+    CHECK(read_state_file(dir / "v3_adamw.bin", n, restored, master).step == 5);
+    auto lion = make_cpu_optimizer(test_util::test_optimizer("lionar"), tensors);
+    test_util::TempDir lion_dir;
+    write_checkpoint(lion_dir.path, c, params.data(), ModelDtype::fp32, state, *lion);
+    as_version_3(checkpoint_files(lion_dir.path, 5).state, dir / "v3_lion.bin");
+    CHECK(error_of([&] { read_state_file(dir / "v3_lion.bin", n, *lion, master); }).find(
+              dir / "v3_lion.bin: a state file of version 3, from before the Lion family was renamed: its liona is today's lionar") == 0);
+    CHECK(read_state_file(checkpoint_files(lion_dir.path, 5).state, n, *lion, master).step == 5);  // version 4 reads
 }
 
 TEST_CASE("checkpoint: the newest complete one is found; retention keeps the last N and every M-th") {

@@ -1,6 +1,7 @@
 // The optimizers (optim/): AdamW and AdamW without momentum bias correction against PyTorch, Lion against
-// its published rule, the invariants of LionA and LionAR on constructed inputs, inverse bias correction,
-// the state in checkpoints, determinism, and each recipe training a small model.
+// its published rule, the invariants of LionA (each tensor's update l2 norm) and LionAR (each row's norm
+// and angle) on constructed inputs, the RRC correction, inverse bias correction, the state in
+// checkpoints, determinism, and each recipe training a small model.
 //
 // Tolerances: the oracles compute in float32 in another order; after 20 steps the relative difference is
 // a few float32 roundings (~1e-7). Angles and norms are measured in double from the float32 weights, so
@@ -55,6 +56,15 @@ void for_controlled_rows(const Problem& p, const OptimizerConfig& c, const std::
         for (int r = 0; r < t.rows; ++r)
             f(t, r, before.data() + t.offset + size_t(r) * cols, after.data() + t.offset + size_t(r) * cols, cols);
     }
+}
+
+// LionAR with the angle per step = lr and the strict normalisation, so that every step's angle is exact
+// and known (the defaults, the equilibrium angle and the smoothed norm, have their own test).
+OptimizerConfig exact_lionar() {
+    OptimizerConfig c = test_util::test_optimizer("lionar");
+    c.target_angle = TargetAngle::lr;
+    c.angle_norm = AngleNorm::strict;
+    return c;
 }
 
 const TensorSlice& first_of(const Problem& p, ParamTensor kind) {
@@ -139,9 +149,9 @@ TEST_CASE("optimizers: AdamW and AdamW without bias correction equal PyTorch, Li
     }
 }
 
-TEST_CASE("liona: every controlled row keeps its norm and turns by exactly the target angle per step; gains and biases take Lion steps") {
+TEST_CASE("lionar: every controlled row keeps its norm and turns by exactly the target angle per step; gains and biases take Lion steps") {
     Problem p(11);
-    OptimizerConfig c = test_util::test_optimizer("liona");
+    OptimizerConfig c = exact_lionar();
     auto opt = make_cpu_optimizer(c, p.tensors);
     const std::vector<float> initial = p.params;
     std::vector<float> w = p.params;
@@ -163,18 +173,18 @@ TEST_CASE("liona: every controlled row keeps its norm and turns by exactly the t
         for (size_t i = 0; i < bias.numel; ++i)
             CHECK(std::abs(double(w[bias.offset + i]) - before[bias.offset + i]) == doctest::Approx(lr).epsilon(1e-4));
     }
-    MESSAGE("liona: worst row norm drift " << worst_norm << ", angle error " << worst_angle);
+    MESSAGE("lionar: worst row norm drift " << worst_norm << ", angle error " << worst_angle);
     CHECK(worst_norm < 1e-6);
     CHECK(worst_angle < 1e-5);
 }
 
-TEST_CASE("liona: the radial part of the update is removed before it is applied") {
+TEST_CASE("lionar: the radial part of the update is removed before it is applied") {
     // A gradient along the weights makes Lion's direction sign(w) mostly radial. Were any radial part
     // applied, the step (scaled by the norm of the whole direction) would turn the row by far less than the
     // angle; removed, the row turns by exactly the angle. Rows whose weights are +-c have a purely radial
     // sign(w): nothing is left to apply, and they do not move.
     Problem p(31);
-    OptimizerConfig c = test_util::test_optimizer("liona");
+    OptimizerConfig c = exact_lionar();
     const TensorSlice& qkvw = first_of(p, QKVW);
     const size_t cols = size_t(qkvw.cols);
     std::vector<float> w = p.params;
@@ -196,11 +206,11 @@ TEST_CASE("liona: the radial part of the update is removed before it is applied"
     CHECK(radial_share > 0.7);  // the raw directions were mostly radial: the test would see a radial step
 }
 
-TEST_CASE("liona: per-tensor control, centring, smoothed normalisation and the equilibrium angle") {
+TEST_CASE("lionar: per-tensor control, centring, smoothed normalisation") {
     Rng rng(8);
     SUBCASE("per tensor: the tensor keeps its norm and turns by the angle") {
         Problem p(12);
-        OptimizerConfig c = test_util::test_optimizer("liona");
+        OptimizerConfig c = exact_lionar();
         c.control = ControlScope::tensor;
         auto opt = make_cpu_optimizer(c, p.tensors);
         std::vector<float> w = p.params;
@@ -220,7 +230,7 @@ TEST_CASE("liona: per-tensor control, centring, smoothed normalisation and the e
     }
     SUBCASE("centring: controlled rows start and stay centred") {
         Problem p(13);
-        OptimizerConfig c = test_util::test_optimizer("liona");
+        OptimizerConfig c = exact_lionar();
         c.center = true;
         auto opt = make_cpu_optimizer(c, p.tensors);
         std::vector<float> w = p.params;
@@ -243,7 +253,7 @@ TEST_CASE("liona: per-tensor control, centring, smoothed normalisation and the e
     }
     SUBCASE("smoothed: the first step turns by the angle, later ones near it; norms stay") {
         Problem p(14);
-        OptimizerConfig c = test_util::test_optimizer("liona");
+        OptimizerConfig c = exact_lionar();
         c.angle_norm = AngleNorm::smoothed;
         auto opt = make_cpu_optimizer(c, p.tensors);
         std::vector<float> w = p.params;
@@ -259,27 +269,101 @@ TEST_CASE("liona: per-tensor control, centring, smoothed normalisation and the e
             });
         }
     }
-    SUBCASE("equilibrium: the angle is Lion's equilibrium angle for (lr, wd)") {
+}
+
+TEST_CASE("lionar, the wrapper's learning rates: controlled rows turn by Lion's equilibrium angle for (lr, wd), other tensors take Lion steps of lr") {
+    // The defaults: --target-angle equilibrium and the smoothed normalisation, as the authors' wrapper.
+    const OptimizerConfig defaults = test_util::test_optimizer("lionar");
+    CHECK(defaults.target_angle == TargetAngle::equilibrium);
+    CHECK(defaults.angle_norm == AngleNorm::smoothed);
+    CHECK_FALSE(defaults.control_embeddings);
+    const double wd = 0.5, b1 = defaults.beta1, b2 = defaults.beta2;
+    // sqrt(pi/2) * sqrt(2 lr wd) * sqrt((1-b1)^2 + b1^2 (1-b2)/(1+b2)), written out here independently
+    auto equilibrium = [&](double lr) {
+        return std::sqrt(M_PI / 2) * std::sqrt(2 * lr * wd) * std::sqrt((1 - b1) * (1 - b1) + b1 * b1 * (1 - b2) / (1 + b2));
+    };
+    for (const AngleNorm norm : {AngleNorm::strict, AngleNorm::smoothed}) {
+        CAPTURE(int(norm));
         Problem p(15);
-        OptimizerConfig c = test_util::test_optimizer("liona");
-        c.target_angle = TargetAngle::equilibrium;
-        c.weight_decay = 0.5f;
+        OptimizerConfig c = defaults;
+        c.weight_decay = float(wd);
+        c.angle_norm = norm;
         auto opt = make_cpu_optimizer(c, p.tensors);
         std::vector<float> w = p.params;
-        const double lr = 1e-3, b1 = c.beta1, b2 = c.beta2;
-        // sqrt(pi/2) * sqrt(2 lr wd) * sqrt((1-b1)^2 + b1^2 (1-b2)/(1+b2)), written out here independently
-        const double expected = std::sqrt(M_PI / 2) * std::sqrt(2 * lr * 0.5) * std::sqrt((1 - b1) * (1 - b1) + b1 * b1 * (1 - b2) / (1 + b2));
-        const std::vector<float> g = random_vector(w.size(), rng), before = w;
-        opt->step(w.data(), g.data(), {float(lr), 1.0f, 1});
-        for_controlled_rows(p, c, before, w, [&](const TensorSlice&, int, const float* a, const float* b, size_t cols) {
-            CHECK(angle_between(a, b, cols) == doctest::Approx(expected).epsilon(1e-5));
-        });
+        Rng rng(8);
+        double worst = 0, smallest = 1e9, largest = 0;
+        for (int s = 0; s < 12; ++s) {
+            const float lr = 1e-3f * (1.0f + 0.2f * float(s));  // a schedule: the angle follows it
+            const std::vector<float> g = random_vector(w.size(), rng), before = w;
+            opt->step(w.data(), g.data(), {lr, 1.0f, s + 1});
+            for_controlled_rows(p, c, before, w, [&](const TensorSlice&, int, const float* a, const float* b, size_t cols) {
+                const double ratio = angle_between(a, b, cols) / equilibrium(lr);
+                // Strict: every step exactly; smoothed: the first step exactly (the bias-corrected EMA is |u|^2), later ones near it.
+                if (norm == AngleNorm::strict || s == 0) worst = std::max(worst, std::abs(ratio - 1.0));
+                smallest = std::min(smallest, ratio);
+                largest = std::max(largest, ratio);
+            });
+            const TensorSlice& bias = first_of(p, QKVB);  // not controlled: a Lion step of lr, not of the angle
+            for (size_t i = 0; i < bias.numel; ++i)
+                CHECK(std::abs(double(w[bias.offset + i]) - before[bias.offset + i]) == doctest::Approx(lr).epsilon(1e-4));
+        }
+        MESSAGE("angle / equilibrium angle: worst exact-step error " << worst << ", range [" << smallest << ", " << largest << "]");
+        CHECK(worst < 1e-5);
+        CHECK(smallest > 0.5);
+        CHECK(largest < 2.0);
+        CHECK(equilibrium(1e-3) < 0.5e-2);  // far below the learning rate's 1e-3 ... 3e-3 as an angle: the two readings differ
     }
 }
 
-TEST_CASE("liona: row gains: W = gain * direction, the direction's rows keep their norm and turn by the angle, gains take Lion steps") {
+TEST_CASE("liona: each tensor's update has the l2 norm lr * sqrt(elements) exactly, whatever its zero signs, while its angles vary") {
+    Problem p(21);
+    const OptimizerConfig c = test_util::test_optimizer("liona");
+    const auto roles = tensor_roles(c, p.tensors);
+    for (const TensorRole& r : roles) CHECK_FALSE(r.controlled);  // no angular control
+    auto a = make_cpu_optimizer(c, p.tensors), lion = make_cpu_optimizer(test_util::test_optimizer("lion"), p.tensors);
+    std::vector<float> w = p.params, wl = p.params;
+    Rng rng(12);
+    double worst = 0, lion_short = 1;
+    std::vector<double> smallest_angle(p.tensors.size(), 1e9), largest_angle(p.tensors.size(), 0);
+    for (int s = 0; s < 10; ++s) {
+        const float lr = 1e-3f * (1.0f + 0.3f * float(s));
+        std::vector<float> g = random_vector(w.size(), rng, 0.1f + float(s));
+        // A third of each tensor gets no gradient (as the rows of tokens a batch does not hold): its sign is 0.
+        for (size_t i = 0; i < g.size(); i += 3) g[i] = 0.0f;
+        const std::vector<float> before = w, before_lion = wl;
+        a->step(w.data(), g.data(), {lr, 1.0f, s + 1});
+        lion->step(wl.data(), g.data(), {lr, 1.0f, s + 1});
+        for (size_t k = 0; k < p.tensors.size(); ++k) {
+            const TensorSlice& t = p.tensors[k];
+            const float decay = roles[k].decay ? 1.0f - lr * c.weight_decay : 1.0f;
+            auto step_norm = [&](const std::vector<float>& w0, const std::vector<float>& w1) {  // |W_{t+1} - W_t (1 - lr wd)|
+                double sq = 0;
+                for (size_t i = 0; i < t.numel; ++i) {
+                    const double d = double(w1[t.offset + i]) - double(w0[t.offset + i] * decay);
+                    sq += d * d;
+                }
+                return std::sqrt(sq);
+            };
+            const double rule = double(lr) * std::sqrt(double(t.numel));
+            worst = std::max(worst, std::abs(step_norm(before, w) / rule - 1.0));
+            lion_short = std::min(lion_short, step_norm(before_lion, wl) / rule);
+            const double angle = angle_between(before.data() + t.offset, w.data() + t.offset, t.numel);
+            smallest_angle[k] = std::min(smallest_angle[k], angle);
+            largest_angle[k] = std::max(largest_angle[k], angle);
+        }
+    }
+    MESSAGE("liona: worst relative error of the update norm " << worst << "; Lion's is as short as " << lion_short << " of it");
+    CHECK(worst < 1e-4);
+    CHECK(lion_short < 0.9);  // Lion, with the same inputs, misses the rule by the zero signs: the check can fail
+    // The angles are not controlled: a step of the rule's norm turns W by about that norm over |W|, which
+    // follows the schedule and the weights; nothing holds it.
+    for (size_t k = 0; k < p.tensors.size(); ++k)
+        if (p.tensors[k].kind == QKVW) CHECK(largest_angle[k] > 1.5 * smallest_angle[k]);
+}
+
+TEST_CASE("lionar: row gains: W = gain * direction, the direction's rows keep their norm and turn by the angle, gains take Lion steps") {
     Problem p(16);
-    OptimizerConfig c = test_util::test_optimizer("liona");
+    OptimizerConfig c = exact_lionar();
     c.row_gains = true;
     auto opt = make_cpu_optimizer(c, p.tensors);
     std::vector<float> w = p.params;
@@ -314,9 +398,9 @@ TEST_CASE("liona: row gains: W = gain * direction, the direction's rows keep the
     CHECK(std::abs(gains_before[0] - 1.0f) > 1e-3);  // the gains moved
 }
 
-TEST_CASE("lionar: the step scale stays in [k_min, 1]; 1 for pure noise, k_min when every gradient agrees") {
+TEST_CASE("lionar's RRC correction: the step scale stays in [k_min, 1]; 1 for pure noise, k_min when every gradient agrees") {
     Problem p(17);
-    const auto roles = tensor_roles(test_util::test_optimizer("lionar"), p.tensors);
+    const auto roles = tensor_roles(exact_lionar(), p.tensors);
     // The scale of every controlled tensor after each of `steps` steps with gradients signal + noise * N(0,1).
     auto scales = [&](OptimizerConfig c, float noise, int steps) {
         auto opt = make_cpu_optimizer(c, p.tensors);
@@ -344,17 +428,18 @@ TEST_CASE("lionar: the step scale stays in [k_min, 1]; 1 for pure noise, k_min w
         }
         return out;
     };
-    OptimizerConfig alignment = test_util::test_optimizer("lionar");
+    OptimizerConfig alignment = exact_lionar();
+    alignment.rrc_correction = RrcCorrection::alignment;
     OptimizerConfig ratio = alignment;
-    ratio.snr_estimator = SnrEstimator::norm_ratio;
+    ratio.rrc_correction = RrcCorrection::norm_ratio;
     OptimizerConfig ratio_ii = ratio;
     ratio_ii.inverse_bias_correction = InverseBiasCorrection::snr;
     for (const OptimizerConfig& c : {alignment, ratio, ratio_ii}) {
-        CAPTURE(int(c.snr_estimator));
+        CAPTURE(int(c.rrc_correction));
         CAPTURE(int(c.inverse_bias_correction));
         // Plain norm ratios read early noise as signal (the zero-initialised momentum): give them the
         // momentum's time constant, 1 / (1 - b) = 100 steps, to settle.
-        const bool biased = c.snr_estimator == SnrEstimator::norm_ratio && c.inverse_bias_correction == InverseBiasCorrection::none;
+        const bool biased = c.rrc_correction == RrcCorrection::norm_ratio && c.inverse_bias_correction == InverseBiasCorrection::none;
         const int settle = biased ? 300 : 30;
         const auto noise = scales(c, 1.0f, settle), equal = scales(c, 0.0f, 10), mixed = scales(c, 0.3f, settle);
         for (const auto& run : {noise, equal, mixed})
@@ -381,9 +466,9 @@ TEST_CASE("inverse bias correction (i) scales the first steps by 1 - b^t") {
     Rng rng(4);
     std::vector<std::vector<float>> grads;
     for (int s = 0; s < 10; ++s) grads.push_back(random_vector(p.params.size(), rng));
-    for (const std::string name : {"lion", "liona"}) {
+    for (const std::string name : {"lion", "liona", "lionar"}) {
         CAPTURE(name);
-        OptimizerConfig plain = test_util::test_optimizer(name);
+        OptimizerConfig plain = name == "lionar" ? exact_lionar() : test_util::test_optimizer(name);
         plain.weight_decay = 0.0f;
         OptimizerConfig ramped = plain;
         ramped.inverse_bias_correction = InverseBiasCorrection::step;
@@ -399,7 +484,7 @@ TEST_CASE("inverse bias correction (i) scales the first steps by 1 - b^t") {
             const double ratio = std::sqrt(dot(db.data() + bias.offset, db.data() + bias.offset, bias.numel) /
                                            dot(da.data() + bias.offset, da.data() + bias.offset, bias.numel));
             CHECK(ratio == doctest::Approx(ramp).epsilon(2e-3));  // float32 rounding of w against steps of 1e-4
-            if (name == "liona")
+            if (name == "lionar")
                 CHECK(angle_between(before_b.data() + qkvw.offset, wb.data() + qkvw.offset, size_t(qkvw.cols)) ==
                       doctest::Approx(1e-2 * ramp).epsilon(1e-5));
             wa = wb;  // the same weights for the next step: only the step size differs
@@ -410,7 +495,7 @@ TEST_CASE("inverse bias correction (i) scales the first steps by 1 - b^t") {
 TEST_CASE("optimizer state: named buffers round-trip exactly; a resumed optimizer continues bit for bit; mismatches are named") {
     Problem p(19);
     OptimizerConfig c = test_util::test_optimizer("lionar");
-    c.angle_norm = AngleNorm::smoothed;
+    c.rrc_correction = RrcCorrection::alignment;
     c.row_gains = true;
     c.inverse_bias_correction = InverseBiasCorrection::step;
     auto a = make_cpu_optimizer(c, p.tensors);
@@ -467,7 +552,11 @@ TEST_CASE("optimizers: the same bits whatever the number of threads") {
     OptimizerConfig tensor_control = test_util::test_optimizer("lionar");
     tensor_control.control = ControlScope::tensor;
     tensor_control.center = true;
-    for (const OptimizerConfig& c : {OptimizerConfig{}, test_util::test_optimizer("lion"), test_util::test_optimizer("lionar"), tensor_control}) {
+    tensor_control.rrc_correction = RrcCorrection::norm_ratio;
+    OptimizerConfig rrc = test_util::test_optimizer("lionar");
+    rrc.rrc_correction = RrcCorrection::alignment;
+    for (const OptimizerConfig& c : {OptimizerConfig{}, test_util::test_optimizer("lion"), test_util::test_optimizer("liona"),
+                                     test_util::test_optimizer("lionar"), rrc, tensor_control}) {
         CAPTURE(c.name);
         auto run = [&](int threads) {
             const int saved = omp_get_max_threads();
@@ -488,10 +577,10 @@ TEST_CASE("optimizers: the same bits whatever the number of threads") {
 }
 
 TEST_CASE("recipes: every recipe trains the small shakespeare model without diverging") {
-    // Learning rates near each optimizer's best for this tiny model (the angle per step for liona/lionar).
+    // Learning rates near each optimizer's best for this tiny model (Lion's learning rate for the lion family).
     const std::vector<std::pair<std::string, std::string>> recipes = {
-        {"paper-adamw", "3e-3"},  {"paper-adamw-nobc", "3e-3"}, {"paper-lion", "1e-3"}, {"paper-liona", "1e-2"},
-        {"paper-liona-hm", "1e-2"}, {"paper-lionar-plain", "1e-2"}, {"paper-lionar", "1e-2"}};
+        {"paper-adamw", "3e-3"},  {"paper-adamw-nobc", "3e-3"}, {"paper-lion", "1e-3"}, {"paper-liona", "1e-3"},
+        {"paper-lionar", "1e-2"}, {"paper-lionar-rrc", "1e-2"}, {"paper-lionar-best", "1e-2"}};
     std::string names;
     for (const auto& r : recipes) names += (names.empty() ? "" : ", ") + r.first;
     CHECK(names == recipe_names());  // every recipe is tried

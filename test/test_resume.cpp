@@ -149,9 +149,10 @@ TEST_CASE("robustness: a full disk or a read-only folder is reported with the pa
 TEST_CASE("resume: every optimizer's state (momentum, held norms, EMAs, row gains) continues bit for bit, metrics too") {
     const std::vector<std::string> optimizers = {
         " --optimizer lion",
-        " --optimizer liona --control tensor --center 1 --target-angle equilibrium -c 0.1",
-        " --optimizer lionar --angle-norm smoothed --row-gains 1 --snr-estimator norm-ratio --inverse-bias-correction snr",
-        " --recipe paper-lionar"};
+        " --optimizer liona -c 0.1",
+        " --optimizer lionar --control tensor --center 1 --angle-norm strict -c 0.1",
+        " --optimizer lionar --row-gains 1 --rrc-correction norm-ratio --inverse-bias-correction snr -c 0.1",
+        " --recipe paper-lionar-best"};
     test_util::TempDir dir;
     int i = 0;
     for (const std::string& optimizer : optimizers) {

@@ -551,7 +551,19 @@ TEST_CASE("sweep: the shipped grids: smoke runs end to end with the real trainer
 
     const auto cpu = run_command(env + tool("sweep.py") + " tools/grids/cpu_study.json --dry-run --output " + dir / "cpu");
     REQUIRE_MESSAGE(cpu.exit_code == 0, cpu.output);
-    CHECK(contains(cpu.output, "24 runs"));
+    CHECK(contains(cpu.output, "38 runs"));
+    // The probes' runs are the study's (the same flags, the same names), so the study reuses them.
+    const auto probe = run_command(env + tool("sweep.py") + " tools/grids/cpu_study_probe.json --dry-run --output " + dir / "cpu");
+    REQUIRE_MESSAGE(probe.exit_code == 0, probe.output);
+    CHECK(contains(probe.output, "15 runs"));
+    int shared = 0;
+    std::istringstream lines(probe.output);
+    for (std::string line; std::getline(lines, line);)
+        if (contains(line, "[to run]")) {
+            const std::string name = line.substr(0, line.find(' '));
+            shared += contains(cpu.output, name + " ") ? 1 : 0;
+        }
+    CHECK(shared == 7);  // each optimizer's probed learning rates that the study keeps, at the probe's warmup
     const auto gpu = run_command(env + tool("sweep.py") + " tools/grids/gpu_study.json --dry-run --output " + dir / "gpu");
     REQUIRE_MESSAGE(gpu.exit_code == 0, gpu.output);
 }

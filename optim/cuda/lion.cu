@@ -2,9 +2,12 @@
 // same state buffers, the same scalars (optim/lion_math.h), step by step.
 //
 // The launches of one step, none of which waits for the host:
-//   LionAR only: per controlled row the partial sums ||g||^2, <g, m>, ||m||^2 (one block a row), then one
-//   block per controlled tensor adds its rows in a fixed order and updates the signal-fraction EMA and
-//   the step scale k on the device;
+//   LionAR's RRC correction only: per controlled row the partial sums ||g||^2, <g, m>, ||m||^2 (one block
+//   a row), then one block per controlled tensor adds its rows in a fixed order and updates the
+//   signal-fraction EMA and the step scale k on the device;
+//   LionA only: per row of every tensor the count of non-zero signs (one block a row), then one block per
+//   tensor adds its rows in a fixed order (integers in double: exact) and one thread per tensor turns the
+//   count into the step length of the l2 rule;
 //   tensors that are not controlled: Lion's elementwise step (one launch over all of them);
 //   controlled tensors, per row: one fused block a row (u, momentum, <x,u> and |x|^2, the radial
 //   removal, centring, |u|, the step, the renormalisation, the gain): everything the row needs stays in
@@ -40,6 +43,7 @@ struct PlainTensor {
     unsigned sums_row;     // its first row in the measured-step row sums
     int rows, cols;
     int decay;
+    int ordinal;           // among the plain tensors (LionA's step lengths)
 };
 
 struct ControlledTensor {
@@ -55,60 +59,93 @@ struct ControlledTensor {
 struct LionScalars {
     float b1, b2, weight_decay;
     float plain_lr;         // lr * the inverse bias correction's ramp
-    double theta;           // the target angle times the ramp (LionAR multiplies it by k)
+    double ramped_lr;       // the same in double, the base of LionA's l2 rule
+    double theta;           // the target angle times the ramp (the RRC correction multiplies it by k)
     float gain_lr;
     double rho, rho_correction;
-    int center, smoothed, gains, lionar;
+    int center, smoothed, gains, rrc;
 };
 
 __device__ inline float sign_of(float x) { return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f); }
+// Lion's update direction, as optim/lion.cpp writes it, for the step and for LionA's count.
+__device__ inline float lion_direction(float b1, float m_prev, float grad) { return sign_of(b1 * m_prev + (1.0f - b1) * grad); }
 
 // ---- tensors that take plain Lion steps ----
 
 struct PlainElement {
     float grad, m_prev, w_old;
 };
-__device__ inline PlainElement lion_element(float* w, const float* g, float* m, size_t i, float scale, float decay,
+// step: the sign step's length (lr, or LionA's rule); decay: 1 - lr wd, or 1.
+__device__ inline PlainElement lion_element(float* w, const float* g, float* m, size_t i, float scale, float step, float decay,
                                             const LionScalars& s) {
     const float grad = g[i] * scale;
     const PlainElement old{grad, m[i], w[i]};
-    const float u = sign_of(s.b1 * old.m_prev + (1.0f - s.b1) * grad);
-    w[i] = w[i] * decay - s.plain_lr * u;
+    const float u = lion_direction(s.b1, old.m_prev, grad);
+    w[i] = w[i] * decay - step * u;
     m[i] = s.b2 * old.m_prev + (1.0f - s.b2) * grad;
     return old;
 }
 
+// The step length of a plain tensor: Lion's lr, or LionA's from its count (l2_steps: null for Lion).
+__device__ inline float plain_step_length(const PlainTensor& t, const float* l2_steps, const LionScalars& s) {
+    return l2_steps ? l2_steps[t.ordinal] : s.plain_lr;
+}
+
 __global__ void lion_plain_kernel(float* w, const float* g, float* m, const PlainTensor* tensors, int count,
-                                  const float* grad_scale, LionScalars s) {
+                                  const float* grad_scale, const float* l2_steps, LionScalars s) {
     const PlainTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &PlainTensor::first_block)];
     const float decay = t.decay ? 1.0f - s.plain_lr * s.weight_decay : 1.0f;
+    const float step = plain_step_length(t, l2_steps, s);
     const float scale = *grad_scale;
     const size_t base = size_t(blockIdx.x - t.first_block) * kPerBlock + threadIdx.x;
     for (int k = 0; k < kPerThread; ++k) {
         const size_t j = base + size_t(k) * kThreads;
         if (j >= t.numel) break;
-        lion_element(w, g, m, t.offset + j, scale, decay, s);
+        lion_element(w, g, m, t.offset + j, scale, step, decay, s);
     }
 }
 
 // A measured step: one block per row of the plain tensors, the same step, and the row's sums.
 __global__ void lion_plain_rows_kernel(float* w, const float* g, float* m, const PlainTensor* tensors, int count,
-                                       const float* grad_scale, LionScalars s, RowSumsDevice* row_sums, float* update) {
+                                       const float* grad_scale, const float* l2_steps, LionScalars s, RowSumsDevice* row_sums,
+                                       float* update) {
     __shared__ double shared[32];
     const PlainTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &PlainTensor::first_row)];
     const unsigned r = blockIdx.x - t.first_row;
     const float decay = t.decay ? 1.0f - s.plain_lr * s.weight_decay : 1.0f;
+    const float step = plain_step_length(t, l2_steps, s);
     const float scale = *grad_scale;
     const size_t row = t.offset + size_t(r) * size_t(t.cols);
     ThreadRowSums sums;
     for (int j = threadIdx.x; j < t.cols; j += blockDim.x) {
         const size_t i = row + size_t(j);
-        const PlainElement old = lion_element(w, g, m, i, scale, decay, s);
+        const PlainElement old = lion_element(w, g, m, i, scale, step, decay, s);
         sums.add_weights(old.w_old, w[i]);
         sums.add_moments(old.grad, old.m_prev, m[i]);
         if (update) update[i] = w[i] - old.w_old;
     }
     store_block_row_sums(sums, row_sums + t.sums_row + r, shared);
+}
+
+// LionA, per row of the plain tensors (one block a row): the count of the row's non-zero signs.
+__global__ void nonzero_signs_rows_kernel(const float* g, const float* m, const PlainTensor* tensors, int count,
+                                          const float* grad_scale, LionScalars s, double* per_row) {
+    __shared__ double shared[32];
+    const PlainTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &PlainTensor::first_row)];
+    const size_t row = t.offset + size_t(blockIdx.x - t.first_row) * size_t(t.cols);
+    const float scale = *grad_scale;
+    double n = 0;
+    for (int j = threadIdx.x; j < t.cols; j += blockDim.x)
+        n += lion_direction(s.b1, m[row + size_t(j)], g[row + size_t(j)] * scale) != 0.0f;
+    n = block_sum(n, shared);
+    if (threadIdx.x == 0) per_row[blockIdx.x] = n;
+}
+
+// LionA, one thread per plain tensor: the step length of the l2 rule from the tensor's count.
+__global__ void l2_steps_kernel(const double* nonzero, const PlainTensor* tensors, int count, LionScalars s, float* steps) {
+    const int i = int(blockIdx.x * blockDim.x + threadIdx.x);
+    if (i >= count) return;
+    steps[i] = float(l2_controlled_step(s.ramped_lr, double(tensors[i].numel), nonzero[i]));
 }
 
 // ---- controlled tensors ----
@@ -149,10 +186,12 @@ __global__ void start_control_kernel(float* w, float* directions, double* row_sq
     if (threadIdx.x == 0) row_sq[blockIdx.x] = sq;
 }
 
-// Per controlled tensor: the sums over its rows of `fields` per-row values, in row order.
-__global__ void sum_rows_kernel(const double* per_row, int fields, const ControlledTensor* tensors, double* per_tensor) {
+// Per tensor of a table (ControlledTensor or PlainTensor, one block each): the sums over its rows of
+// `fields` per-row values, in a fixed order.
+template <typename Tensor>
+__global__ void sum_rows_kernel(const double* per_row, int fields, const Tensor* tensors, double* per_tensor) {
     __shared__ double shared[32];
-    const ControlledTensor t = tensors[blockIdx.x];
+    const Tensor t = tensors[blockIdx.x];
     for (int f = 0; f < fields; ++f) {
         double s = 0;
         for (int r = threadIdx.x; r < t.rows; r += blockDim.x) s += per_row[(size_t(t.first_row) + size_t(r)) * fields + f];
@@ -172,7 +211,7 @@ __global__ void record_norms_kernel(const double* row_sq, const double* tensor_s
     for (int r = threadIdx.x; r < t.rows; r += blockDim.x) norms[t.group + unsigned(r)] = float(sqrt(row_sq[t.first_row + unsigned(r)]));
 }
 
-// LionAR, per controlled row: ||g||^2, <g, m_{t-1}>, ||m_{t-1}||^2 of the controlled variable's gradient.
+// The RRC correction, per controlled row: ||g||^2, <g, m_{t-1}>, ||m_{t-1}||^2 of the controlled variable's gradient.
 __global__ void snr_rows_kernel(const float* g, const float* m, const float* gains, double* per_row, const ControlledTensor* tensors,
                                 int count, const float* grad_scale, LionScalars s) {
     __shared__ double shared[32];
@@ -199,9 +238,9 @@ __global__ void snr_rows_kernel(const float* g, const float* m, const float* gai
     }
 }
 
-// LionAR, one thread per controlled tensor: the signal fraction, its EMA (kept as floats, as the CPU
-// keeps it) and the step scale k.
-__global__ void snr_scale_kernel(const double* per_tensor, float* snr_ema, double* k_scale, int count, SnrEstimator estimator,
+// The RRC correction, one thread per controlled tensor: the signal fraction, its EMA (kept as floats, as
+// the CPU keeps it) and the step scale k.
+__global__ void snr_scale_kernel(const double* per_tensor, float* snr_ema, double* k_scale, int count, RrcCorrection estimator,
                                  InverseBiasCorrection ibc, double b, double t, double ema_factor, double k_min) {
     const int i = int(blockIdx.x * blockDim.x + threadIdx.x);
     if (i >= count) return;
@@ -240,7 +279,7 @@ __global__ void controlled_rows_kernel(float* w, const float* g, float* m, float
         const float grad = g[row + size_t(j)] * scale;  // dL/dW
         const float gx = grad * row_gain;               // dL/dx
         const float m_prev = m[row + size_t(j)];
-        u[j] = sign_of(s.b1 * m_prev + (1.0f - s.b1) * gx);
+        u[j] = lion_direction(s.b1, m_prev, gx);
         const float m_new = s.b2 * m_prev + (1.0f - s.b2) * gx;
         m[row + size_t(j)] = m_new;
         x[j] = x_global[j];
@@ -254,7 +293,7 @@ __global__ void controlled_rows_kernel(float* w, const float* g, float* m, float
     gain_grad = block_sum(gain_grad, shared);
     if (s.gains && threadIdx.x == 0) {  // a plain Lion step of the row's gain, no weight decay
         const float gg = float(gain_grad);
-        gains[group] -= s.gain_lr * sign_of(s.b1 * gain_m[group] + (1.0f - s.b1) * gg);
+        gains[group] -= s.gain_lr * lion_direction(s.b1, gain_m[group], gg);
         gain_m[group] = s.b2 * gain_m[group] + (1.0f - s.b2) * gg;
         new_gain = gains[group];
     }
@@ -278,7 +317,7 @@ __global__ void controlled_rows_kernel(float* w, const float* g, float* m, float
     }
     float factor = 1.0f;
     if (d > 0 && xx > 0) {  // the same on every thread: a block sum
-        const double k = s.lionar ? k_scale[t.ordinal] : 1.0;
+        const double k = s.rrc ? k_scale[t.ordinal] : 1.0;
         const float step = float(tan(s.theta * k) * sqrt(xx) / d);
         double sq = 0;
         for (int j = threadIdx.x; j < cols; j += blockDim.x) {
@@ -317,7 +356,7 @@ __global__ void tensor_direction_kernel(const float* w, const float* g, float* m
     for (int j = threadIdx.x; j < t.cols; j += blockDim.x) {
         const float grad = g[row + size_t(j)] * scale;
         const float m_prev = m[row + size_t(j)];
-        u[j] = sign_of(s.b1 * m_prev + (1.0f - s.b1) * grad);
+        u[j] = lion_direction(s.b1, m_prev, grad);
         const float m_new = s.b2 * m_prev + (1.0f - s.b2) * grad;
         m[row + size_t(j)] = m_new;
         const float xj = w[row + size_t(j)];
@@ -367,7 +406,7 @@ __global__ void tensor_step_kernel(const double* tensor_xu_xx, const double* ten
         d = sqrt(double(ema) / s.rho_correction);
     }
     moved[i] = d > 0 && xx > 0;
-    const double k = s.lionar ? k_scale[i] : 1.0;
+    const double k = s.rrc ? k_scale[i] : 1.0;
     step[i] = moved[i] ? float(tan(s.theta * k) * sqrt(xx) / d) : 0.0f;
 }
 
@@ -426,7 +465,7 @@ public:
             total_ += t.numel;
             if (roles_[k].controlled) {
                 if (cols > kMaxControlledCols)
-                    fail("%s: rows of %d values; the CUDA LionA/LionAR keep a row in shared memory, at most %d", t.name.c_str(), cols,
+                    fail("%s: rows of %d values; the CUDA LionAR keeps a row in shared memory, at most %d", t.name.c_str(), cols,
                          kMaxControlledCols);
                 controlled_.push_back({t.offset, controlled_elements_, controlled_rows_, sums_row, groups_, t.rows, cols,
                                        int(controlled_.size())});
@@ -434,7 +473,8 @@ public:
                 controlled_rows_ += unsigned(t.rows);
                 groups_ += per_row ? unsigned(t.rows) : 1;
             } else {
-                plain_.push_back({t.offset, t.numel, blocks, plain_rows, sums_row, t.rows, cols, roles_[k].decay ? 1 : 0});
+                plain_.push_back({t.offset, t.numel, blocks, plain_rows, sums_row, t.rows, cols, roles_[k].decay ? 1 : 0,
+                                  int(plain_.size())});
                 blocks += unsigned(ceil_div(t.numel, kPerBlock));
                 plain_rows += unsigned(t.rows);
             }
@@ -462,6 +502,7 @@ public:
         s.b2 = c.beta2;
         s.weight_decay = c.weight_decay;
         s.plain_lr = float(double(ctx.lr) * ramp);
+        s.ramped_lr = double(ctx.lr) * ramp;
         s.theta = target_angle(c.target_angle, ctx.lr, c.weight_decay, c.beta1, c.beta2) * ramp;
         s.gain_lr = s.plain_lr;
         s.rho = c.norm_ema;
@@ -469,7 +510,7 @@ public:
         s.center = c.center;
         s.smoothed = c.angle_norm == AngleNorm::smoothed;
         s.gains = c.row_gains;
-        s.lionar = c.name == "lionar";
+        s.rrc = c.has_rrc_correction();
         const bool measured = out.sums || out.update;
         RowSumsDevice* row_sums = out.sums ? sums_.rows() : nullptr;
         float* update = out.update ? scratch(update_, total_, "the measured step's update") : nullptr;
@@ -483,14 +524,14 @@ public:
                 KERNEL_CHECK("copy_controlled_kernel");
             }
             if (ctx.t == 1) start_control(params, s);
-            if (s.lionar) {
+            if (s.rrc) {
                 snr_rows_kernel<<<controlled_rows_, kThreads, 0, stream_>>>(grads, m_, gains_, row_partials_, controlled_table_,
                                                                             controlled, grad_scale_, s);
                 KERNEL_CHECK("snr_rows_kernel");
                 sum_rows_kernel<<<controlled, kThreads, 0, stream_>>>(row_partials_, 3, controlled_table_, tensor_partials_);
                 KERNEL_CHECK("sum_rows_kernel (snr)");
                 snr_scale_kernel<<<unsigned(ceil_div(size_t(controlled), 128)), 128, 0, stream_>>>(
-                    tensor_partials_, snr_ema_, k_scale_, controlled, c.snr_estimator, c.inverse_bias_correction, c.beta2,
+                    tensor_partials_, snr_ema_, k_scale_, controlled, c.rrc_correction, c.inverse_bias_correction, c.beta2,
                     double(ctx.t), c.snr_ema, c.k_min);
                 KERNEL_CHECK("snr_scale_kernel");
             }
@@ -505,17 +546,29 @@ public:
             }
         }
         if (plain > 0) {
+            const float* l2_steps = c.is_l2_controlled() ? l2_steps_ : nullptr;
+            if (l2_steps) {
+                nonzero_signs_rows_kernel<<<plain_rows_, kThreads, 0, stream_>>>(grads, m_, plain_table_, plain, grad_scale_, s,
+                                                                                 plain_row_counts_);
+                KERNEL_CHECK("nonzero_signs_rows_kernel");
+                sum_rows_kernel<<<plain, kThreads, 0, stream_>>>(plain_row_counts_, 1, plain_table_, plain_counts_);
+                KERNEL_CHECK("sum_rows_kernel (non-zero signs)");
+                l2_steps_kernel<<<unsigned(ceil_div(size_t(plain), 128)), 128, 0, stream_>>>(plain_counts_, plain_table_, plain, s,
+                                                                                             l2_steps_);
+                KERNEL_CHECK("l2_steps_kernel");
+            }
             if (measured) {
-                lion_plain_rows_kernel<<<plain_rows_, kThreads, 0, stream_>>>(params, grads, m_, plain_table_, plain, grad_scale_, s,
-                                                                              sums_.rows(), update);
+                lion_plain_rows_kernel<<<plain_rows_, kThreads, 0, stream_>>>(params, grads, m_, plain_table_, plain, grad_scale_,
+                                                                              l2_steps, s, sums_.rows(), update);
                 KERNEL_CHECK("lion_plain_rows_kernel");
             } else {
-                lion_plain_kernel<<<plain_blocks_, kThreads, 0, stream_>>>(params, grads, m_, plain_table_, plain, grad_scale_, s);
+                lion_plain_kernel<<<plain_blocks_, kThreads, 0, stream_>>>(params, grads, m_, plain_table_, plain, grad_scale_,
+                                                                           l2_steps, s);
                 KERNEL_CHECK("lion_plain_kernel");
             }
         }
         if (update) CUDA_CHECK(cudaMemcpyAsync(out.update, update, total_ * sizeof(float), cudaMemcpyDeviceToHost, stream_));
-        if (out.sums) sums_.reduce_and_download(s.lionar ? k_scale_ : nullptr, out.sums, stream_);
+        if (out.sums) sums_.reduce_and_download(s.rrc ? k_scale_ : nullptr, out.sums, stream_);
         if (measured) CUDA_CHECK(cudaStreamSynchronize(stream_));
     }
 
@@ -545,7 +598,7 @@ private:
     static std::vector<int> snr_index(const OptimizerConfig& c, const std::vector<TensorRole>& roles) {
         std::vector<int> index(roles.size(), -1);
         int next = 0;
-        if (c.is_angular())
+        if (c.is_angular())  // every controlled tensor reports its step scale: k with the RRC correction, else 1
             for (size_t k = 0; k < roles.size(); ++k)
                 if (roles[k].controlled) index[k] = next++;
         return index;
@@ -559,7 +612,7 @@ private:
         std::vector<std::pair<const char*, size_t>> wanted = {{"lion.m", total_}};
         if (c.is_angular()) wanted.push_back({"lion.norms", groups_});
         if (c.is_angular() && c.angle_norm == AngleNorm::smoothed) wanted.push_back({"lion.norm_ema", groups_});
-        if (c.name == "lionar") wanted.push_back({"lion.snr_ema", 2 * controlled});
+        if (c.has_rrc_correction()) wanted.push_back({"lion.snr_ema", 2 * controlled});
         if (c.row_gains) {
             wanted.push_back({"lion.gains", groups_});
             wanted.push_back({"lion.gain_m", groups_});
@@ -567,9 +620,12 @@ private:
         }
         size_t floats = 1;  // the gradient scale
         for (const auto& w : wanted) floats += w.second;
+        const size_t plain = plain_.size();
         floats += controlled_elements_ * (c.control == ControlScope::tensor ? 1 : 0) + controlled;  // u scratch, steps
+        floats += plain;                                                                            // LionA's steps
         floats = (floats + 1) / 2 * 2;                                                              // doubles after, aligned
-        const size_t doubles = size_t(controlled_rows_) * 3 + controlled * 3 + controlled;         // partials, k
+        const size_t doubles = size_t(controlled_rows_) * 3 + controlled * 3 + controlled          // partials, k
+                             + size_t(plain_rows_) + plain;                                         // LionA's counts
         const size_t table_bytes = plain_.size() * sizeof(PlainTensor) + controlled * sizeof(ControlledTensor);
         memory_ = device_alloc(floats * sizeof(float) + doubles * sizeof(double) + controlled * sizeof(int) + table_bytes + 16,
                                "optimizer state");
@@ -585,6 +641,8 @@ private:
         }
         step_ = f;
         f += controlled;
+        l2_steps_ = f;
+        f += plain;
         double* d = reinterpret_cast<double*>(static_cast<float*>(memory_.get()) + floats);
         row_partials_ = d;
         d += size_t(controlled_rows_) * 3;
@@ -592,6 +650,10 @@ private:
         d += controlled * 3;
         k_scale_ = d;
         d += controlled;
+        plain_row_counts_ = d;
+        d += plain_rows_;
+        plain_counts_ = d;
+        d += plain;
         moved_ = reinterpret_cast<int*>(d);
         char* tables = reinterpret_cast<char*>(moved_ + controlled);
         tables += (16 - reinterpret_cast<uintptr_t>(tables) % 16) % 16;
@@ -693,9 +755,12 @@ private:
     float* u_ = nullptr;           // (controlled elements) per-tensor control: the direction between passes
     float* step_ = nullptr;        // (controlled tensors) per-tensor control: the step length
     int* moved_ = nullptr;         // (controlled tensors) per-tensor control: whether the tensor moves
+    float* l2_steps_ = nullptr;    // (plain tensors) LionA: the step length of each tensor's l2 rule
     double* row_partials_ = nullptr;     // (controlled rows, 3) per-row partial sums
     double* tensor_partials_ = nullptr;  // (controlled tensors, 3) their per-tensor sums
-    double* k_scale_ = nullptr;          // (controlled tensors) LionAR's step scale
+    double* k_scale_ = nullptr;          // (controlled tensors) the RRC correction's step scale
+    double* plain_row_counts_ = nullptr; // (plain rows) LionA: each row's count of non-zero signs
+    double* plain_counts_ = nullptr;     // (plain tensors) their per-tensor sums
     PlainTensor* plain_table_ = nullptr;
     ControlledTensor* controlled_table_ = nullptr;
 };

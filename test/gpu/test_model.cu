@@ -244,8 +244,9 @@ TEST_CASE("cuda backend vs CPU backend: 20 training steps with accumulation and 
     const int B = 2, T = 37, steps = 20, accum = 2;
     const auto batches = random_batches(8, B, T, c.vocab_size, 21);
     const OptimizerConfig adamw{"adamw", 0.9f, 0.95f, 1e-8f, 0.1f};
-    OptimizerConfig lionar{"lionar", 0.98f * 0.98f, 0.98f, 1e-8f, 0.1f};  // as paper-lionar: Nesterov, inverse bias correction
+    OptimizerConfig lionar{"lionar", 0.98f * 0.98f, 0.98f, 1e-8f, 0.1f};  // as paper-lionar-best: Nesterov, inverse bias correction
     lionar.inverse_bias_correction = InverseBiasCorrection::step;
+    lionar.rrc_correction = RrcCorrection::alignment;
     for (const OptimizerConfig& opt : {adamw, lionar})
     for (const char* precision : {"fp32", "bf16"}) {
         CAPTURE(opt.name);
@@ -397,11 +398,11 @@ TEST_CASE("trainer binary on the GPU: --device auto picks CUDA, trains, logs MFU
 
 // The README's promise for the emulated device (and a GPU): the CUDA trainer and the CPU trainer, on the
 // same tiny run, log the same losses. fp32 on both; 1e-4 relative, as the 20-step backend test above.
-TEST_CASE("trainer binary: a tiny run on the GPU and on the CPU log the same losses, AdamW and LionAR") {
+TEST_CASE("trainer binary: a tiny run on the GPU and on the CPU log the same losses, AdamW, LionA and LionAR") {
     test_util::TempDir dir;
-    for (const char* optimizer : {"adamw", "lionar"}) {
+    for (const char* optimizer : {"adamw", "liona", "lionar"}) {
         CAPTURE(optimizer);
-        const std::string flags = std::string(" -e d2 -b 2 -t 32 -x 10 -v 5 -m 2 -s 0 -l 1e-3 --optimizer ") + optimizer +
+        const std::string flags = std::string(" -e d2 -b 2 -t 32 -x 10 -v 5 -m 2 -s 0 -l 1e-3 -c 0.1 --optimizer ") + optimizer +
                                   test_util::shakespeare_flags();
         const std::string gpu_dir = dir / (std::string("gpu_") + optimizer), cpu_dir = dir / (std::string("cpu_") + optimizer);
         const auto gpu = test_util::run_command(cuda_trainer() + " --device cuda --precision fp32 -o " + gpu_dir + flags);

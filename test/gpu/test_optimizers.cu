@@ -1,6 +1,7 @@
 // The Lion family on the GPU against its CPU reference (optim/lion.cpp), option by option: plain Lion,
-// LionA per row and per tensor, strict and smoothed, with centring, row gains and the equilibrium
-// angle, LionAR with both estimators and both inverse bias corrections; the measured-step sums reduced on
+// LionA (the l2 rule, with and without the momentum changes), LionAR per row and per tensor, strict and
+// smoothed, with centring, row gains, both target angles, the RRC correction with both estimators and
+// both inverse bias corrections; the measured-step sums reduced on
 // the device (AdamW's too) against the CPU's; the state interchanged with the CPU optimizer.
 //
 // Tolerances: both sides compute in fp32 with double sums, the GPU's in another order (block trees), and
@@ -29,35 +30,45 @@ struct Case {
 
 std::vector<Case> cases() {
     auto lion = [](const char* name) { return test_util::test_optimizer(name); };
-    std::vector<Case> out = {{"lion", lion("lion")}, {"liona per row, strict", lion("liona")}};
+    std::vector<Case> out = {{"lion", lion("lion")}, {"liona", lion("liona")}};
     OptimizerConfig c = lion("liona");
-    c.angle_norm = AngleNorm::smoothed;
+    c.beta2 = 0.98f;
+    c.beta1 = 0.98f * 0.98f;  // Nesterov
+    c.inverse_bias_correction = InverseBiasCorrection::step;
+    out.push_back({"liona, b 0.98, Nesterov, inverse bias correction (i)", c});
+    out.push_back({"lionar per row: the defaults (smoothed, equilibrium angle)", lion("lionar")});
+    c = lion("lionar");
+    c.angle_norm = AngleNorm::strict;
+    c.target_angle = TargetAngle::lr;
+    out.push_back({"lionar per row, strict, angle = lr", c});
+    c = lion("lionar");
     c.center = true;
     c.row_gains = true;
-    out.push_back({"liona per row, smoothed, centred, row gains", c});
-    c = lion("liona");
+    out.push_back({"lionar per row, centred, row gains", c});
+    c = lion("lionar");
     c.control = ControlScope::tensor;
     c.center = true;
     c.control_embeddings = true;
-    out.push_back({"liona per tensor, centred, embeddings controlled", c});
-    c = lion("liona");
-    c.target_angle = TargetAngle::equilibrium;
-    out.push_back({"liona, equilibrium angle", c});
-    out.push_back({"lionar, alignment", lion("lionar")});
+    c.angle_norm = AngleNorm::strict;
+    out.push_back({"lionar per tensor, strict, centred, embeddings controlled", c});
     c = lion("lionar");
-    c.snr_estimator = SnrEstimator::norm_ratio;
+    c.rrc_correction = RrcCorrection::alignment;
+    out.push_back({"lionar, RRC correction by alignment", c});
+    c = lion("lionar");
+    c.rrc_correction = RrcCorrection::norm_ratio;
     c.inverse_bias_correction = InverseBiasCorrection::snr;
     c.row_gains = true;
-    out.push_back({"lionar, norm ratio, inverse bias correction (ii), row gains", c});
+    out.push_back({"lionar, RRC correction by norm ratio, inverse bias correction (ii), row gains", c});
     c = lion("lionar");
     c.control = ControlScope::tensor;
-    c.angle_norm = AngleNorm::smoothed;
-    out.push_back({"lionar per tensor, smoothed", c});
+    c.rrc_correction = RrcCorrection::alignment;
+    out.push_back({"lionar per tensor, smoothed, RRC correction", c});
     c = lion("lionar");
     c.beta2 = 0.98f;
     c.beta1 = 0.98f * 0.98f;  // Nesterov
     c.inverse_bias_correction = InverseBiasCorrection::step;
-    out.push_back({"lionar as paper-lionar: b 0.98, Nesterov, inverse bias correction (i)", c});
+    c.rrc_correction = RrcCorrection::alignment;
+    out.push_back({"lionar as paper-lionar-best: b 0.98, Nesterov, inverse bias correction (i), RRC correction", c});
     return out;
 }
 
