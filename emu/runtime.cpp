@@ -141,7 +141,7 @@ cudaError_t allocate(void** p, size_t bytes, bool pinned) {
     std::lock_guard<std::mutex> lock(memory_mutex);
     if (!pinned && device_bytes_in_use + bytes > options().memory_bytes) return set_last_error(cudaErrorMemoryAllocation);
     void* q = nullptr;
-    if (posix_memalign(&q, 256, bytes ? bytes : 1) != 0) return set_last_error(pinned ? cudaErrorMemoryAllocation : cudaErrorMemoryAllocation);
+    if (posix_memalign(&q, 256, bytes ? bytes : 1) != 0) return set_last_error(cudaErrorMemoryAllocation);
     if (!pinned) std::memset(q, 0xFF, bytes);
     allocations[static_cast<char*>(q)] = {static_cast<char*>(q), bytes, pinned};
     if (!pinned) device_bytes_in_use += bytes;
