@@ -8,13 +8,15 @@
 //   LionA only: per row of every tensor the count of non-zero signs (one block a row), then one block per
 //   tensor adds its rows in a fixed order (integers in double: exact) and one thread per tensor turns the
 //   count into the step length of the l2 rule;
-//   tensors that are not controlled: Lion's elementwise step (one launch over all of them);
+//   tensors that are not controlled: Lion's elementwise step (one launch over all of them, 128-bit
+//   accesses);
 //   controlled tensors, per row: one fused block a row (u, momentum, <x,u> and |x|^2, the radial
 //   removal, centring, |u|, the step, the renormalisation, the gain): everything the row needs stays in
 //   shared memory; per tensor (--control tensor): the same phases as separate launches over all rows,
 //   each followed by a fixed-order reduction per tensor, since the whole tensor's sums are needed between
 //   them.
-// The first step also centres rows and records the held norms (one block a row). A measured step runs
+// The first step also centres rows and records the held norms (one block a row). Every kernel that writes
+// the weights or the state returns at once when the device's gate skips the step. A measured step runs
 // the plain step one block a row too, and every kernel leaves its rows' sums for step_sums.cuh.
 #include <algorithm>
 #include <cmath>
@@ -32,8 +34,9 @@ namespace coldstart::cuda {
 namespace {
 
 constexpr int kThreads = 256;
+constexpr int kVec = 4;  // floats per thread and access in the elementwise step: one 128-bit load of w, g and m
 constexpr int kPerThread = 4;
-constexpr size_t kPerBlock = size_t(kThreads) * kPerThread;
+constexpr size_t kPerBlock = size_t(kThreads) * kVec * kPerThread;
 constexpr int kMaxControlledCols = 16384;  // two rows of floats: 128 KB of shared memory (A100: 163 KB, H100: 227 KB)
 
 struct PlainTensor {
@@ -44,6 +47,7 @@ struct PlainTensor {
     int rows, cols;
     int decay;
     int ordinal;           // among the plain tensors (LionA's step lengths)
+    int packed;            // offset is a multiple of kVec: its chunks are 16-byte aligned when the buffers are
 };
 
 struct ControlledTensor {
@@ -75,14 +79,18 @@ __device__ inline float lion_direction(float b1, float m_prev, float grad) { ret
 struct PlainElement {
     float grad, m_prev, w_old;
 };
-// step: the sign step's length (lr, or LionA's rule); decay: 1 - lr wd, or 1.
+// One element's Lion step on values; step: the sign step's length (lr, or LionA's rule); decay: 1 - lr wd, or 1.
+__device__ inline void lion_update(float& w, float& m, float grad, float step, float decay, const LionScalars& s) {
+    const float u = lion_direction(s.b1, m, grad);
+    w = w * decay - step * u;
+    m = s.b2 * m + (1.0f - s.b2) * grad;
+}
+
+// One element in place; returns the old values for a measured step's sums.
 __device__ inline PlainElement lion_element(float* w, const float* g, float* m, size_t i, float scale, float step, float decay,
                                             const LionScalars& s) {
-    const float grad = g[i] * scale;
-    const PlainElement old{grad, m[i], w[i]};
-    const float u = lion_direction(s.b1, old.m_prev, grad);
-    w[i] = w[i] * decay - step * u;
-    m[i] = s.b2 * old.m_prev + (1.0f - s.b2) * grad;
+    const PlainElement old{g[i] * scale, m[i], w[i]};
+    lion_update(w[i], m[i], old.grad, step, decay, s);
     return old;
 }
 
@@ -91,30 +99,42 @@ __device__ inline float plain_step_length(const PlainTensor& t, const float* l2_
     return l2_steps ? l2_steps[t.ordinal] : s.plain_lr;
 }
 
+// aligned: w, g and m are 16-byte aligned, so a packed tensor's chunks of kVec are too.
 __global__ void lion_plain_kernel(float* w, const float* g, float* m, const PlainTensor* tensors, int count,
-                                  const float* grad_scale, const float* l2_steps, LionScalars s) {
+                                  const DeviceStepGate* gate, const float* l2_steps, LionScalars s, bool aligned) {
+    if (gate->skip) return;
     const PlainTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &PlainTensor::first_block)];
     const float decay = t.decay ? 1.0f - s.plain_lr * s.weight_decay : 1.0f;
     const float step = plain_step_length(t, l2_steps, s);
-    const float scale = *grad_scale;
-    const size_t base = size_t(blockIdx.x - t.first_block) * kPerBlock + threadIdx.x;
+    const float scale = gate->grad_scale;
+    const size_t base = size_t(blockIdx.x - t.first_block) * kPerBlock;
     for (int k = 0; k < kPerThread; ++k) {
-        const size_t j = base + size_t(k) * kThreads;
+        const size_t j = base + (size_t(k) * kThreads + threadIdx.x) * kVec;
         if (j >= t.numel) break;
-        lion_element(w, g, m, t.offset + j, scale, step, decay, s);
+        const size_t i = t.offset + j;
+        if (aligned && t.packed && j + kVec <= t.numel) {
+            Vec<float, kVec> wv = load_vec<kVec>(w + i), mv = load_vec<kVec>(m + i);
+            const Vec<float, kVec> gv = load_vec<kVec>(g + i);
+            for (int e = 0; e < kVec; ++e) lion_update(wv.v[e], mv.v[e], gv.v[e] * scale, step, decay, s);
+            store_vec(w + i, wv);
+            store_vec(m + i, mv);
+        } else {
+            for (size_t e = j; e < t.numel && e < j + kVec; ++e) lion_element(w, g, m, t.offset + e, scale, step, decay, s);
+        }
     }
 }
 
 // A measured step: one block per row of the plain tensors, the same step, and the row's sums.
 __global__ void lion_plain_rows_kernel(float* w, const float* g, float* m, const PlainTensor* tensors, int count,
-                                       const float* grad_scale, const float* l2_steps, LionScalars s, RowSumsDevice* row_sums,
+                                       const DeviceStepGate* gate, const float* l2_steps, LionScalars s, RowSumsDevice* row_sums,
                                        float* update) {
     __shared__ double shared[32];
+    if (gate->skip) return;
     const PlainTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &PlainTensor::first_row)];
     const unsigned r = blockIdx.x - t.first_row;
     const float decay = t.decay ? 1.0f - s.plain_lr * s.weight_decay : 1.0f;
     const float step = plain_step_length(t, l2_steps, s);
-    const float scale = *grad_scale;
+    const float scale = gate->grad_scale;
     const size_t row = t.offset + size_t(r) * size_t(t.cols);
     ThreadRowSums sums;
     for (int j = threadIdx.x; j < t.cols; j += blockDim.x) {
@@ -129,11 +149,11 @@ __global__ void lion_plain_rows_kernel(float* w, const float* g, float* m, const
 
 // LionA, per row of the plain tensors (one block a row): the count of the row's non-zero signs.
 __global__ void nonzero_signs_rows_kernel(const float* g, const float* m, const PlainTensor* tensors, int count,
-                                          const float* grad_scale, LionScalars s, double* per_row) {
+                                          const DeviceStepGate* gate, LionScalars s, double* per_row) {
     __shared__ double shared[32];
     const PlainTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &PlainTensor::first_row)];
     const size_t row = t.offset + size_t(blockIdx.x - t.first_row) * size_t(t.cols);
-    const float scale = *grad_scale;
+    const float scale = gate->grad_scale;
     double n = 0;
     for (int j = threadIdx.x; j < t.cols; j += blockDim.x)
         n += lion_direction(s.b1, m[row + size_t(j)], g[row + size_t(j)] * scale) != 0.0f;
@@ -171,8 +191,9 @@ __global__ void copy_controlled_kernel(const float* w, float* w_before, const Co
 // The first step: centre each row (optionally), copy it to the direction (row gains), and leave its
 // squared norm: the held norm of a row, or a part of the tensor's (reduced by sum_rows_kernel).
 __global__ void start_control_kernel(float* w, float* directions, double* row_sq, const ControlledTensor* tensors, int count,
-                                     LionScalars s) {
+                                     const DeviceStepGate* gate, LionScalars s) {
     __shared__ double shared[32];
+    if (gate->skip) return;
     const ControlledTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &ControlledTensor::first_row)];
     const size_t r = blockIdx.x - t.first_row;
     float* wr = w + t.offset + r * size_t(t.cols);
@@ -202,7 +223,8 @@ __global__ void sum_rows_kernel(const double* per_row, int fields, const Tensor*
 
 // The first step's held norms: per row, or per tensor from its rows' parts.
 __global__ void record_norms_kernel(const double* row_sq, const double* tensor_sq, float* norms, const ControlledTensor* tensors,
-                                    int count, int per_row) {
+                                    int count, const DeviceStepGate* gate, int per_row) {
+    if (gate->skip) return;
     const ControlledTensor t = tensors[blockIdx.x];
     if (!per_row) {
         if (threadIdx.x == 0) norms[t.group] = float(sqrt(tensor_sq[blockIdx.x]));
@@ -213,12 +235,12 @@ __global__ void record_norms_kernel(const double* row_sq, const double* tensor_s
 
 // The RRC correction, per controlled row: ||g||^2, <g, m_{t-1}>, ||m_{t-1}||^2 of the controlled variable's gradient.
 __global__ void snr_rows_kernel(const float* g, const float* m, const float* gains, double* per_row, const ControlledTensor* tensors,
-                                int count, const float* grad_scale, LionScalars s) {
+                                int count, const DeviceStepGate* gate, LionScalars s) {
     __shared__ double shared[32];
     const ControlledTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &ControlledTensor::first_row)];
     const size_t r = blockIdx.x - t.first_row, row = t.offset + r * size_t(t.cols);
     const float row_gain = s.gains ? gains[t.group + unsigned(r)] : 1.0f;
-    const float scale = *grad_scale;
+    const float scale = gate->grad_scale;
     double g_sq = 0, g_dot_m = 0, m_sq = 0;
     for (int j = threadIdx.x; j < t.cols; j += blockDim.x) {
         const float gx = g[row + size_t(j)] * scale * row_gain;
@@ -240,8 +262,10 @@ __global__ void snr_rows_kernel(const float* g, const float* m, const float* gai
 
 // The RRC correction, one thread per controlled tensor: the signal fraction, its EMA (kept as floats, as
 // the CPU keeps it) and the step scale k.
-__global__ void snr_scale_kernel(const double* per_tensor, float* snr_ema, double* k_scale, int count, RrcCorrection estimator,
-                                 InverseBiasCorrection ibc, double b, double t, double ema_factor, double k_min) {
+__global__ void snr_scale_kernel(const double* per_tensor, float* snr_ema, double* k_scale, int count, const DeviceStepGate* gate,
+                                 RrcCorrection estimator, InverseBiasCorrection ibc, double b, double t, double ema_factor,
+                                 double k_min) {
+    if (gate->skip) return;
     const int i = int(blockIdx.x * blockDim.x + threadIdx.x);
     if (i >= count) return;
     const double* sums = per_tensor + size_t(i) * 3;
@@ -258,11 +282,12 @@ __global__ void snr_scale_kernel(const double* per_tensor, float* snr_ema, doubl
 // every sum over the row a block sum. u and x stay in shared memory (2 * cols floats).
 __global__ void controlled_rows_kernel(float* w, const float* g, float* m, float* directions, float* gains, float* gain_m,
                                        const float* norms, float* norm_ema, const double* k_scale, const ControlledTensor* tensors,
-                                       int count, const float* grad_scale, LionScalars s, const float* w_before,
+                                       int count, const DeviceStepGate* gate, LionScalars s, const float* w_before,
                                        RowSumsDevice* row_sums, float* update) {
     extern __shared__ float row_memory[];
     __shared__ double shared[32];
     __shared__ float new_gain, new_ema;
+    if (gate->skip) return;
     const ControlledTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &ControlledTensor::first_row)];
     const size_t r = blockIdx.x - t.first_row, row = t.offset + r * size_t(t.cols);
     const unsigned group = t.group + unsigned(r);
@@ -271,7 +296,7 @@ __global__ void controlled_rows_kernel(float* w, const float* g, float* m, float
     float* x = row_memory + cols;
     float* x_global = s.gains ? directions + t.element + r * size_t(cols) : w + row;  // the controlled variable
     const float row_gain = s.gains ? gains[group] : 1.0f;
-    const float scale = *grad_scale;
+    const float scale = gate->grad_scale;
     ThreadRowSums sums;
 
     double xu = 0, xx = 0, gain_grad = 0;
@@ -344,13 +369,14 @@ __global__ void controlled_rows_kernel(float* w, const float* g, float* m, float
 
 // Phase 1 per row: u (kept in scratch), the momentum, the row's <x,u> and |x|^2.
 __global__ void tensor_direction_kernel(const float* w, const float* g, float* m, float* u_all, double* per_row,
-                                        const ControlledTensor* tensors, int count, const float* grad_scale, LionScalars s,
+                                        const ControlledTensor* tensors, int count, const DeviceStepGate* gate, LionScalars s,
                                         RowSumsDevice* row_sums) {
     __shared__ double shared[32];
+    if (gate->skip) return;
     const ControlledTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &ControlledTensor::first_row)];
     const size_t r = blockIdx.x - t.first_row, row = t.offset + r * size_t(t.cols);
     float* u = u_all + t.element + r * size_t(t.cols);
-    const float scale = *grad_scale;
+    const float scale = gate->grad_scale;
     ThreadRowSums sums;
     double xu = 0, xx = 0;
     for (int j = threadIdx.x; j < t.cols; j += blockDim.x) {
@@ -393,7 +419,9 @@ __global__ void tensor_radial_kernel(const float* w, float* u_all, const double*
 
 // One thread per controlled tensor: the divisor D (|u| or the smoothed RMS) and the step length.
 __global__ void tensor_step_kernel(const double* tensor_xu_xx, const double* tensor_uu, float* norm_ema, const double* k_scale,
-                                   const ControlledTensor* tensors, int count, LionScalars s, float* step, int* moved) {
+                                   const ControlledTensor* tensors, int count, const DeviceStepGate* gate, LionScalars s, float* step,
+                                   int* moved) {
+    if (gate->skip) return;
     const int i = int(blockIdx.x * blockDim.x + threadIdx.x);
     if (i >= count) return;
     const double xx = tensor_xu_xx[2 * i + 1], uu = tensor_uu[i];
@@ -412,8 +440,9 @@ __global__ void tensor_step_kernel(const double* tensor_xu_xx, const double* ten
 
 // Phase 3 per row: x -= step u, the row's part of |x|^2.
 __global__ void tensor_move_kernel(float* w, const float* u_all, const float* step, const int* moved, double* per_row,
-                                   const ControlledTensor* tensors, int count) {
+                                   const ControlledTensor* tensors, int count, const DeviceStepGate* gate) {
     __shared__ double shared[32];
+    if (gate->skip) return;
     const int ti = last_at_or_below(tensors, count, blockIdx.x, &ControlledTensor::first_row);
     const ControlledTensor t = tensors[ti];
     const size_t r = blockIdx.x - t.first_row, row = t.offset + r * size_t(t.cols);
@@ -430,9 +459,10 @@ __global__ void tensor_move_kernel(float* w, const float* u_all, const float* st
 
 // Phase 4 per row: back to the held norm; the row's sums.
 __global__ void tensor_finish_kernel(float* w, const float* norms, const double* tensor_sq, const int* moved,
-                                     const ControlledTensor* tensors, int count, const float* w_before, RowSumsDevice* row_sums,
-                                     float* update) {
+                                     const ControlledTensor* tensors, int count, const DeviceStepGate* gate, const float* w_before,
+                                     RowSumsDevice* row_sums, float* update) {
     __shared__ double shared[32];
+    if (gate->skip) return;
     const int ti = last_at_or_below(tensors, count, blockIdx.x, &ControlledTensor::first_row);
     const ControlledTensor t = tensors[ti];
     const size_t r = blockIdx.x - t.first_row, row = t.offset + r * size_t(t.cols);
@@ -474,7 +504,7 @@ public:
                 groups_ += per_row ? unsigned(t.rows) : 1;
             } else {
                 plain_.push_back({t.offset, t.numel, blocks, plain_rows, sums_row, t.rows, cols, roles_[k].decay ? 1 : 0,
-                                  int(plain_.size())});
+                                  int(plain_.size()), t.offset % kVec == 0});
                 blocks += unsigned(ceil_div(t.numel, kPerBlock));
                 plain_rows += unsigned(t.rows);
             }
@@ -486,7 +516,7 @@ public:
     }
 
     const OptimizerConfig& config() const override { return config_; }
-    float* grad_scale_device() override { return grad_scale_; }
+    DeviceStepGate* gate_device() override { return gate_; }
     size_t state_bytes() const override {
         size_t bytes = 0;
         for (const Buffer& b : state_) bytes += b.count * sizeof(float);
@@ -526,12 +556,12 @@ public:
             if (ctx.t == 1) start_control(params, s);
             if (s.rrc) {
                 snr_rows_kernel<<<controlled_rows_, kThreads, 0, stream_>>>(grads, m_, gains_, row_partials_, controlled_table_,
-                                                                            controlled, grad_scale_, s);
+                                                                            controlled, gate_, s);
                 KERNEL_CHECK("snr_rows_kernel");
                 sum_rows_kernel<<<controlled, kThreads, 0, stream_>>>(row_partials_, 3, controlled_table_, tensor_partials_);
                 KERNEL_CHECK("sum_rows_kernel (snr)");
                 snr_scale_kernel<<<unsigned(ceil_div(size_t(controlled), 128)), 128, 0, stream_>>>(
-                    tensor_partials_, snr_ema_, k_scale_, controlled, c.rrc_correction, c.inverse_bias_correction, c.beta2,
+                    tensor_partials_, snr_ema_, k_scale_, controlled, gate_, c.rrc_correction, c.inverse_bias_correction, c.beta2,
                     double(ctx.t), c.snr_ema, c.k_min);
                 KERNEL_CHECK("snr_scale_kernel");
             }
@@ -539,7 +569,7 @@ public:
                 const size_t shared_bytes = size_t(2) * size_t(max_cols_) * sizeof(float);
                 controlled_rows_kernel<<<controlled_rows_, kThreads, shared_bytes, stream_>>>(
                     params, grads, m_, directions_, gains_, gain_m_, norms_, norm_ema_, k_scale_, controlled_table_, controlled,
-                    grad_scale_, s, w_before, row_sums, update);
+                    gate_, s, w_before, row_sums, update);
                 KERNEL_CHECK("controlled_rows_kernel");
             } else {
                 per_tensor_step(params, grads, s, w_before, row_sums, update);
@@ -548,7 +578,7 @@ public:
         if (plain > 0) {
             const float* l2_steps = c.is_l2_controlled() ? l2_steps_ : nullptr;
             if (l2_steps) {
-                nonzero_signs_rows_kernel<<<plain_rows_, kThreads, 0, stream_>>>(grads, m_, plain_table_, plain, grad_scale_, s,
+                nonzero_signs_rows_kernel<<<plain_rows_, kThreads, 0, stream_>>>(grads, m_, plain_table_, plain, gate_, s,
                                                                                  plain_row_counts_);
                 KERNEL_CHECK("nonzero_signs_rows_kernel");
                 sum_rows_kernel<<<plain, kThreads, 0, stream_>>>(plain_row_counts_, 1, plain_table_, plain_counts_);
@@ -558,12 +588,13 @@ public:
                 KERNEL_CHECK("l2_steps_kernel");
             }
             if (measured) {
-                lion_plain_rows_kernel<<<plain_rows_, kThreads, 0, stream_>>>(params, grads, m_, plain_table_, plain, grad_scale_,
+                lion_plain_rows_kernel<<<plain_rows_, kThreads, 0, stream_>>>(params, grads, m_, plain_table_, plain, gate_,
                                                                               l2_steps, s, sums_.rows(), update);
                 KERNEL_CHECK("lion_plain_rows_kernel");
             } else {
-                lion_plain_kernel<<<plain_blocks_, kThreads, 0, stream_>>>(params, grads, m_, plain_table_, plain, grad_scale_,
-                                                                           l2_steps, s);
+                const bool aligned = aligned16(params) && aligned16(grads) && aligned16(m_);
+                lion_plain_kernel<<<plain_blocks_, kThreads, 0, stream_>>>(params, grads, m_, plain_table_, plain, gate_,
+                                                                           l2_steps, s, aligned);
                 KERNEL_CHECK("lion_plain_kernel");
             }
         }
@@ -618,7 +649,7 @@ private:
             wanted.push_back({"lion.gain_m", groups_});
             wanted.push_back({"lion.directions", controlled_elements_});
         }
-        size_t floats = 1;  // the gradient scale
+        size_t floats = 2;  // the gate (a float and an int)
         for (const auto& w : wanted) floats += w.second;
         const size_t plain = plain_.size();
         floats += controlled_elements_ * (c.control == ControlScope::tensor ? 1 : 0) + controlled;  // u scratch, steps
@@ -634,7 +665,8 @@ private:
             state_.push_back({w.first, f, w.second});
             f += w.second;
         }
-        grad_scale_ = f++;
+        gate_ = reinterpret_cast<DeviceStepGate*>(f);
+        f += 2;
         if (c.control == ControlScope::tensor) {
             u_ = f;
             f += controlled_elements_;
@@ -675,8 +707,8 @@ private:
             const std::vector<float> ones(groups_, 1.0f);
             CUDA_CHECK(cudaMemcpyAsync(gains_, ones.data(), groups_ * sizeof(float), cudaMemcpyHostToDevice, stream_));
         }
-        const float one = 1.0f;
-        CUDA_CHECK(cudaMemcpyAsync(grad_scale_, &one, sizeof(float), cudaMemcpyHostToDevice, stream_));
+        const DeviceStepGate take{1.0f, 0};
+        CUDA_CHECK(cudaMemcpyAsync(gate_, &take, sizeof(take), cudaMemcpyHostToDevice, stream_));
         CUDA_CHECK(cudaMemcpyAsync(plain_table_, plain_.data(), plain_.size() * sizeof(PlainTensor), cudaMemcpyHostToDevice, stream_));
         CUDA_CHECK(cudaMemcpyAsync(controlled_table_, controlled_.data(), controlled * sizeof(ControlledTensor),
                                    cudaMemcpyHostToDevice, stream_));
@@ -696,7 +728,7 @@ private:
     void start_control(float* params, const LionScalars& s) {
         const int controlled = int(controlled_.size());
         start_control_kernel<<<controlled_rows_, kThreads, 0, stream_>>>(params, directions_, row_partials_, controlled_table_,
-                                                                         controlled, s);
+                                                                         controlled, gate_, s);
         KERNEL_CHECK("start_control_kernel");
         const bool per_row = config_.control == ControlScope::rows;
         if (!per_row) {
@@ -704,7 +736,7 @@ private:
             KERNEL_CHECK("sum_rows_kernel (norms)");
         }
         record_norms_kernel<<<controlled, kThreads, 0, stream_>>>(row_partials_, tensor_partials_, norms_, controlled_table_,
-                                                                  controlled, per_row ? 1 : 0);
+                                                                  controlled, gate_, per_row ? 1 : 0);
         KERNEL_CHECK("record_norms_kernel");
     }
 
@@ -716,7 +748,7 @@ private:
         double* uu = tensor_partials_ + 2 * size_t(controlled);   // (controlled)
         double* sq = uu;                                          // reused once uu is consumed by tensor_step_kernel
         tensor_direction_kernel<<<rows, kThreads, 0, stream_>>>(params, grads, m_, u_, row_partials_, controlled_table_, controlled,
-                                                                grad_scale_, s, row_sums);
+                                                                gate_, s, row_sums);
         KERNEL_CHECK("tensor_direction_kernel");
         sum_rows_kernel<<<controlled, kThreads, 0, stream_>>>(row_partials_, 2, controlled_table_, xu_xx);
         KERNEL_CHECK("sum_rows_kernel (<x,u>, <x,x>)");
@@ -725,14 +757,15 @@ private:
         sum_rows_kernel<<<controlled, kThreads, 0, stream_>>>(row_partials_, 1, controlled_table_, uu);
         KERNEL_CHECK("sum_rows_kernel (|u|^2)");
         tensor_step_kernel<<<unsigned(ceil_div(size_t(controlled), 128)), 128, 0, stream_>>>(
-            xu_xx, uu, norm_ema_, k_scale_, controlled_table_, controlled, s, step_, moved_);
+            xu_xx, uu, norm_ema_, k_scale_, controlled_table_, controlled, gate_, s, step_, moved_);
         KERNEL_CHECK("tensor_step_kernel");
-        tensor_move_kernel<<<rows, kThreads, 0, stream_>>>(params, u_, step_, moved_, row_partials_, controlled_table_, controlled);
+        tensor_move_kernel<<<rows, kThreads, 0, stream_>>>(params, u_, step_, moved_, row_partials_, controlled_table_, controlled,
+                                                           gate_);
         KERNEL_CHECK("tensor_move_kernel");
         sum_rows_kernel<<<controlled, kThreads, 0, stream_>>>(row_partials_, 1, controlled_table_, sq);
         KERNEL_CHECK("sum_rows_kernel (|x|^2)");
-        tensor_finish_kernel<<<rows, kThreads, 0, stream_>>>(params, norms_, sq, moved_, controlled_table_, controlled, w_before,
-                                                             row_sums, update);
+        tensor_finish_kernel<<<rows, kThreads, 0, stream_>>>(params, norms_, sq, moved_, controlled_table_, controlled, gate_,
+                                                             w_before, row_sums, update);
         KERNEL_CHECK("tensor_finish_kernel");
     }
 
@@ -751,7 +784,7 @@ private:
     // Into memory_: the state buffers (in state_), then scratch and tables.
     float *m_ = nullptr, *norms_ = nullptr, *norm_ema_ = nullptr, *snr_ema_ = nullptr;
     float *gains_ = nullptr, *gain_m_ = nullptr, *directions_ = nullptr;
-    float* grad_scale_ = nullptr;  // (1)
+    DeviceStepGate* gate_ = nullptr;  // (1)
     float* u_ = nullptr;           // (controlled elements) per-tensor control: the direction between passes
     float* step_ = nullptr;        // (controlled tensors) per-tensor control: the step length
     int* moved_ = nullptr;         // (controlled tensors) per-tensor control: whether the tensor moves
