@@ -37,11 +37,14 @@ struct SpikeLimit {
 
 // What the training loop decides before the step's numbers exist.
 struct StepPlan {
-    float lr = 0;             // the scheduled learning rate
-    int64_t t = 1;            // the optimizer's 1-based step, if this update is taken
-    float grad_clip = 0;      // clip the gradient norm to this (llm.c's rule); 0: off
-    bool poison_loss = false; // --inject-nonfinite: the step's loss counts as NaN
-    SpikeLimit loss, norm;    // -sl, -sg
+    float lr;           // the scheduled learning rate
+    int64_t t;          // the optimizer's 1-based step, if this update is taken
+    float grad_clip;    // clip the gradient norm to this (llm.c's rule); 0: off
+    bool poison_loss;   // --inject-nonfinite: the step's loss counts as NaN
+    SpikeLimit loss, norm;  // -sl, -sg
+    StepPlan(float lr_, int64_t t_, float grad_clip_ = 0, bool poison_loss_ = false, SpikeLimit loss_ = {},
+             SpikeLimit norm_ = {})
+        : lr(lr_), t(t_), grad_clip(grad_clip_), poison_loss(poison_loss_), loss(loss_), norm(norm_) {}
 };
 
 // What the step was: the mean loss over its micro-batches and processes, the gradient norm before
