@@ -31,8 +31,8 @@ public:
     // One micro-batch: tokens and targets (B,T). Accumulates the gradient of loss * loss_scale (loss_scale =
     // 1 / micro-batches per step over all processes) and adds the micro-batch's mean loss to the step's,
     // where the backend computes (on the GPU nothing waits for the device: no host round trip). After the
-    // step's last micro-batch the gradient and the loss are summed across the processes (overlapped with
-    // the backward pass where the hardware allows), so optimizer_step() sees the whole step's.
+    // step's last micro-batch the gradient is summed across the processes (overlapped with the backward
+    // pass where the hardware allows), so optimizer_step() sees the whole step's; the loss is summed there.
     virtual void forward_backward(const int* inputs, const int* targets, float loss_scale, bool last_micro_batch = true) = 0;
     virtual float evaluate(const int* inputs, const int* targets) = 0;  // mean loss, no gradient
     // Read now (on the GPU a round trip; the training loop reads step_report() instead): this process's mean

@@ -140,12 +140,11 @@ public:
         // NaN loss, which the tests see, instead of silently reading zeros.
         CUDA_CHECK(cudaMemsetAsync(act_memory_.get(), 0xFF, act_bytes, stream_));
         const size_t BT = size_t(B) * T_;
-        host_memory_ = pinned_alloc(sizeof(StepReport) + 2 * sizeof(double) + size_t(config.padded_vocab_size) * sizeof(T),
+        host_memory_ = pinned_alloc(sizeof(StepReport) + sizeof(double) + size_t(config.padded_vocab_size) * sizeof(T),
                                     "host read-back buffers");
         h_report_ = static_cast<StepReport*>(host_memory_.get());
-        h_norm_ = reinterpret_cast<double*>(h_report_ + 1);
-        h_loss_ = h_norm_ + 1;
-        h_row_ = reinterpret_cast<T*>(h_loss_ + 1);
+        h_double_ = reinterpret_cast<double*>(h_report_ + 1);
+        h_row_ = reinterpret_cast<T*>(h_double_ + 1);
         const size_t staged_ints = 2 * BT + 3 * BT + 1;  // tokens, targets, buckets
         staging_memory_ = pinned_alloc(2 * staged_ints * sizeof(int), "host staging buffers");
         for (int k = 0; k < 2; ++k) {
@@ -217,9 +216,12 @@ public:
         const NvtxRange range("optimizer");
         if (measure && measure->with_rrc)
             fail("--metrics-rrc 1: the CUDA backend does not measure the relative representation change yet; use --metrics-rrc 0");
+        if (options_.comm) {  // the step's loss over all processes, before the gate reads it
+            reduce_gradients({}, -1, a_.loss_sum);
+            wait_for_reductions();
+        }
         sum_of_squares(a_.norm_result, grads_, layout_.total, a_.norm_parts, stream_);
-        const int processes = options_.comm ? options_.comm->size() : 1;
-        gate_step(optimizer_->gate_device(), a_.report, a_.norm_result, a_.loss_sum, double(micro_batches_) * processes, plan,
+        gate_step(optimizer_->gate_device(), a_.report, a_.norm_result, a_.loss_sum, double(micro_batches_) * processes(), plan,
                   stream_);
         StepOutputs out;
         if (measure) {
@@ -311,7 +313,7 @@ private:
         float* reduce;   // column-reduction partials (layernorm and bias gradients)
         double* norm_parts;   // (kSumOfSquaresParts)
         double* norm_result;  // (1) the gradient's sum of squares
-        double* loss_sum;     // (1) the step's micro-batch mean losses, summed (all processes after the last)
+        double* loss_sum;     // (1) the step's micro-batch mean losses, summed (over all processes in optimizer_step)
         double* eval_loss;    // (1) evaluate()'s mean loss
         StepReport* report;   // (1) the last optimizer_step's loss, norm and verdict
         int* tokens;     // (B,T)
@@ -410,9 +412,9 @@ private:
 
     // A device double read now: a round trip, for the values that are read outside a training step.
     double read_double(const double* device) {
-        CUDA_CHECK(cudaMemcpyAsync(h_loss_, device, sizeof(double), cudaMemcpyDeviceToHost, stream_));
+        CUDA_CHECK(cudaMemcpyAsync(h_double_, device, sizeof(double), cudaMemcpyDeviceToHost, stream_));
         CUDA_CHECK(cudaStreamSynchronize(stream_));
-        return *h_loss_;
+        return *h_double_;
     }
 
     // cuDNN builds a plan per shape, and the sampler's length changes every token: it takes our kernel.
@@ -539,10 +541,8 @@ private:
         }
         encoder_backward(grad(WTE), grad(WPE), a_.dresidual, a_.buckets, int(buckets_.tokens.size()), B, T_now, C, stream_);
         if (reduce) {
-            reduce_gradients({WTE, WPE}, -1, a_.loss_sum);
-            // Whatever comes next on the backend's stream (the norm, the step) sees the summed gradient.
-            CUDA_CHECK(cudaEventRecord(reduced_, comm_stream()));
-            CUDA_CHECK(cudaStreamWaitEvent(stream_, reduced_, 0));
+            reduce_gradients({WTE, WPE}, -1);
+            wait_for_reductions();  // whatever comes next (the norm, the step) sees the summed gradient
         }
     }
 
@@ -577,6 +577,19 @@ private:
         options_.comm->end_group();
 #else
         fail("several processes on GPUs need a build with NCCL (%zu tensors of layer %d)", kinds.size(), layer);
+#endif
+    }
+
+    void wait_for_reductions() {
+        CUDA_CHECK(cudaEventRecord(reduced_, comm_stream()));
+        CUDA_CHECK(cudaStreamWaitEvent(stream_, reduced_, 0));
+    }
+
+    int processes() const {
+#ifdef COLDSTART_NCCL
+        return options_.comm ? options_.comm->size() : 1;
+#else
+        return 1;  // several processes need NCCL (reduce_gradients says so)
 #endif
     }
 
@@ -617,8 +630,7 @@ private:
     int next_staging_ = 0;
     // pinned host read-back
     StepReport* h_report_ = nullptr;  // (1)
-    double* h_norm_ = nullptr;        // (1)
-    double* h_loss_ = nullptr;        // (1) read_double's
+    double* h_double_ = nullptr;      // (1) read_double's
     T* h_row_ = nullptr;              // (Vp) one row of logits for sampling
     TokenBuckets buckets_;            // of the last micro-batch uploaded for training
     int micro_batches_ = 0;           // since zero_grad()

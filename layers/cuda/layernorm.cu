@@ -192,11 +192,6 @@ __global__ void layernorm_backward_kernel(T* dinp, float* partial, const T* dout
     }
 }
 
-template <typename T>
-bool rows_packable(int C, std::initializer_list<const void*> pointers) {
-    return packable<T>(size_t(C), pointers);
-}
-
 template <typename T, int W>
 void launch_forward(T* out, float* mean, float* rstd, const T* inp, const T* weight, const T* bias, int N, int C,
                     cudaStream_t stream) {
@@ -238,7 +233,7 @@ size_t layernorm_scratch_floats(int N, int C) { return size_t(column_parts(N)) *
 template <typename T>
 void layernorm_forward(T* out, float* mean, float* rstd, const T* inp, const T* weight, const T* bias, int N, int C,
                        cudaStream_t stream) {
-    if (rows_packable<T>(C, {out, inp, weight, bias}))
+    if (packable<T>(size_t(C), {out, inp, weight, bias}))
         launch_forward<T, Pack<T>::n>(out, mean, rstd, inp, weight, bias, N, C, stream);
     else
         launch_forward<T, 1>(out, mean, rstd, inp, weight, bias, N, C, stream);
@@ -247,7 +242,7 @@ void layernorm_forward(T* out, float* mean, float* rstd, const T* inp, const T* 
 template <typename T>
 void residual_layernorm_forward(T* residual_out, T* out, float* mean, float* rstd, const T* a, const T* b, const T* weight,
                                 const T* bias, int N, int C, cudaStream_t stream) {
-    if (rows_packable<T>(C, {residual_out, out, a, b, weight, bias}))
+    if (packable<T>(size_t(C), {residual_out, out, a, b, weight, bias}))
         launch_residual_forward<T, Pack<T>::n>(residual_out, out, mean, rstd, a, b, weight, bias, N, C, stream);
     else
         launch_residual_forward<T, 1>(residual_out, out, mean, rstd, a, b, weight, bias, N, C, stream);
@@ -258,7 +253,7 @@ void layernorm_backward(T* dinp, float* dweight, float* dbias, float* dsum, cons
                         const float* mean, const float* rstd, int N, int C, bool accumulate, float* scratch,
                         cudaStream_t stream) {
     const int sums = dsum ? 3 : 2;
-    if (rows_packable<T>(C, {dinp, dout, inp, weight}))
+    if (packable<T>(size_t(C), {dinp, dout, inp, weight}))
         launch_backward<T, Pack<T>::n>(dinp, scratch, dout, inp, weight, mean, rstd, N, C, accumulate, sums, stream);
     else
         launch_backward<T, 1>(dinp, scratch, dout, inp, weight, mean, rstd, N, C, accumulate, sums, stream);
