@@ -305,6 +305,8 @@ TEST_CASE("cuda optimizers, ZeRO-1: shards stepping side by side give the unshar
             std::copy(part.begin(), part.end(), sharded.begin() + long(offsets[size_t(r)]));
         }
         const Floats expected = all.download();
+        const std::string control = !opt.is_angular() ? "" : opt.control == ControlScope::rows ? " per row" : " per tensor";
+        MESSAGE(opt.name << control << ": shards against one, relative error " << rel(sharded, expected));
         if (exact) CHECK(same_bits(sharded, expected));
         else CHECK(rel(sharded, expected) < 1e-6);
         // The measured step's sums, added over the shards as the backend adds them.
