@@ -340,7 +340,7 @@ EMU_BUILD    := $(BUILD)/emu
 EMU_SRC      := $(EMU_BUILD)/src
 EMU_CUDA_SRCS := $(filter-out layers/cuda/attention_cudnn.cu,$(wildcard layers/cuda/*.cu optim/cuda/*.cu)) \
                  layers/cuda_backend.cu dist/nccl_communicator.cu
-EMU_HEADERS  := $(patsubst %,$(EMU_SRC)/%,$(wildcard layers/cuda/*.cuh optim/cuda/*.cuh dist/*.cuh test/gpu/*.cuh))
+EMU_HEADERS  := $(patsubst %,$(EMU_SRC)/%,$(wildcard common/cuda/*.cuh layers/cuda/*.cuh optim/cuda/*.cuh dist/*.cuh test/gpu/*.cuh))
 EMU_TEST_SRCS := $(wildcard test/gpu/*.cu)
 EMU_SELF_TEST_SRCS := $(wildcard emu/test/*.cu)
 EMU_RUNTIME_SRCS := $(wildcard emu/*.cpp)
