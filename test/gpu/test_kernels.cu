@@ -360,11 +360,13 @@ TEST_CASE_TEMPLATE("cuda attention: flash-style forward and the two-pass backwar
 // elements), and the outputs once more: 1e-2, as every bf16 kernel here. lse comes from fp32 sums of exact bf16
 // products: 1e-5, as the other fp32 outputs.
 TEST_CASE("cuda attention on tensor cores (bf16): forward, lse and the backward against the CPU at ragged T") {
-    // (B, T, C, NH): head sizes 64 and 128; T = 1, 37 (part of a tile), 81 (a whole tile of 64 and 17 rows) and
-    // 130 (two tiles and 2 rows; for head size 128 the backward's steps of 32 keys or queries end on 2 rows too).
-    for (const auto& shape : {std::tuple{3, 1, 128, 2}, std::tuple{2, 37, 192, 3}, std::tuple{2, 81, 64, 1},
-                              std::tuple{1, 130, 128, 2}, std::tuple{2, 1, 128, 1}, std::tuple{1, 37, 256, 2},
-                              std::tuple{2, 81, 128, 1}, std::tuple{1, 130, 384, 3}}) {
+    // (B, T, C, NH): head sizes 64 and 128; T = 1, 37 (part of a tile), 64 and 128 (whole tiles, no padding), 81 (a
+    // tile of 64 and 17 rows) and 130 (two tiles and 2 rows; for head size 128 the backward's steps of 32 keys or
+    // queries end on 2 rows too).
+    for (const auto& shape : {std::tuple{3, 1, 128, 2}, std::tuple{2, 37, 192, 3}, std::tuple{1, 64, 64, 1},
+                              std::tuple{2, 81, 64, 1}, std::tuple{1, 130, 128, 2}, std::tuple{2, 1, 128, 1},
+                              std::tuple{1, 37, 256, 2}, std::tuple{1, 128, 128, 1}, std::tuple{2, 81, 128, 1},
+                              std::tuple{1, 130, 384, 3}}) {
         const int B = std::get<0>(shape), Tn = std::get<1>(shape), C = std::get<2>(shape), NH = std::get<3>(shape);
         CAPTURE(B); CAPTURE(Tn); CAPTURE(C); CAPTURE(NH);
         REQUIRE(cuda::attention_mma_supports(C, NH));
