@@ -6,6 +6,7 @@
 #   make test-gpu      the GPU suite (needs a GPU and nvcc); the GPU targets are in the GPU section at the end
 #   make train         the README's quickstart: a small GPT-2 on tinyshakespeare (GPU if present, else CPU)
 #   make deps          installs the Debian packages the build and tests need
+#   make check-includes  the layout's floors: no #include goes up a floor or sideways (tools/check_includes.py)
 #
 # Variables: DATA (folder with gpt2/ and tinyshakespeare/, default ../shared/data), NVCC, CXX,
 # ARCH_FLAGS (host CPU flags, default -march=native), NO_CUDA=1 (never use nvcc).
@@ -35,14 +36,14 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 VERSION_FILE := $(BUILD)/.version
 $(shell mkdir -p $(BUILD) && (echo '$(VERSION)' | cmp -s - $(VERSION_FILE) || echo '$(VERSION)' > $(VERSION_FILE)))
 VERSION_FLAG := -DCOLDSTART_VERSION='"$(VERSION)"'
-LIB_SRCS  := $(wildcard common/*.cpp config/*.cpp layers/*.cpp optim/*.cpp data/*.cpp dist/*.cpp)
+LIB_SRCS  := $(wildcard common/*.cpp model/*.cpp config/*.cpp layers/*.cpp optim/*.cpp data/*.cpp dist/*.cpp backend/*.cpp)
 LIB_OBJS  := $(LIB_SRCS:%.cpp=$(BUILD)/%.o)
 TEST_SRCS := $(wildcard test/*.cpp)
 TEST_OBJS := $(TEST_SRCS:%.cpp=$(BUILD)/%.o)
 TOOL_SRCS := $(wildcard tools/*.cpp)
 TOOL_BINS := $(TOOL_SRCS:tools/%.cpp=$(BUILD)/tools/%)
 
-.PHONY: all cpu test train deps check-deps check-test-deps check-data clean bench-cpu study-cpu
+.PHONY: all cpu test train deps check-deps check-test-deps check-data check-includes clean bench-cpu study-cpu
 all: train_gpt2 $(TOOL_BINS)
 
 # ---- dependencies: found by compiling a probe; installed from Debian when we are root ----
@@ -58,6 +59,10 @@ deps:
 
 check-test-deps:
 	@./tools/check_test_deps.sh "$(PYTHON)"
+
+# The floors of the layout (README, "Layout"): every #include goes down a floor or stays in its folder.
+check-includes:
+	@$(PYTHON) tools/check_includes.py
 
 # ---- objects ----
 $(BUILD)/%.o: %.cpp | $(DEPS_STAMP)
@@ -142,9 +147,9 @@ FUZZ_BUILD   := $(BUILD)/fuzz
 FUZZ_FLAGS   := -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I.
 FUZZ_TARGETS ?= $(filter-out make_seeds,$(patsubst fuzz/%.cpp,%,$(wildcard fuzz/*.cpp)))
 FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
-# The readers and what they use, compiled with the fuzz flags (not the g++ objects). The layers are left
-# out (OpenMP, and no reader needs them but gpt2_config); the archive lets each target take what it uses.
-FUZZ_LIB_SRCS := $(wildcard common/*.cpp config/*.cpp data/*.cpp optim/*.cpp) layers/gpt2_config.cpp
+# The readers and what they use, compiled with the fuzz flags (not the g++ objects). The layers and the
+# backends are left out (OpenMP, and no reader needs them); the archive lets each target take what it uses.
+FUZZ_LIB_SRCS := $(wildcard common/*.cpp model/*.cpp config/*.cpp data/*.cpp optim/*.cpp)
 FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:%.cpp=$(FUZZ_BUILD)/obj/%.o)
 FUZZ_PROBE   := $(FUZZ_BUILD)/.clang-fuzzer-ok
 
@@ -269,7 +274,7 @@ CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcublasLt -Xlinker -rpath,$(CUDA_HOME)/lib64 
              $(if $(filter 1,$(NCCL_ON)),$(NCCL_LIBS)) -lgomp -ldl
 
 CUDA_BUILD := $(BUILD)/cuda
-CUDA_SRCS := $(wildcard layers/cuda/*.cu optim/cuda/*.cu) layers/cuda_backend.cu
+CUDA_SRCS := $(wildcard common/cuda/*.cu layers/cuda/*.cu optim/cuda/*.cu) backend/cuda_backend.cu
 ifneq ($(CUDNN_ON),1)
   CUDA_SRCS := $(filter-out layers/cuda/attention_cudnn.cu,$(CUDA_SRCS))
 endif
@@ -338,8 +343,8 @@ CUDA_INCLUDE ?= $(firstword $(wildcard /usr/local/cuda/include /usr/include/cuda
 EMU_OPT      ?= -O2
 EMU_BUILD    := $(BUILD)/emu
 EMU_SRC      := $(EMU_BUILD)/src
-EMU_CUDA_SRCS := $(filter-out layers/cuda/attention_cudnn.cu,$(wildcard layers/cuda/*.cu optim/cuda/*.cu)) \
-                 layers/cuda_backend.cu dist/nccl_communicator.cu
+EMU_CUDA_SRCS := $(filter-out layers/cuda/attention_cudnn.cu,$(wildcard common/cuda/*.cu layers/cuda/*.cu optim/cuda/*.cu)) \
+                 backend/cuda_backend.cu dist/nccl_communicator.cu
 EMU_HEADERS  := $(patsubst %,$(EMU_SRC)/%,$(wildcard common/cuda/*.cuh layers/cuda/*.cuh optim/cuda/*.cuh dist/*.cuh test/gpu/*.cuh))
 EMU_TEST_SRCS := $(wildcard test/gpu/*.cu)
 EMU_SELF_TEST_SRCS := $(wildcard emu/test/*.cu)

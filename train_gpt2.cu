@@ -1,9 +1,9 @@
 // coldstart: train GPT-2 on llm.c token shards.
 //
 // Read this file top to bottom for the whole pipeline:
-//   flags + JSON config (config/)  ->  model from a descriptor or file (layers/, data/model_file)
+//   flags + JSON config (config/)  ->  model from a descriptor or file (model/, data/model_file)
 //   -> data loaders (data/shards) and tokenizer (data/tokenizer) -> a backend that holds the model and
-//   optimizer on the CPU or GPU (layers/backend.h, optim/) -> the training loop below: validation, samples,
+//   optimizer on the CPU or GPU (backend/backend.h, optim/) -> the training loop below: validation, samples,
 //   checkpoints (data/checkpoint), gradient accumulation, clipping, the schedule, and the logs.
 //
 // Built by nvcc (COLDSTART_CUDA defined) where the CUDA Toolkit exists, or by the C++ compiler alone.
@@ -20,6 +20,8 @@
 #include <sstream>
 #include <string>
 
+#include "backend/backend.h"
+#include "backend/sampling.h"
 #include "common/error.h"
 #include "common/random.h"
 #include "common/run_log.h"
@@ -32,8 +34,6 @@
 #include "data/tokenizer.h"
 #include "dist/communicator.h"
 #include "dist/process_group.h"
-#include "layers/backend.h"
-#include "layers/sampling.h"
 #include "optim/grad_norm.h"
 #include "optim/outlier.h"
 #include "optim/schedule.h"
@@ -42,8 +42,8 @@
 #ifdef COLDSTART_CUDA
 #include <cuda_runtime.h>
 
-#include "common/mfu.h"
-#include "layers/cuda_backend.h"
+#include "backend/cuda_backend.h"
+#include "model/mfu.h"
 #ifdef COLDSTART_NCCL
 #include "dist/nccl_communicator.cuh"
 #endif
@@ -97,11 +97,11 @@ static std::string choose_device(const Config& cfg) {
 // The processes' communicator: NCCL between GPU processes, shared memory between CPU processes on one
 // machine, or none for a process alone.
 static std::unique_ptr<Communicator> connect(const std::string& device, const ProcessGroup& group, const Config& cfg) {
-    if (device != "cuda" || group.size == 1) return connect_cpu_processes(group, cfg);
+    if (device != "cuda" || group.size == 1) return connect_cpu_processes(group, process_options(cfg));
 #ifdef COLDSTART_NCCL
     if (cfg.zero_stage == 1)
         fail("-z 1: on GPUs every process holds the whole optimizer so far (the CUDA optimizers are not sharded yet); add -z 0");
-    return make_nccl_communicator(group, cfg);
+    return make_nccl_communicator(group, process_options(cfg).meeting);
 #else
     fail("%d processes on GPUs need NCCL, and this binary was built without it (make NCCL_PATH=..., see the README)", group.size);
 #endif
@@ -127,7 +127,7 @@ static std::unique_ptr<Backend> make_backend(const std::string& device, const GP
     return make_cpu_backend(config, B, T, opt, &comm, cfg.zero_stage);
 }
 
-// The step line's throughput note: MFU on the GPU (llm.c's FLOP count, see common/mfu.h), nothing on the CPU.
+// The step line's throughput note: MFU on the GPU (llm.c's FLOP count, see model/mfu.h), nothing on the CPU.
 static std::string mfu_note(const std::string& device, const Backend& backend, const Config& cfg, size_t params, double tokens_per_s) {
 #ifdef COLDSTART_CUDA
     if (device == "cuda")
@@ -658,7 +658,7 @@ int main(int argc, char** argv) {
     try {
         Config cfg;
         if (parse_command_line(argc, argv, cfg) == ParseOutcome::help_shown) return 0;
-        const ProcessGroup group = process_group(cfg);
+        const ProcessGroup group = process_group(process_options(cfg));
         if (group.rank > 0) {
             who = format("rank %d: ", group.rank);
             if (!std::freopen("/dev/null", "w", stdout)) fail("cannot silence the output of rank %d", group.rank);  // the first process speaks

@@ -1,3 +1,6 @@
+// Folder common/: what every part of coldstart uses: errors and checked file I/O (here), the run log,
+// stop signals, random numbers. The ground floor: it includes nothing of the project's (tools/check_includes.py).
+//
 // Errors and checked file I/O shared by every part of coldstart.
 //
 // Every failure becomes a coldstart::Error carrying one line that names the file, flag or field and

@@ -1,3 +1,7 @@
+// Folder config/: the run's options (here), the flag table, recipes, and their resolution into each
+// floor's options (OptimizerConfig, ProcessOptions). Below the trainer, above optim/, dist/, model/ and
+// common/, which it may include (tools/check_includes.py).
+//
 // Everything a training run is configured by. Filled from defaults, then a JSON config file (--config),
 // then command-line flags (flags win), all through the one option table in flags.cpp; the final values
 // are written beside the logs as config.json, which --config reads back to repeat a run.

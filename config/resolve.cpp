@@ -69,4 +69,14 @@ OptimizerConfig optimizer_config(const Config& cfg) {
     return o;
 }
 
+ProcessOptions process_options(const Config& cfg) {
+    ProcessOptions options;
+    options.processes = cfg.processes;
+    options.rank = cfg.process_rank;
+    options.meeting.method = cfg.process_init;
+    options.meeting.dir = !cfg.process_dir.empty() ? cfg.process_dir : cfg.output_dir;
+    options.meeting.server = cfg.process_server;
+    return options;
+}
+
 }  // namespace coldstart

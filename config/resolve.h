@@ -6,6 +6,7 @@
 #include <string>
 
 #include "config/config.h"
+#include "dist/process_group.h"
 #include "optim/optimizer.h"
 
 namespace coldstart {
@@ -20,5 +21,7 @@ int warmup_steps(const std::string& text, int64_t steps);
 void resolve_optimizer_defaults(Config& cfg);
 // The optimizer's settings from resolved options.
 OptimizerConfig optimizer_config(const Config& cfg);
+// How the run's processes are counted and meet: -pn -pr, and -pi -pf -ps (the meeting folder defaults to -o).
+ProcessOptions process_options(const Config& cfg);
 
 }  // namespace coldstart

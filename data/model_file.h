@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "layers/gpt2_config.h"
+#include "model/gpt2_config.h"
 
 namespace coldstart {
 

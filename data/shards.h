@@ -1,3 +1,8 @@
+// Folder data/: the files a run reads and writes: token shards (here), the tokenizer, llm.c model files,
+// checkpoints. May include model/ and common/; a checkpoint also stores the optimizer's state and is
+// written by all ranks together, so data/checkpoint alone includes optim/optimizer.h and
+// dist/communicator.h (tools/check_includes.py).
+//
 // Token shards in llm.c's format and the loader that cuts them into training batches.
 //
 // Shard format: a header of 256 little-endian int32 ([0] = 20240520 magic, [1] = 1 version,

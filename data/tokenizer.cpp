@@ -406,4 +406,9 @@ std::string Tokenizer::decode(const std::vector<int>& tokens) const {
     return text;
 }
 
+int sample_start_token(const Tokenizer* tokenizer, int vocab_size) {
+    if (!tokenizer) return vocab_size - 1;
+    return tokenizer->eot_token() >= 0 ? tokenizer->eot_token() : '\n';
+}
+
 }  // namespace coldstart

@@ -84,4 +84,8 @@ private:
     std::unordered_map<uint64_t, Merge> merges_;  // by pair_key(left token, right token)
 };
 
+// The token a text sample starts after: the tokenizer's end-of-text token (as llm.c does), a newline for
+// the byte tokenizer, which has none, and the last id when there is no tokenizer.
+int sample_start_token(const Tokenizer* tokenizer, int vocab_size);
+
 }  // namespace coldstart

@@ -1,3 +1,6 @@
+// Folder dist/: the processes of one run: this interface, shared memory and NCCL communicators, the
+// rendezvous, the process group. May include common/ (and common/cuda/ for NCCL) (tools/check_includes.py).
+//
 // The communicator: collective operations between the processes of one training run (one per GPU, or
 // several CPU processes). The training loop and the backends only see this interface: NCCL implements it
 // for GPUs (dist/nccl_communicator.cu), shared memory for processes on one machine (below), which is how

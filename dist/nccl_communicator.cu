@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "common/cuda/common.cuh"
 #include "common/error.h"
 #include "dist/rendezvous.h"
-#include "layers/cuda/common.cuh"
 
 namespace coldstart {
 namespace {
@@ -25,7 +25,7 @@ namespace {
 
 class Nccl final : public NcclCommunicator {
 public:
-    Nccl(const ProcessGroup& group, const Config& cfg) : rank_(group.rank), size_(group.size) {
+    Nccl(const ProcessGroup& group, const Rendezvous& how) : rank_(group.rank), size_(group.size) {
         int devices = 0;
         CUDA_CHECK(cudaGetDeviceCount(&devices));
         device_ = group.local_rank % devices;
@@ -34,7 +34,6 @@ public:
         ncclUniqueId id;
         if (rank_ == 0) NCCL_CHECK(ncclGetUniqueId(&id));
         const std::string mine(reinterpret_cast<const char*>(&id), sizeof(id));
-        const Rendezvous how{cfg.process_init, !cfg.process_dir.empty() ? cfg.process_dir : cfg.output_dir, cfg.process_server};
         const std::string shared = share_from_rank0(rank_, size_, rank_ == 0 ? mine : std::string(), how);
         if (shared.size() != sizeof(id)) fail("rank %d: the rendezvous gave %zu bytes, NCCL's id has %zu", rank_, shared.size(), sizeof(id));
         std::memcpy(&id, shared.data(), sizeof(id));
@@ -133,8 +132,8 @@ private:
 
 }  // namespace
 
-std::unique_ptr<NcclCommunicator> make_nccl_communicator(const ProcessGroup& group, const Config& cfg) {
-    return std::make_unique<Nccl>(group, cfg);
+std::unique_ptr<NcclCommunicator> make_nccl_communicator(const ProcessGroup& group, const Rendezvous& how) {
+    return std::make_unique<Nccl>(group, how);
 }
 
 }  // namespace coldstart

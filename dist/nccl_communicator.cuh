@@ -10,7 +10,6 @@
 
 #include <memory>
 
-#include "config/config.h"
 #include "dist/communicator.h"
 #include "dist/process_group.h"
 
@@ -28,6 +27,6 @@ public:
 
 // Picks this process's GPU (its local rank, modulo the GPUs it sees), exchanges NCCL's unique id
 // (dist/rendezvous.h: -pi fs through -pf, or -pi tcp through -ps) and makes the communicator.
-std::unique_ptr<NcclCommunicator> make_nccl_communicator(const ProcessGroup& group, const Config& cfg);
+std::unique_ptr<NcclCommunicator> make_nccl_communicator(const ProcessGroup& group, const Rendezvous& how);
 
 }  // namespace coldstart

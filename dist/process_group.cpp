@@ -20,17 +20,17 @@ bool integer_env(const char* name, int* value) {
 
 }  // namespace
 
-ProcessGroup process_group(const Config& cfg) {
+ProcessGroup process_group(const ProcessOptions& options) {
     ProcessGroup g;
     int local = -1;  // the launchers' local ranks, where they set one
     for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID", "LOCAL_RANK"})
         if (local < 0) integer_env(name, &local);
-    if (cfg.processes > 0) {
-        if (cfg.process_rank < 0) fail("-pn %d: give this process's rank with -pr (0 to %d)", cfg.processes, cfg.processes - 1);
-        if (cfg.process_rank >= cfg.processes) fail("-pr %d: expected a rank below -pn %d", cfg.process_rank, cfg.processes);
-        return {cfg.process_rank, cfg.processes, local >= 0 ? local : cfg.process_rank, "-pn/-pr"};
+    if (options.processes > 0) {
+        if (options.rank < 0) fail("-pn %d: give this process's rank with -pr (0 to %d)", options.processes, options.processes - 1);
+        if (options.rank >= options.processes) fail("-pr %d: expected a rank below -pn %d", options.rank, options.processes);
+        return {options.rank, options.processes, local >= 0 ? local : options.rank, "-pn/-pr"};
     }
-    if (cfg.process_rank >= 0) fail("-pr %d: give the number of processes with -pn too", cfg.process_rank);
+    if (options.rank >= 0) fail("-pr %d: give the number of processes with -pn too", options.rank);
     struct Launcher {
         const char* rank;
         const char* size;
@@ -46,9 +46,9 @@ ProcessGroup process_group(const Config& cfg) {
     return g;
 }
 
-std::unique_ptr<Communicator> connect_cpu_processes(const ProcessGroup& group, const Config& cfg) {
+std::unique_ptr<Communicator> connect_cpu_processes(const ProcessGroup& group, const ProcessOptions& options) {
     if (group.size == 1) return make_single_process_communicator();
-    const std::string dir = !cfg.process_dir.empty() ? cfg.process_dir : cfg.output_dir;
+    const std::string& dir = options.meeting.dir;
     if (dir.empty())
         fail("%d processes meet through a folder they share: give -pf DIR (best a RAM disk such as /dev/shm) or -o DIR",
              group.size);

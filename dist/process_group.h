@@ -6,8 +6,8 @@
 #include <memory>
 #include <string>
 
-#include "config/config.h"
 #include "dist/communicator.h"
+#include "dist/rendezvous.h"
 
 namespace coldstart {
 
@@ -18,10 +18,17 @@ struct ProcessGroup {
     std::string source;  // where rank and size came from: "-pn/-pr", "OMPI_COMM_WORLD_*", ...
 };
 
-ProcessGroup process_group(const Config& cfg);
+// What the run's flags say about its processes (config/resolve.h fills it from -pn -pr -pi -pf -ps -o).
+struct ProcessOptions {
+    int processes = 0;   // -pn; 0: from the launcher's environment, else 1
+    int rank = -1;       // -pr; -1: from the launcher's environment
+    Rendezvous meeting;  // -pi method; -pf folder (default: the output folder -o); -ps rank 0's host:port
+};
+
+ProcessGroup process_group(const ProcessOptions& options);
 
 // The communicator of the CPU backend: alone, or the processes of one machine through a shared-memory
-// file in the folder of -pf (default: the output folder -o).
-std::unique_ptr<Communicator> connect_cpu_processes(const ProcessGroup& group, const Config& cfg);
+// file in the meeting folder.
+std::unique_ptr<Communicator> connect_cpu_processes(const ProcessGroup& group, const ProcessOptions& options);
 
 }  // namespace coldstart

@@ -1,3 +1,6 @@
+// Folder emu/: the emulated CUDA device, a room of its own: only the emulated build (make emu-build)
+// uses it, nothing in the product includes it (tools/check_includes.py).
+//
 // The device side of the emulated CUDA device: what a kernel body sees (threadIdx and the other built-in
 // variables, __syncthreads, the warp shuffles, shared memory) and the launch that the rewrite of
 // k<<<...>>>(...) calls (emu/rewrite.py). Every CUDA thread is a fiber; the fibers of a block run on one OS

@@ -31,11 +31,11 @@
 #include "config/config.h"
 #include "config/flags.h"
 #include "data/checkpoint.h"
-#include "data/model_file.h"
 #include "data/llmc_header.h"
+#include "data/model_file.h"
 #include "data/shards.h"
 #include "data/tokenizer.h"
-#include "layers/gpt2_config.h"
+#include "model/gpt2_config.h"
 #include "optim/adamw.h"
 
 namespace fuzz {

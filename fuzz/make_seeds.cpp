@@ -23,7 +23,7 @@
 #include "data/shards.h"
 #include "data/tokenizer.h"
 #include "fuzz/fuzz_bodies.h"
-#include "layers/gpt2_config.h"
+#include "model/gpt2_config.h"
 #include "optim/adamw.h"
 
 using namespace coldstart;

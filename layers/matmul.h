@@ -1,3 +1,9 @@
+// Folder layers/: one header per GPT-2 layer (encoder, layernorm, matmul, attention, gelu, residual,
+// classifier), each with a plain fp32 C++ forward and backward that is the specification and the test
+// oracle of its CUDA kernels in layers/cuda/. A layer knows no optimizer, no file and no backend: layers/
+// may include model/ and common/ (layers/cuda/ also common/cuda/), never optim/ (tools/check_includes.py).
+// This layer is the folder's main file because it is nearly all of a step's time.
+//
 // The fully connected layer of GPT-2: out = inp @ weight^T + bias, with weight stored OC x C as in
 // PyTorch's nn.Linear (and in llm.c's checkpoints).
 //

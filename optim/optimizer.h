@@ -1,3 +1,7 @@
+// Folder optim/: the optimizers behind this interface, each with a CPU reference (here and beside) and
+// CUDA kernels (optim/cuda/); schedules, clipping, the update-size metrics. May include model/ and
+// common/ (optim/cuda/ also common/cuda/), never layers/ (tools/check_includes.py).
+//
 // The optimizer interface: one step over the flat parameter buffer, tensor by tensor.
 //
 // Each optimizer (AdamW and its variant without momentum bias correction, Lion, LionA, LionAR; the
@@ -17,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "layers/gpt2_config.h"
+#include "model/gpt2_config.h"
 
 namespace coldstart {
 

@@ -189,7 +189,7 @@ std::string fake_repo(const test_util::TempDir& dir, const std::string& script, 
 }
 
 // A trainer that prints 10 step lines at 1001..1010 tokens/s, or, at B=64, the memory plan's refusal
-// exactly as layers/cuda_backend.cu words it.
+// exactly as backend/cuda_backend.cu words it.
 const char* kFakeTrainer = R"sh(b=; prev=; for a in "$@"; do [ "$prev" = -b ] && b=$a; prev=$a; done
 if [ "$b" = 64 ]; then echo "error: the run needs 90000.0 MiB of GPU memory but 80000.0 MiB are free: try a smaller -b, or -r 2 (recompute)"; exit 1; fi
 for i in 1 2 3 4 5 6 7 8 9 10; do echo "step $i/10 | loss 10.0 | norm 1.0 | lr 6.00e-04 | 100.0 ms | $((1000 + i)) tok/s | 40.0% bf16 MFU | eta 0s"; done)sh";

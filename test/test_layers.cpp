@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "backend/sampling.h"
 #include "common/error.h"
 #include "common/random.h"
 #include "layers/attention.h"
@@ -34,7 +35,6 @@
 #include "layers/layernorm.h"
 #include "layers/matmul.h"
 #include "layers/residual.h"
-#include "layers/sampling.h"
 
 namespace {
 

@@ -11,11 +11,11 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.h"
+#include "backend/gpt2_cpu.h"
 #include "common/error.h"
 #include "common/random.h"
 #include "data/model_file.h"
-#include "layers/backend.h"
-#include "layers/gpt2_cpu.h"
 #include "optim/grad_norm.h"
 #include "optim/update_metrics.h"
 #include "test/test_util.h"

@@ -9,7 +9,7 @@
 #include "common/random.h"
 #include "data/checkpoint.h"
 #include "data/model_file.h"
-#include "layers/gpt2_config.h"
+#include "model/gpt2_config.h"
 #include "optim/adamw.h"
 #include "test/test_util.h"
 

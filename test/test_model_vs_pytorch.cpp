@@ -12,11 +12,11 @@
 #include <cstdint>
 #include <vector>
 
+#include "backend/backend.h"
+#include "backend/gpt2_cpu.h"
 #include "common/error.h"
 #include "common/random.h"
 #include "data/model_file.h"
-#include "layers/backend.h"
-#include "layers/gpt2_cpu.h"
 #include "optim/grad_norm.h"
 #include "test/test_util.h"
 

@@ -13,7 +13,7 @@
 
 #include "common/error.h"
 #include "data/model_file.h"
-#include "layers/gpt2_config.h"
+#include "model/gpt2_config.h"
 #include "test/test_util.h"
 
 using namespace coldstart;

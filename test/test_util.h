@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "layers/gpt2_config.h"
+#include "model/gpt2_config.h"
 #include "optim/optimizer.h"
 
 namespace test_util {

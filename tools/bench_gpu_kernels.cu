@@ -12,17 +12,17 @@
 #include <string>
 #include <vector>
 
+#include "common/cuda/common.cuh"
 #include "common/error.h"
 #include "layers/cuda/attention.cuh"
 #include "layers/cuda/attention_mma.cuh"
 #include "layers/cuda/attention_cudnn.cuh"
 #include "layers/cuda/classifier.cuh"
-#include "layers/cuda/common.cuh"
 #include "layers/cuda/encoder.cuh"
 #include "layers/cuda/gelu.cuh"
 #include "layers/cuda/layernorm.cuh"
 #include "layers/cuda/matmul.cuh"
-#include "layers/gpt2_config.h"
+#include "model/gpt2_config.h"
 #include "optim/cuda/cuda_optimizer.cuh"
 #include "optim/cuda/grad_norm.cuh"
 

@@ -11,13 +11,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "backend/backend.h"
+#include "backend/sampling.h"
 #include "common/error.h"
 #include "common/random.h"
 #include "data/checkpoint.h"
 #include "data/model_file.h"
 #include "data/tokenizer.h"
-#include "layers/backend.h"
-#include "layers/sampling.h"
 
 using namespace coldstart;
 

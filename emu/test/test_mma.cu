@@ -69,8 +69,10 @@ __global__ void mma_fragments_kernel(float* d, const bf16* A, const bf16* B, con
     const int lane = int(threadIdx.x);
     uint32_t a[4], b[2];
     float acc[4];
-    for (int r = 0; r < 4; ++r) a[r] = pair(A, 16, a_row(lane, 2 * r), a_col(lane, 2 * r), a_row(lane, 2 * r + 1), a_col(lane, 2 * r + 1));
-    for (int r = 0; r < 2; ++r) b[r] = pair(B, 8, b_row(lane, 2 * r), b_col(lane, 2 * r), b_row(lane, 2 * r + 1), b_col(lane, 2 * r + 1));
+    for (int r = 0; r < 4; ++r)  // register r holds elements 2r and 2r + 1
+        a[r] = pair(A, 16, a_row(lane, 2 * r), a_col(lane, 2 * r), a_row(lane, 2 * r + 1), a_col(lane, 2 * r + 1));
+    for (int r = 0; r < 2; ++r)
+        b[r] = pair(B, 8, b_row(lane, 2 * r), b_col(lane, 2 * r), b_row(lane, 2 * r + 1), b_col(lane, 2 * r + 1));
     for (int i = 0; i < 4; ++i) acc[i] = C[c_row(lane, i) * 8 + c_col(lane, i)];
     mma_bf16_16x8x16(acc, a, b);
     for (int i = 0; i < 4; ++i) d[c_row(lane, i) * 8 + c_col(lane, i)] = acc[i];
@@ -202,7 +204,8 @@ TEST_CASE("mma.sync m16n8k16 bf16 (emulated): fragments built by the PTX ISA's l
     for (int r = 0; r < 16; ++r)
         for (int c = 0; c < 8; ++c) {
             double want = C[size_t(r * 8 + c)];
-            for (int k = 0; k < 16; ++k) want += double(__bfloat162float(A[size_t(r * 16 + k)])) * __bfloat162float(B[size_t(k * 8 + c)]);
+            for (int k = 0; k < 16; ++k)
+                want += double(__bfloat162float(A[size_t(r * 16 + k)])) * __bfloat162float(B[size_t(k * 8 + c)]);
             CHECK(D[size_t(r * 8 + c)] == float(want));  // exact: small halves
         }
 }
@@ -217,7 +220,8 @@ TEST_CASE("ldmatrix.x4 and .trans (emulated) feed mma: A B from shared memory, B
     for (int r = 0; r < 16; ++r)
         for (int c = 0; c < 8; ++c) {
             double want = 0;
-            for (int k = 0; k < 16; ++k) want += double(__bfloat162float(A[size_t(r * 16 + k)])) * __bfloat162float(B[size_t(k * 8 + c)]);
+            for (int k = 0; k < 16; ++k)
+                want += double(__bfloat162float(A[size_t(r * 16 + k)])) * __bfloat162float(B[size_t(k * 8 + c)]);
             CHECK(D[size_t(r * 16 + c)] == float(want));
             CHECK(D[size_t(r * 16 + 8 + c)] == float(want));
         }

@@ -19,8 +19,8 @@
 //   dQ_i = scale * sum_j dS[i, j] k_j                                 (per query tile, over key tiles)
 #include "layers/cuda/attention.cuh"
 
+#include "common/cuda/common.cuh"
 #include "common/error.h"
-#include "layers/cuda/common.cuh"
 
 namespace coldstart::cuda {
 namespace {

@@ -6,8 +6,8 @@
 
 #include <cuda_runtime.h>
 
+#include "common/cuda/common.cuh"
 #include "common/error.h"
-#include "layers/cuda/common.cuh"
 
 namespace coldstart::cuda {
 

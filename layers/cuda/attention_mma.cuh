@@ -5,7 +5,7 @@
 
 #include <cuda_runtime.h>
 
-#include "layers/cuda/common.cuh"
+#include "common/cuda/common.cuh"
 
 namespace coldstart::cuda {
 

@@ -5,7 +5,7 @@
 // bytes per thread per load when Vp and the buffer allow it.
 #include "layers/cuda/classifier.cuh"
 
-#include "layers/cuda/common.cuh"
+#include "common/cuda/common.cuh"
 
 namespace coldstart::cuda {
 namespace {

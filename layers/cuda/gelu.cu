@@ -2,7 +2,7 @@
 // the buffers are 16-byte aligned and N a multiple of the pack, else one element (the test sizes).
 #include "layers/cuda/gelu.cuh"
 
-#include "layers/cuda/common.cuh"
+#include "common/cuda/common.cuh"
 
 namespace coldstart::cuda {
 namespace {

@@ -8,7 +8,7 @@
 
 #include <algorithm>
 
-#include "layers/cuda/common.cuh"
+#include "common/cuda/common.cuh"
 
 namespace coldstart::cuda {
 namespace {

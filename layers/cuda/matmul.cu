@@ -9,8 +9,8 @@
 
 #include <algorithm>
 
+#include "common/cuda/common.cuh"
 #include "common/error.h"
-#include "layers/cuda/common.cuh"
 #include "layers/cuda/layernorm.cuh"
 
 namespace coldstart::cuda {

@@ -1,3 +1,6 @@
+// Folder layers/cuda/: each layer's CUDA kernels, one file per layer (the CPU reference of each is in
+// layers/). May include layers/, model/, common/ and common/cuda/ (tools/check_includes.py).
+//
 // The fully connected layer on the GPU (CPU reference and semantics: layers/matmul.h), on cuBLASLt:
 // out = inp @ weight^T + bias with weight (OC, C) as nn.Linear stores it, all buffers row-major.
 #pragma once

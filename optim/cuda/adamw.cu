@@ -11,8 +11,8 @@
 // not always to the bit; the tests compare them at 1e-7.
 #include <cmath>
 
+#include "common/cuda/common.cuh"
 #include "common/error.h"
-#include "layers/cuda/common.cuh"
 #include "optim/cuda/cuda_optimizer.cuh"
 #include "optim/cuda/step_sums.cuh"
 

@@ -1,3 +1,6 @@
+// Folder optim/cuda/: the optimizers' CUDA kernels behind this interface. May include optim/, model/,
+// common/ and common/cuda/ (tools/check_includes.py).
+//
 // The optimizers on the GPU: the same math as the CPU references (optim/adamw.cpp, optim/lion.cpp), the
 // same named state buffers (a checkpoint resumes on either device), steps that take device pointers.
 //

@@ -3,7 +3,7 @@
 // barely matters, and the order is fixed anyway).
 #include "optim/cuda/grad_norm.cuh"
 
-#include "layers/cuda/common.cuh"
+#include "common/cuda/common.cuh"
 
 namespace coldstart::cuda {
 namespace {

@@ -22,8 +22,8 @@
 #include <string>
 #include <utility>
 
+#include "common/cuda/common.cuh"
 #include "common/error.h"
-#include "layers/cuda/common.cuh"
 #include "optim/cuda/cuda_optimizer.cuh"
 #include "optim/cuda/step_sums.cuh"
 #include "optim/lion_math.h"

@@ -9,7 +9,7 @@
 
 #include <vector>
 
-#include "layers/cuda/common.cuh"
+#include "common/cuda/common.cuh"
 #include "optim/optimizer.h"
 
 namespace coldstart::cuda {

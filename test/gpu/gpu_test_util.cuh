@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "common/cuda/common.cuh"
 #include "common/random.h"
-#include "layers/cuda/common.cuh"
 #include "test/test_util.h"
 
 namespace gpu_test {

@@ -22,12 +22,12 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.h"
+#include "backend/cuda_backend.h"
+#include "backend/gpt2_cpu.h"
 #include "common/error.h"
 #include "common/random.h"
-#include "layers/backend.h"
 #include "layers/cuda/attention_cudnn.cuh"
-#include "layers/cuda_backend.h"
-#include "layers/gpt2_cpu.h"
 #include "optim/grad_norm.h"
 #include "optim/update_metrics.h"
 #include "test/gpu/gpu_test_util.cuh"

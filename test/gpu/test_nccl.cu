@@ -9,10 +9,9 @@
 
 #include <vector>
 
+#include "backend/cuda_backend.h"
 #include "common/random.h"
-#include "config/config.h"
 #include "dist/nccl_communicator.cuh"
-#include "layers/cuda_backend.h"
 #include "optim/grad_norm.h"
 #include "test/gpu/gpu_test_util.cuh"
 
@@ -21,9 +20,7 @@ using namespace gpu_test;
 
 TEST_CASE("nccl: one rank's collectives are the identity, on host and device memory") {
     test_util::TempDir dir;
-    Config cfg;
-    cfg.process_dir = dir.path;
-    auto comm = make_nccl_communicator({0, 1, 0, "test"}, cfg);
+    auto comm = make_nccl_communicator({0, 1, 0, "test"}, Rendezvous{"fs", dir.path, ""});
     CHECK(comm->size() == 1);
     double host[3] = {1.5, -2.0, 1e-300};
     comm->all_reduce_sum(host, 3);
@@ -45,9 +42,7 @@ TEST_CASE("nccl: the backend that reduces layer by layer through one rank gives 
     const GPT2Config c = test_util::small_model_config();
     const int B = 2, T = 11, accum = 2, steps = 3;
     test_util::TempDir dir;
-    Config cfg;
-    cfg.process_dir = dir.path;
-    auto comm = make_nccl_communicator({0, 1, 0, "test"}, cfg);
+    auto comm = make_nccl_communicator({0, 1, 0, "test"}, Rendezvous{"fs", dir.path, ""});
     OptimizerConfig opt;
     opt.weight_decay = 0.1f;
     const std::vector<float> params = test_util::random_model_params(c, 4);

@@ -1,3 +1,6 @@
+// Folder common/cuda/: the CUDA helpers that layers/cuda, optim/cuda, dist and backend/ share (this
+// file). May include common/ only (tools/check_includes.py).
+//
 // What every CUDA file of coldstart shares: checked calls, the two element types, conversions, warp
 // and block reductions, and NVTX ranges.
 //

@@ -1,16 +1,9 @@
-#include "layers/sampling.h"
+#include "backend/sampling.h"
 
 #include <algorithm>
 #include <cmath>
 
-#include "data/tokenizer.h"
-
 namespace coldstart {
-
-int sample_start_token(const Tokenizer* tokenizer, int vocab_size) {
-    if (!tokenizer) return vocab_size - 1;
-    return tokenizer->eot_token() >= 0 ? tokenizer->eot_token() : '\n';
-}
 
 int sample_from(const std::vector<float>& probs, float coin) {
     float cdf = 0.0f;

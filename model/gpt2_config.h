@@ -1,3 +1,7 @@
+// Folder model/: the model's description, which data/, layers/, optim/ and the backends all use: GPT-2's
+// shapes and parameter layout (here), its FLOPs per token (mfu.h). May include common/ only
+// (tools/check_includes.py).
+//
 // GPT-2's shape and the layout of its parameters, exactly as llm.c stores them.
 //
 // All 16 parameter tensors live in one contiguous fp32 buffer in the order of the llm.c model file, each

@@ -1,4 +1,4 @@
-#include "layers/gpt2_config.h"
+#include "model/gpt2_config.h"
 
 #include <cmath>
 #include <cstring>

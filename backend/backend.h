@@ -1,3 +1,7 @@
+// Folder backend/: one training step on a device: the CPU model (gpt2_cpu) and backend, the CUDA
+// backend, sampling. It joins the floors below: layers/, optim/, dist/, model/, common/
+// (tools/check_includes.py).
+//
 // The seam between the training loop and the hardware. The loop (train_gpt2.cu) drives a Backend; the
 // CPU reference backend implements it with plain C++ and OpenMP, the CUDA backend with kernels and
 // cuBLASLt. Both hold the parameters, gradients and optimizer state in their own memory and exchange
@@ -10,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "layers/gpt2_config.h"
+#include "model/gpt2_config.h"
 #include "optim/optimizer.h"
 #include "optim/update_metrics.h"
 

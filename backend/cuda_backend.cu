@@ -1,5 +1,5 @@
 // The CUDA backend: GPT-2's forward and backward as kernels and cuBLASLt products, in the order of the
-// CPU model (layers/gpt2_cpu.cpp), which is its oracle. Read forward() and backward() side by side
+// CPU model (backend/gpt2_cpu.cpp), which is its oracle. Read forward() and backward() side by side
 // with Gpt2Cpu::forward and Gpt2Cpu::backward.
 //
 // Memory, as llm.c: one allocation for the parameters (fp32 master weights, then the bf16 copy), one
@@ -13,7 +13,7 @@
 //   - with -r 1 / -r 2 the GELU output / layernorm outputs are kept for one layer only and
 //     recomputed in the backward pass (same kernels, same inputs: the same bits as -r 0);
 //   - activation gradients overwrite their buffers instead of accumulating into zeroed ones.
-#include "layers/cuda_backend.h"
+#include "backend/cuda_backend.h"
 
 #include <algorithm>
 #include <cmath>
@@ -24,12 +24,12 @@
 #ifdef COLDSTART_NCCL
 #include "dist/nccl_communicator.cuh"
 #endif
+#include "common/cuda/common.cuh"
 #include "layers/classifier.h"
 #include "layers/cuda/attention.cuh"
 #include "layers/cuda/attention_mma.cuh"
 #include "layers/cuda/attention_cudnn.cuh"
 #include "layers/cuda/classifier.cuh"
-#include "layers/cuda/common.cuh"
 #include "layers/cuda/encoder.cuh"
 #include "layers/cuda/gelu.cuh"
 #include "layers/cuda/layernorm.cuh"
@@ -104,7 +104,8 @@ public:
         const size_t need = param_bytes + grad_bytes + opt_bytes + act_bytes;
         plan_ = format("cuda memory plan on %s (%s free of %s), precision %s, recompute %d, attention %s%s:\n", prop.name,
                        mib(free_bytes).c_str(), mib(total_bytes).c_str(), options.precision.c_str(), options.recompute,
-                       options.attention.c_str(), options.attention != "flash" ? "" : tensor_core_attention() ? " (tensor cores)" : " (fp32 SIMT)");
+                       options.attention.c_str(),
+                       options.attention != "flash" ? "" : tensor_core_attention() ? " (tensor cores)" : " (fp32 SIMT)");
         plan_ += format("  parameters   %12s  fp32 master weights%s\n", mib(param_bytes).c_str(),
                         sizeof(T) == sizeof(float) ? "" : " + bf16 copy for the matrix work");
         plan_ += format("  gradients    %12s  fp32\n", mib(grad_bytes).c_str());

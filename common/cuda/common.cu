@@ -1,4 +1,4 @@
-#include "layers/cuda/common.cuh"
+#include "common/cuda/common.cuh"
 
 #include <nvtx3/nvToolsExt.h>
 

@@ -3,9 +3,9 @@
 #include <cmath>
 #include <cstring>
 
+#include "backend/backend.h"
+#include "backend/gpt2_cpu.h"
 #include "common/error.h"
-#include "layers/backend.h"
-#include "layers/gpt2_cpu.h"
 #include "dist/communicator.h"
 #include "optim/grad_norm.h"
 #include "optim/partition.h"

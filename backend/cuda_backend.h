@@ -13,7 +13,7 @@
 #include <memory>
 #include <string>
 
-#include "layers/backend.h"
+#include "backend/backend.h"
 
 namespace coldstart {
 

@@ -6,7 +6,7 @@
 
 #include <string>
 
-#include "layers/gpt2_config.h"
+#include "model/gpt2_config.h"
 
 namespace coldstart {
 

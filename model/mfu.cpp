@@ -1,4 +1,4 @@
-#include "common/mfu.h"
+#include "model/mfu.h"
 
 #include "common/error.h"
 

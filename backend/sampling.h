@@ -3,16 +3,10 @@
 
 #include <vector>
 
+#include "backend/backend.h"
 #include "common/random.h"
-#include "layers/backend.h"
 
 namespace coldstart {
-
-class Tokenizer;
-
-// The token a sample starts after: the tokenizer's end-of-text token (as llm.c does), a newline for the
-// byte tokenizer, which has none, and the last id when there is no tokenizer.
-int sample_start_token(const Tokenizer* tokenizer, int vocab_size);
 
 // Index drawn from a probability vector with a uniform coin in [0, 1); rounding leftovers go to the last.
 int sample_from(const std::vector<float>& probs, float coin);

@@ -4,7 +4,7 @@
 
 #include <vector>
 
-#include "layers/gpt2_config.h"
+#include "model/gpt2_config.h"
 
 namespace coldstart {
 

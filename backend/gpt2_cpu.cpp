@@ -1,4 +1,4 @@
-#include "layers/gpt2_cpu.h"
+#include "backend/gpt2_cpu.h"
 
 #include <algorithm>
 #include <cstring>
