@@ -101,7 +101,11 @@ public:
         const size_t opt_bytes = (opt.name == "adamw" ? 2 : opt.row_gains ? 2 : 1) * P * sizeof(float);
         size_t free_bytes = 0, total_bytes = 0;
         CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-        const size_t need = param_bytes + grad_bytes + opt_bytes + act_bytes;
+        // cuDNN's attention workspace (its deterministic backward's is the size of the B*NH*T*T scores):
+        // reserved below, before any step, so that the check counts it and no step allocates.
+        const bool cudnn = options.attention == "cudnn";
+        const size_t cudnn_bytes = cudnn ? cudnn_attention_workspace_bytes(B, T_, config.channels, config.num_heads) : 0;
+        const size_t need = param_bytes + grad_bytes + opt_bytes + act_bytes + cudnn_bytes;
         plan_ = format("cuda memory plan on %s (%s free of %s), precision %s, recompute %d, attention %s%s:\n", prop.name,
                        mib(free_bytes).c_str(), mib(total_bytes).c_str(), options.precision.c_str(), options.recompute,
                        options.attention.c_str(),
@@ -111,12 +115,14 @@ public:
         plan_ += format("  gradients    %12s  fp32\n", mib(grad_bytes).c_str());
         plan_ += format("  optimizer    %12s  %s state (fp32, at most)\n", mib(opt_bytes).c_str(), opt.name.c_str());
         plan_ += format("  activations  %12s  B=%d T=%d, with backward scratch\n", mib(act_bytes).c_str(), B, T_);
+        if (cudnn) plan_ += format("  cuDNN        %12s  attention workspace\n", mib(cudnn_bytes).c_str());
         plan_ += format("  cuBLASLt     %12s  workspace\n", mib(matmul_->workspace_bytes()).c_str());
         plan_ += format("  total        %12s\n", mib(need + matmul_->workspace_bytes()).c_str());
         if (need > free_bytes)
             fail("the run needs %s of GPU memory but %s are free: try a smaller -b, or -r 2 (recompute)\n%s", mib(need).c_str(),
                  mib(free_bytes).c_str(), plan_.c_str());
 
+        if (cudnn) cudnn_attention_reserve(B, T_, config.channels, config.num_heads);
         param_memory_ = device_alloc(param_bytes, "parameters");
         master_ = static_cast<float*>(param_memory_.get());
         if constexpr (sizeof(T) == sizeof(float)) params_ = reinterpret_cast<T*>(master_);
