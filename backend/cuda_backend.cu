@@ -32,6 +32,7 @@
 #include "common/cuda/common.cuh"
 #include "layers/classifier.h"
 #include "layers/cuda/attention.cuh"
+#include "layers/cuda/attention_mma.cuh"
 #include "layers/cuda/attention_cudnn.cuh"
 #include "layers/cuda/classifier.cuh"
 #include "layers/cuda/encoder.cuh"
@@ -115,9 +116,10 @@ public:
         const bool cudnn = options.attention == "cudnn";
         const size_t cudnn_bytes = cudnn ? cudnn_attention_workspace_bytes(B, T_, config.channels, config.num_heads) : 0;
         const size_t need = param_bytes + grad_bytes + opt_bytes + act_bytes + cudnn_bytes;
-        plan_ = format("cuda memory plan on %s (%s free of %s), precision %s, recompute %d, attention %s:\n", prop.name,
+        plan_ = format("cuda memory plan on %s (%s free of %s), precision %s, recompute %d, attention %s%s:\n", prop.name,
                        mib(free_bytes).c_str(), mib(total_bytes).c_str(), options.precision.c_str(), options.recompute,
-                       options.attention.c_str());
+                       options.attention.c_str(),
+                       options.attention != "flash" ? "" : tensor_core_attention() ? " (tensor cores)" : " (fp32 SIMT)");
         const char* shard = sharded_ ? " of this rank's shard" : "";
         plan_ += format("  parameters   %12s  fp32 master weights%s\n", mib(param_bytes).c_str(),
                         sizeof(T) == sizeof(float) ? ""
@@ -401,15 +403,39 @@ private:
         }
     }
 
+    // --attention flash: the tensor-core kernels for bf16 at head size 64 or 128, else the fp32 SIMT kernel.
+    bool tensor_core_attention() const {
+        return sizeof(T) == 2 && attention_mma_supports(config_.channels, config_.num_heads);
+    }
+
     // cuDNN builds a plan per shape, and the sampler's length changes every token: it takes our kernel.
     void attention_forward_layer(T* out, float* lse, const T* qkv, int B, int T_now, Mode mode) {
-        if (options_.attention == "cudnn" && mode != Mode::sample) {
-            if constexpr (sizeof(T) == 2) {
+        if constexpr (sizeof(T) == 2) {
+            if (options_.attention == "cudnn" && mode != Mode::sample) {
                 cudnn_attention_forward(out, lse, qkv, B, T_now, config_.channels, config_.num_heads, stream_);
+                return;
+            }
+            if (tensor_core_attention()) {
+                attention_mma_forward(out, lse, qkv, B, T_now, config_.channels, config_.num_heads, stream_);
                 return;
             }
         }
         attention_forward(out, lse, qkv, B, T_now, config_.channels, config_.num_heads, stream_);
+    }
+
+    void attention_backward_layer(T* dqkv, const T* dout, const T* qkv, const T* out, const float* lse, int B, int T_now) {
+        const int C = config_.channels, NH = config_.num_heads;
+        if constexpr (sizeof(T) == 2) {
+            if (options_.attention == "cudnn") {
+                cudnn_attention_backward(dqkv, dout, qkv, out, lse, B, T_now, C, NH, stream_);
+                return;
+            }
+            if (tensor_core_attention()) {
+                attention_mma_backward(dqkv, dout, qkv, out, lse, a_.att_d, B, T_now, C, NH, stream_);
+                return;
+            }
+        }
+        attention_backward(dqkv, dout, qkv, out, lse, a_.att_d, B, T_now, C, NH, stream_);
     }
 
     // Runs the model on (B, T_now) tokens. train: also writes d(logits) with dloss per position;
@@ -482,7 +508,7 @@ private:
     void backward(bool reduce) {
         const NvtxRange range("backward");
         const int B = last_B_, T_now = last_T_;
-        const int C = config_.channels, NH = config_.num_heads, L = config_.num_layers, Vp = config_.padded_vocab_size;
+        const int C = config_.channels, L = config_.num_layers, Vp = config_.padded_vocab_size;
         const int N = B * T_now;
         // d(logits) is already in logits (the fused classifier wrote it).
         matmul_->backward_input(a_.dln, a_.logits, param(WTE), N, C, Vp);
@@ -519,12 +545,7 @@ private:
             bias_backward(grad(ATTPROJB, lC), a_.dresidual, N, C, a_.reduce, stream_);
             const T* qkv = a_.qkv + l * BTC() * 3;
             const float* lse = a_.lse + l * lse_stride();
-            if (options_.attention == "cudnn") {
-                if constexpr (sizeof(T) == 2)
-                    cudnn_attention_backward(a_.dqkv, a_.datty, qkv, atty, lse, B, T_now, C, NH, stream_);
-            } else {
-                attention_backward(a_.dqkv, a_.datty, qkv, atty, lse, a_.att_d, B, T_now, C, NH, stream_);
-            }
+            attention_backward_layer(a_.dqkv, a_.datty, qkv, atty, lse, B, T_now);
             if (options_.recompute >= 2)
                 layernorm_forward(ln1(l), a_.ln1_mean + l * BT(), a_.ln1_rstd + l * BT(), residual, param(LN1W, lC), param(LN1B, lC), N,
                                   C, stream_);

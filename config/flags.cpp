@@ -140,7 +140,8 @@ const std::vector<Option>& options() {
         {nullptr, "precision", &Config::precision, 0, 0, "bf16|fp32",
          "GPU: bf16 (fp32 master weights and optimizer, bf16 matrix work) or fp32 (everything, as the tests)"},
         {nullptr, "attention", &Config::attention, 0, 0, "flash|cudnn",
-         "GPU: our flash-style attention kernel, or cuDNN's fused attention (bf16, in builds with cuDNN)"},
+         "GPU: our flash attention (tensor cores in bf16 at head size 64 or 128, else an fp32 kernel), or cuDNN's fused "
+         "attention (bf16, in builds with cuDNN)"},
         {"-r", "recompute", &Config::recompute, 0, 2, nullptr,
          "GPU: recompute in the backward pass to save memory: 0 nothing, 1 GELU, 2 GELU and layernorms"},
         {"-ge", "gelu-fusion", &Config::gelu_fusion, 0, 1, nullptr, "GPU: 1: GELU in cuBLASLt's matmul epilogue"},
