@@ -25,10 +25,14 @@ struct CudaOptions {
     int recompute = 1;               // 0: keep all activations; 1: recompute GELU; 2: GELU and layernorms
     int gelu_fusion = 0;             // 1: GELU in cuBLASLt's epilogue (forward and backward)
     int device = 0;                  // the GPU (with a communicator: its device)
-    // Several processes (data parallel, every process holding the whole optimizer): the gradient is
-    // summed across them with NCCL, each layer's as soon as the backward pass has finished it, on the
-    // communicator's stream, overlapped with the backward pass of the layers below. nullptr: one process.
+    // Several processes (data parallel): the gradient is summed across them with NCCL, each layer's as
+    // soon as the backward pass has finished it, on the communicator's stream, overlapped with the
+    // backward pass of the layers below. nullptr: one process.
     NcclCommunicator* comm = nullptr;
+    // With comm: 1 (ZeRO-1) shards the fp32 master weights and the optimizer state between the processes
+    // as optim/partition.h cuts them; each layer's gradient is reduce-scattered to the shards' owners and
+    // the updated weights are all-gathered after the step. 0: every process holds and steps all of them.
+    int zero_stage = 1;
 };
 
 // The Backend plus what the GPU tests need to compare the model with the CPU reference.

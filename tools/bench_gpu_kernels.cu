@@ -17,6 +17,7 @@
 #include "common/cuda/common.cuh"
 #include "common/error.h"
 #include "layers/cuda/attention.cuh"
+#include "layers/cuda/attention_mma.cuh"
 #include "layers/cuda/attention_cudnn.cuh"
 #include "layers/cuda/classifier.cuh"
 #include "layers/cuda/encoder.cuh"
@@ -122,7 +123,7 @@ int main(int argc, char** argv) {
         std::map<std::string, std::function<void()>> calls = {
             {"encoder forward", [&] { encoder_forward<T16>(x, tokens, w, w, B, T, C, stream); }},
             {"layernorm forward", [&] { layernorm_forward<T16>(y, mean, rstd, x, bias, bias, n, C, stream); }},
-            {"attention forward", [&] { attention_forward<T16>(y, lse, qkv, B, T, C, NH, stream); }},
+            {"attention forward", [&] { attention_mma_forward(y, lse, qkv, B, T, C, NH, stream); }},
             {"residual + layernorm forward",
              [&] { residual_layernorm_forward<T16>(z, y, mean, rstd, x, qkv, bias, bias, n, C, stream); }},
             {"gelu forward", [&] { gelu_forward<T16>(y, x, N * 4 * C, stream); }},
@@ -133,7 +134,7 @@ int main(int argc, char** argv) {
             {"gelu backward + fc bias", [&] { gelu_backward_bias<T16>(y, dw, x, n, 4 * C, scratch, stream); }},
             {"layernorm backward",
              [&] { layernorm_backward<T16>(z, dw, dw + C, dw + 2 * C, y, x, bias, mean, rstd, n, C, true, scratch, stream); }},
-            {"attention backward", [&] { attention_backward<T16>(z, x, qkv, y, lse, att_d, B, T, C, NH, stream); }},
+            {"attention backward", [&] { attention_mma_backward(z, x, qkv, y, lse, att_d, B, T, C, NH, stream); }},
             {"bias backward qkv", [&] { bias_backward<T16>(dw, qkv, n, 3 * C, scratch, stream); }},
             {"encoder backward", [&] { encoder_backward<T16>(dw, dw, x, buckets, U, B, T, C, stream); }},
             {"zero grad", [&] { CUDA_CHECK(cudaMemsetAsync(grads, 0, P * sizeof(float), stream)); }},
@@ -177,6 +178,10 @@ int main(int argc, char** argv) {
         // Alternatives the step can take instead (measured only).
         const double gelu_epilogue = timer.measure([&] { mm.forward<T16>(y, x, w, bias, n, C, 4 * C, z); });
         std::printf("other: matmul forward fc + GELU epilogue (-ge 1): %.3f ms\n", gelu_epilogue);
+        std::printf("other: attention forward (fp32 SIMT): %.3f ms\n",
+                    timer.measure([&] { attention_forward<T16>(y, lse, qkv, B, T, C, NH, stream); }));
+        std::printf("other: attention backward (fp32 SIMT): %.3f ms\n",
+                    timer.measure([&] { attention_backward<T16>(z, x, qkv, y, lse, att_d, B, T, C, NH, stream); }));
         if (cudnn_attention_available()) {
             std::printf("other: attention forward (cuDNN): %.3f ms\n",
                         timer.measure([&] { cudnn_attention_forward(y, lse, qkv, B, T, C, NH, stream); }));

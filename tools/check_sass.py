@@ -31,6 +31,7 @@ ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
 
 SOURCES = ["layers/cuda/encoder.cu", "layers/cuda/layernorm.cu", "layers/cuda/gelu.cu", "layers/cuda/matmul.cu",
            "layers/cuda/column_sums.cu", "layers/cuda/classifier.cu", "layers/cuda/attention.cu",
+           "layers/cuda/attention_mma.cu",
            "optim/cuda/adamw.cu", "optim/cuda/lion.cu", "optim/cuda/grad_norm.cu"]
 
 # Instruction names of the table, as SASS and as PTX spell them.
@@ -63,12 +64,16 @@ TABLE = [
     {"kernel": r"gate_step_kernel", "require": []},
     # The SIMT flash attention (the fp32 path and, until the tensor-core kernels land, bf16's): the forward
     # and the dQ pass keep arrays indexed in loops in a local stack frame of 128-256 bytes (issue 13, item
-    # 1), reported; the dK/dV pass and the row sums are clean. The tensor-core kernels' rows go here,
-    # requiring "HMMA", once they are in layers/cuda.
+    # 1), reported; the dK/dV pass and the row sums are clean.
     {"kernel": r"attention_forward_kernel", "require": [], "report": True},
     {"kernel": r"attention_backward_q_kernel", "require": [], "report": True},
     {"kernel": r"attention_backward_kv_kernel", "require": []},
     {"kernel": r"attention_backward_prepare_kernel", "require": []},
+    # The tensor-core attention (bf16's default): mma.sync products, no spills or stack frames.
+    {"kernel": r"attention_mma_forward_kernel", "require": ["HMMA"]},
+    {"kernel": r"attention_mma_backward_kv_kernel", "require": ["HMMA"]},
+    {"kernel": r"attention_mma_backward_q_kernel", "require": ["HMMA"]},
+    {"kernel": r"attention_mma_prepare_kernel", "require": []},
 ]
 
 
