@@ -28,7 +28,7 @@
 #                         make test-emu; ./train_gpt2_emu at a tiny size (timings labelled emulated, no
 #                         PyTorch ratio); make test-emu-checks (AddressSanitizer and the schedule check).
 #   GPU_CHECK_SHORT=1     with EMULATED, the form CI runs: a few suite cases (EMU_TEST_ARGS, passed to
-#                         make test-emu and test-emu-checks) and a 2-step bench.
+#                         make test-emu), fewer under the sanitizers (test-emu-checks) and a 2-step bench.
 #   GPU_CHECK_STUBS=DIR   the mechanics alone (test/test_gpu_check.cpp): each stage runs DIR/<stage>.sh
 #                         in DIR, and the gates look for the binaries there.
 # Variables: OUT, GPU_CHECK_SECONDS, GPU_ARCHS (90), JOBS (16), DATA, PYTHON (python3).
@@ -78,6 +78,9 @@ esac
 # The short form's suite cases: a doctest -tc filter (',' separates patterns, so none may hold one; '*'
 # stands for the spaces, so that the filter stays one word however a recipe passes it on).
 short_tests=${GPU_CHECK_SHORT_TESTS:-"*gradient*norm*,*unknown*optimizer*,*head*size*above*,*vs*CPU*model*fp32*"}
+# The sanitize stage's: kernels only. Under AddressSanitizer the emulated model test takes minutes on two
+# cores, and CI has run make test-emu-checks in full just before.
+short_sanitize_tests=${GPU_CHECK_SHORT_SANITIZE_TESTS:-"*gradient*norm*,*unknown*optimizer*"}
 
 elapsed() { echo $(($(date +%s) - start)); }
 
@@ -148,7 +151,7 @@ stage_bench() {
 
 stage_sanitize() {
   if [ "$mode" = emulated ]; then
-    if [ "$short" = 1 ]; then make test-emu-checks EMU_TEST_ARGS="-tc=$short_tests"; else make test-emu-checks; fi
+    if [ "$short" = 1 ]; then make test-emu-checks EMU_TEST_ARGS="-tc=$short_sanitize_tests"; else make test-emu-checks; fi
     return
   fi
   ATTENTIONS="flash$([ "$CUDNN_ON" = 1 ] && echo ' cudnn')" SANITIZE_SECONDS=$((stage_limit - 5)) ./tools/sanitize_gpu.sh
