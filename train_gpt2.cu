@@ -37,6 +37,7 @@
 #include "optim/grad_norm.h"
 #include "optim/outlier.h"
 #include "optim/schedule.h"
+#include "optim/rrc.h"
 #include "optim/update_metrics.h"
 
 #ifdef COLDSTART_CUDA
@@ -538,7 +539,9 @@ static void train_step(Run& r, int64_t step, Progress& p, const Eta& eta) {
     StepMeasurement measurement;
     measurement.with_rrc = cfg.metrics_rrc != 0;
     if (!skip) {
-        r.backend->optimizer_step({lr, clip_scale(norm, cfg.grad_clip), ++p.optimizer_t}, measured ? &measurement : nullptr);
+        ++p.optimizer_t;
+        const float rrc_target = float(rrc_target_at(r.opt, lr, cfg.lr, p.optimizer_t));
+        r.backend->optimizer_step({lr, clip_scale(norm, cfg.grad_clip), p.optimizer_t, rrc_target}, measured ? &measurement : nullptr);
         p.loss_detector.add(loss);
         p.norm_detector.add(norm);
         p.bad_in_row = 0;
