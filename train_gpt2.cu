@@ -112,10 +112,8 @@ static std::unique_ptr<Backend> make_backend(const std::string& device, const GP
                                              const OptimizerConfig& opt, const Config& cfg, Communicator& comm) {
 #ifdef COLDSTART_CUDA
     if (device == "cuda") {
-        if (cfg.metrics_every > 0 && cfg.metrics_rrc)
-            fail("--metrics-rrc 1: the CUDA backend does not measure the relative representation change yet; add --metrics-rrc 0 "
-                 "(the other metrics work), or --device cpu");
         CudaOptions options{cfg.precision, cfg.attention, cfg.recompute, cfg.gelu_fusion};
+        options.rrc = cfg.metrics_every > 0 && cfg.metrics_rrc;
 #ifdef COLDSTART_NCCL
         if (auto* nccl = dynamic_cast<NcclCommunicator*>(&comm)) {
             options.comm = nccl;

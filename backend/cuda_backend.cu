@@ -35,6 +35,8 @@
 #include "layers/cuda/matmul.cuh"
 #include "optim/cuda/cuda_optimizer.cuh"
 #include "optim/cuda/grad_norm.cuh"
+#include "optim/cuda/rrc.cuh"
+#include "optim/rrc.h"
 #include "optim/update_metrics.h"
 
 namespace coldstart {
@@ -69,7 +71,8 @@ template <typename T>
 class CudaBackendImpl final : public CudaBackend {
 public:
     CudaBackendImpl(const GPT2Config& config, int B, int T_, const OptimizerConfig& opt, const CudaOptions& options)
-        : config_(config), layout_(config), tensors_(parameter_tensors(config)), B_(B), T_(T_), options_(options) {
+        : config_(config), layout_(config), tensors_(parameter_tensors(config)), B_(B), T_(T_), options_(options),
+          rrc_on_(options.rrc || opt.rrc_target > 0) {
         validate_config(config, "model");
         if (T_ > config.max_seq_len)
             fail("sequence length %d exceeds the model's maximum sequence length %d", T_, config.max_seq_len);
@@ -89,6 +92,12 @@ public:
         CUDA_CHECK(cudaEventCreateWithFlags(&reduced_, cudaEventDisableTiming));
         matmul_ = std::make_unique<Matmul>(stream_);
 
+        const std::vector<bool> controlled = rrc_controlled(opt, tensors_);
+        for (size_t k = 0; k < tensors_.size(); ++k) {
+            rrc_slot_.push_back(is_linear_layer(tensors_[k].kind) ? int(linear_.size()) : -1);
+            if (is_linear_layer(tensors_[k].kind)) linear_.push_back(k);
+            if (controlled[k]) controlled_.push_back(k);
+        }
         // Size everything first, check that it fits, then allocate.
         const size_t P = layout_.total;
         const size_t param_bytes = P * sizeof(float) + (sizeof(T) == sizeof(float) ? 0 : P * sizeof(T));
@@ -96,11 +105,14 @@ public:
         carve(sizing);
         // AdamW keeps two floats a parameter, the Lion family one (and per-row norms, EMAs and, with row
         // gains, a copy of the controlled weights: counted when the optimizer is made, printed below).
+        Carver rrc_sizing(nullptr);
+        if (rrc_on_) carve_rrc(rrc_sizing);
+        const size_t rrc_bytes = rrc_sizing.used() + (rrc_on_ ? rrc_parts_bytes() : 0);
         const size_t act_bytes = sizing.used(), grad_bytes = P * sizeof(float);
         const size_t opt_bytes = (opt.name == "adamw" ? 2 : opt.row_gains ? 2 : 1) * P * sizeof(float);
         size_t free_bytes = 0, total_bytes = 0;
         CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-        const size_t need = param_bytes + grad_bytes + opt_bytes + act_bytes;
+        const size_t need = param_bytes + grad_bytes + opt_bytes + act_bytes + rrc_bytes;
         plan_ = format("cuda memory plan on %s (%s free of %s), precision %s, recompute %d, attention %s:\n", prop.name,
                        mib(free_bytes).c_str(), mib(total_bytes).c_str(), options.precision.c_str(), options.recompute,
                        options.attention.c_str());
@@ -108,7 +120,11 @@ public:
                         sizeof(T) == sizeof(float) ? "" : " + bf16 copy for the matrix work");
         plan_ += format("  gradients    %12s  fp32\n", mib(grad_bytes).c_str());
         plan_ += format("  optimizer    %12s  %s state (fp32, at most)\n", mib(opt_bytes).c_str(), opt.name.c_str());
-        plan_ += format("  activations  %12s  B=%d T=%d, with backward scratch\n", mib(act_bytes).c_str(), B, T_);
+        plan_ += format("  activations  %12s  B=%d T=%d, with backward scratch%s\n", mib(act_bytes).c_str(), B, T_,
+                        rrc_on_ ? " and each layer's MLP output (for the RRC)" : "");
+        if (rrc_on_)
+            plan_ += format("  rrc          %12s  the weights before the step (fp32), one layer's update, Gram matrices, sums\n",
+                            mib(rrc_bytes).c_str());
         plan_ += format("  cuBLASLt     %12s  workspace\n", mib(matmul_->workspace_bytes()).c_str());
         plan_ += format("  total        %12s\n", mib(need + matmul_->workspace_bytes()).c_str());
         if (need > free_bytes)
@@ -138,6 +154,7 @@ public:
         h_norm_ = reinterpret_cast<double*>((reinterpret_cast<uintptr_t>(h_losses_ + BT) + 7) / 8 * 8);
         h_row_ = reinterpret_cast<T*>(h_norm_ + 1);
         optimizer_ = make_cuda_optimizer(opt, tensors_, stream_);
+        if (rrc_on_) allocate_rrc();
         CUDA_CHECK(cudaMemsetAsync(grads_, 0, grad_bytes, stream_));
         CUDA_CHECK(cudaStreamSynchronize(stream_));
         std::fputs(plan_.c_str(), stdout);
@@ -151,6 +168,9 @@ public:
         grad_memory_.reset();
         act_memory_.reset();
         host_memory_.reset();
+        rrc_sums_.reset();
+        rrc_memory_.reset();
+        h_rrc_memory_.reset();
         if (layer_done_) cudaEventDestroy(layer_done_);
         if (reduced_) cudaEventDestroy(reduced_);
         if (stream_) cudaStreamDestroy(stream_);
@@ -182,12 +202,15 @@ public:
         return float(std::sqrt(*h_norm_));
     }
 
-    // A measured step (--metrics-every) gets the per-tensor sums; the RRC is not measured here (the
-    // trainer refuses --metrics-rrc 1 on the GPU before training starts).
+    // The update. A measured step (--metrics-every) also gets the per-tensor sums, and with the RRC each linear
+    // layer's ||dW X||^2 and ||W X||^2 (rrc_pass); direct RRC control (--rrc-target) first scales each controlled
+    // layer's step to the target, from the RRC of this step's own update (one more product per layer; optim/rrc.h
+    // says why). Until the step's end the weights the forward pass used stay readable (weight_before).
     void optimizer_step(const StepContext& ctx, StepMeasurement* measure) override {
         const NvtxRange range("optimizer");
-        if (measure && measure->with_rrc)
-            fail("--metrics-rrc 1: the CUDA backend does not measure the relative representation change yet; use --metrics-rrc 0");
+        const bool rrc = measure && measure->with_rrc, control = !controlled_.empty();
+        if (rrc && !rrc_on_)
+            fail("the RRC needs a CUDA backend made with CudaOptions::rrc (the trainer sets it for --metrics-rrc 1)");
         // From pageable memory: the call returns only once the value is staged, so ctx may go away.
         CUDA_CHECK(cudaMemcpyAsync(optimizer_->grad_scale_device(), &ctx.grad_scale, sizeof(float), cudaMemcpyHostToDevice, stream_));
         StepOutputs out;
@@ -196,8 +219,19 @@ public:
             measure->rrc.clear();
             out.sums = measure->tensors.data();
         }
+        if (rrc || control)
+            CUDA_CHECK(cudaMemcpyAsync(before_, master_, layout_.total * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
         optimizer_->step(master_, grads_, ctx, out);
+        if (control) {
+            rrc_pass(controlled_);
+            for (size_t k : controlled_) {
+                const TensorSlice& t = tensors_[k];
+                scale_step(master_ + t.offset, before_ + t.offset, t.numel, rrc_sums_->sums() + 2 * rrc_slot_[k], ctx.rrc_target, stream_);
+            }
+        }
+        if (rrc) rrc_pass(linear_);  // of the step taken: after the control
         if constexpr (sizeof(T) != sizeof(float)) convert_floats(params_, master_, layout_.total, stream_);
+        if (rrc) download_rrc(*measure);
     }
 
     void next_token_probs(const int* tokens, int n, std::vector<float>& probs) override {
@@ -262,7 +296,8 @@ private:
         float* lnf_rstd; // (B,T)
         T* logits;       // (B,T,Vp) logits, then d(logits) in place
         float* losses;   // (B,T)
-        T* scratch;      // (B,T,C) attention projection / MLP output before the residual add
+        T* scratch;      // (B,T,C) attention projection output before the residual add (and the MLP's without the RRC)
+        T* mlp_out;      // (L,B,T,C) with the RRC: each layer's MLP output before the residual add (fcprojw's, kept)
         // backward
         T* dresidual;    // (B,T,C) gradient flowing down the residual stream
         T* dln;          // (B,T,C) gradient of a layernorm output
@@ -302,6 +337,7 @@ private:
         a_.logits = c.take<T>(BT * Vp);
         a_.losses = c.take<float>(BT);
         a_.scratch = c.take<T>(BTC);
+        a_.mlp_out = rrc_on_ ? c.take<T>(L * BTC) : nullptr;
         a_.dresidual = c.take<T>(BTC);
         a_.dln = c.take<T>(BTC);
         a_.datty = c.take<T>(BTC);
@@ -328,6 +364,7 @@ private:
     T* ln1(int l) const { return options_.recompute >= 2 ? a_.ln1 : a_.ln1 + l * BTC(); }
     T* ln2(int l) const { return options_.recompute >= 2 ? a_.ln2 : a_.ln2 + l * BTC(); }
     T* fch_gelu(int l) const { return options_.recompute >= 1 ? a_.fch_gelu : a_.fch_gelu + l * BTC() * 4; }
+    T* mlp_out(int l) const { return a_.mlp_out ? a_.mlp_out + l * BTC() : a_.scratch; }
     const T* residual_in(int l) const { return l == 0 ? a_.encoded : a_.residual3 + (l - 1) * BTC(); }
     const T* param(ParamTensor k, size_t layer_offset = 0) const { return params_ + layout_.offsets[k] + layer_offset; }
     float* grad(ParamTensor k, size_t layer_offset = 0) const { return grads_ + layout_.offsets[k] + layer_offset; }
@@ -389,7 +426,7 @@ private:
                 matmul_->forward(fch, ln2(l), param(FCW, 4 * lCC), param(FCB, 4 * lC), N, C, 4 * C);
                 gelu_forward(fch_gelu(l), fch, size_t(N) * 4 * C, stream_);
             }
-            matmul_->forward(a_.scratch, fch_gelu(l), param(FCPROJW, 4 * lCC), param(FCPROJB, lC), N, 4 * C, C);
+            matmul_->forward(mlp_out(l), fch_gelu(l), param(FCPROJW, 4 * lCC), param(FCPROJB, lC), N, 4 * C, C);
             // The next layernorm (the next layer's first, or the final one) is fused with this add.
             const bool last = l == L - 1;
             T* next_ln = last ? a_.lnf : ln1(l + 1);
@@ -397,7 +434,7 @@ private:
             float* next_rstd = last ? a_.lnf_rstd : a_.ln1_rstd + (l + 1) * BT();
             const T* next_w = last ? param(LNFW) : param(LN1W, lC + C);
             const T* next_b = last ? param(LNFB) : param(LN1B, lC + C);
-            residual_layernorm_forward(residual3, next_ln, next_mean, next_rstd, residual2, a_.scratch, next_w, next_b, N, C,
+            residual_layernorm_forward(residual3, next_ln, next_mean, next_rstd, residual2, mlp_out(l), next_w, next_b, N, C,
                                        stream_);
         }
         const NvtxRange classifier_range("classifier");
@@ -504,6 +541,152 @@ private:
             gelu_forward(fch_gelu(l), fch, size_t(N) * 4 * C, stream_);
     }
 
+    // ---- the RRC (--metrics-rrc 1) and direct RRC control (--rrc-target) ----
+
+    // The RRC's buffers, carved from one allocation: the fp32 master weights before the step (P), one layer's
+    // update dW rounded to T for the products (the largest linear weight), and two (in, in) Gram matrices.
+    void carve_rrc(Carver& c) {
+        size_t largest = 0, gram_in = 0;
+        for (size_t k : linear_) {
+            const TensorSlice& t = tensors_[k];
+            largest = std::max(largest, t.numel);
+            if (rrc_by_gram(t.cols, t.rows)) gram_in = std::max(gram_in, size_t(t.cols));
+        }
+        before_ = c.take<float>(layout_.total);
+        delta_ = c.take<T>(largest);
+        gram_ = c.take<float>(gram_in * gram_in);
+        weight_gram_ = c.take<float>(gram_in * gram_in);
+    }
+
+    // Two segments of partial sums per linear layer (change, output): a Gram form's block sums, or a product's
+    // one sum per token.
+    std::vector<unsigned> rrc_segment_counts() const {
+        std::vector<unsigned> counts;
+        for (size_t k : linear_) {
+            const unsigned n = rrc_by_gram(tensors_[k].cols, tensors_[k].rows) ? unsigned(kFrobeniusParts) : unsigned(BT());
+            counts.insert(counts.end(), {n, n});
+        }
+        return counts;
+    }
+    size_t rrc_parts_bytes() const {  // RrcSumsDevice's: the partial sums, the results and their offsets
+        const std::vector<unsigned> counts = rrc_segment_counts();
+        size_t parts = 0;
+        for (unsigned c : counts) parts += c;
+        return (parts + 2 * counts.size() + 1) * sizeof(double);
+    }
+
+    void allocate_rrc() {
+        Carver sizing(nullptr);
+        carve_rrc(sizing);
+        rrc_memory_ = device_alloc(sizing.used(), "the RRC's buffers");
+        Carver carver(rrc_memory_.get());
+        carve_rrc(carver);
+        rrc_sums_ = std::make_unique<RrcSumsDevice>(rrc_segment_counts(), stream_);
+        h_rrc_memory_ = pinned_alloc(rrc_sums_->results() * sizeof(double), "the RRC's sums on the host");
+        h_rrc_ = static_cast<double*>(h_rrc_memory_.get());
+    }
+
+    // A weight as the forward pass read it, during optimizer_step after the optimizer has moved the master
+    // weights: the bf16 copy, refreshed only at the step's end; in fp32, where the kernels read the master
+    // weights themselves, the copy taken before the step.
+    const T* weight_before(size_t offset) const {
+        if constexpr (sizeof(T) == sizeof(float)) return before_ + offset;
+        else return params_ + offset;
+    }
+    const T* weight_before(ParamTensor k, size_t layer_offset) const { return weight_before(layout_.offsets[k] + layer_offset); }
+
+    // ||dW X||^2 and ||W X||^2 of the linear layers `which` (indices of tensors_) into their results of
+    // rrc_sums_, summed over the tokens of every process's last micro-batch.
+    void rrc_pass(const std::vector<size_t>& which) {
+        const NvtxRange range("rrc");
+        for (size_t k : which) layer_rrc(k);
+        rrc_sums_->reduce(stream_);
+        if (options_.comm) sum_rrc_across_processes();
+    }
+
+    // One layer on this process's last micro-batch, in the form optim/rrc.h picks for its shape: by the Gram
+    // matrix G = X^T X of its inputs, ||A X||^2 = <A^T A, G> (fp32 products of the T inputs, summed in double);
+    // or (fcprojw) by the product X dW^T over the tokens, and ||W X|| from the MLP output that the forward pass
+    // kept with its bias: rounded once to T there (in bf16 2^-8 relative per element, which moves a norm over
+    // many elements far less), the bias subtracted in fp32.
+    void layer_rrc(size_t k) {
+        const TensorSlice& t = tensors_[k];
+        const int N = last_B_ * last_T_, in = t.cols, out = t.rows;
+        double* change = rrc_sums_->segment(2 * size_t(rrc_slot_[k]));
+        double* output = rrc_sums_->segment(2 * size_t(rrc_slot_[k]) + 1);
+        const T* x = layer_input(t.kind, t.layer);
+        difference(delta_, master_ + t.offset, before_ + t.offset, t.numel, stream_);
+        if (rrc_by_gram(in, out)) {
+            CUDA_CHECK(cudaMemsetAsync(gram_, 0, size_t(in) * in * sizeof(float), stream_));
+            matmul_->backward_weight(gram_, x, x, N, in, in);  // += X^T X
+            gram_form(change, delta_, out, in);
+            gram_form(output, weight_before(t.offset), out, in);
+            return;
+        }
+        if (t.kind != FCPROJW) fail("%s: the RRC by the product needs the layer's kept output, which only fcprojw has", t.name.c_str());
+        T* product = a_.dfch;  // (N, out), out < in <= 4C: the backward's scratch, free until the next forward
+        matmul_->forward(product, x, delta_, static_cast<const T*>(nullptr), N, in, out);
+        row_square_sums(change, product, static_cast<const T*>(nullptr), N, out, stream_);
+        row_square_sums(output, mlp_out(t.layer), weight_before(FCPROJB, size_t(t.layer) * out), N, out, stream_);
+    }
+
+    // The block sums of <A^T A, G> for A (rows, in) and the Gram matrix in gram_.
+    void gram_form(double* parts, const T* A, int rows, int in) {
+        CUDA_CHECK(cudaMemsetAsync(weight_gram_, 0, size_t(in) * in * sizeof(float), stream_));
+        matmul_->backward_weight(weight_gram_, A, A, rows, in, in);  // += A^T A
+        frobenius_parts(parts, weight_gram_, gram_, size_t(in) * in, stream_);
+    }
+
+    // The inputs X of a linear layer as its product in the forward pass read them (in T). All are kept with
+    // -r 0. With -r 2 the layernorm outputs (qkvw's, fcw's inputs) and with -r 1 or 2 the GELU output (fcprojw's)
+    // are recomputed here as the backward pass recomputes them: the same kernels on the same kept values and
+    // weights (weight_before), the same bits. With -ge 1 the forward took the GELU from cuBLASLt's epilogue, on
+    // the fp32 pre-activation; here our GELU kernel runs on the kept pre-activation (rounded to T) rather than a
+    // second fc product: in bf16 an element can differ by one rounding (2^-8), in fp32 by the last bits of tanh.
+    const T* layer_input(ParamTensor kind, int l) {
+        const int N = last_B_ * last_T_, C = config_.channels;
+        const size_t lC = size_t(l) * C;
+        switch (kind) {
+            case QKVW:
+                if (options_.recompute >= 2)
+                    layernorm_forward(ln1(l), a_.ln1_mean + l * BT(), a_.ln1_rstd + l * BT(), residual_in(l), weight_before(LN1W, lC),
+                                      weight_before(LN1B, lC), N, C, stream_);
+                return ln1(l);
+            case ATTPROJW: return a_.atty + l * BTC();
+            case FCW:
+                if (options_.recompute >= 2)
+                    layernorm_forward(ln2(l), a_.ln2_mean + l * BT(), a_.ln2_rstd + l * BT(), a_.residual2 + l * BTC(),
+                                      weight_before(LN2W, lC), weight_before(LN2B, lC), N, C, stream_);
+                return ln2(l);
+            case FCPROJW:
+                if (options_.recompute >= 1) gelu_forward(fch_gelu(l), a_.fch + l * BTC() * 4, size_t(N) * 4 * C, stream_);
+                return fch_gelu(l);
+            case WTE: return a_.lnf;  // the tied lm head's input: the final layernorm's output
+            default: fail("%s is not the weight of a linear layer", kParamTensorNames[kind]);
+        }
+    }
+
+    // Every process's sums added, on the communicator's stream between the backend's kernels: the control's
+    // scale and the measured RRC are then the same on every process.
+    void sum_rrc_across_processes() {
+#ifdef COLDSTART_NCCL
+        CUDA_CHECK(cudaEventRecord(layer_done_, stream_));
+        CUDA_CHECK(cudaStreamWaitEvent(comm_stream(), layer_done_, 0));
+        options_.comm->all_reduce_sum(rrc_sums_->sums(), rrc_sums_->results());
+        CUDA_CHECK(cudaEventRecord(reduced_, comm_stream()));
+        CUDA_CHECK(cudaStreamWaitEvent(stream_, reduced_, 0));
+#else
+        fail("several processes on GPUs need a build with NCCL");
+#endif
+    }
+
+    // The measured step's one copy of the RRC's sums (two per linear layer) to the host.
+    void download_rrc(StepMeasurement& measure) {
+        CUDA_CHECK(cudaMemcpyAsync(h_rrc_, rrc_sums_->sums(), rrc_sums_->results() * sizeof(double), cudaMemcpyDeviceToHost, stream_));
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+        for (size_t j = 0; j < linear_.size(); ++j) measure.rrc.push_back({linear_[j], h_rrc_[2 * j], h_rrc_[2 * j + 1]});
+    }
+
     // Sums the gradients of `kinds` (of `layer`, or the whole tensor for -1) across the processes, once
     // the backend's stream has computed them; the backward pass goes on meanwhile.
     void reduce_gradients(std::initializer_list<ParamTensor> kinds, int layer) {
@@ -556,6 +739,19 @@ private:
     T* h_row_ = nullptr;         // (Vp) one row of logits for sampling
     TokenBuckets buckets_;
     int last_B_ = 0, last_T_ = 0;  // the micro-batch of the last forward
+    // the RRC and direct RRC control
+    bool rrc_on_;                          // keep and allocate what they need (CudaOptions::rrc, or direct control)
+    std::vector<size_t> linear_;           // the tensors whose RRC is measured (is_linear_layer), in order
+    std::vector<size_t> controlled_;       // those under direct RRC control (optim/rrc.h; empty without it)
+    std::vector<int> rrc_slot_;            // (tensors) a linear tensor's index in linear_, else -1
+    DeviceMemory rrc_memory_;
+    float* before_ = nullptr;              // (P) fp32 master weights W_t of a step that takes the RRC
+    T* delta_ = nullptr;                   // (largest linear weight) one layer's dW, rounded to T
+    float* gram_ = nullptr;                // (in, in) X^T X of one layer's inputs
+    float* weight_gram_ = nullptr;         // (in, in) A^T A, A = dW or W
+    std::unique_ptr<RrcSumsDevice> rrc_sums_;  // 2 results per linear layer: ||dW X||^2, ||W X||^2
+    PinnedMemory h_rrc_memory_;
+    double* h_rrc_ = nullptr;              // (2 * linear layers) pinned copy of rrc_sums_'s results
 };
 
 }  // namespace
