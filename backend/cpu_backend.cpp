@@ -87,7 +87,7 @@ public:
                                       measure->tensors.size() * sizeof(TensorStepSums) / sizeof(double));
         }
         // Direct RRC control scales the optimizer's step dW of each controlled layer to the target RRC, from this
-        // step's own RRC (one more product per layer, see rrc_sums): exact, with no state to carry between steps.
+        // step's own RRC (optim/rrc.h says why).
         if (control)
             for (const RrcSums& s : rrc_sums(controlled_)) {
                 const TensorSlice& t = tensors_[s.tensor];
@@ -119,6 +119,7 @@ public:
         const float* w = before_.data() + t.offset;
         const float* w_new = model_.params().data() + t.offset;
         delta_.resize(t.numel);  // (out, in) dW, the difference of the stored fp32 values
+#pragma omp parallel for schedule(static)
         for (size_t i = 0; i < t.numel; ++i) delta_[i] = w_new[i] - w[i];
         if (rrc_by_gram(a.in_features, a.out_features)) {
             const size_t in = size_t(a.in_features);
@@ -126,6 +127,7 @@ public:
             cpu::matmul_backward(nullptr, gram_.data(), nullptr, a.inputs, a.inputs, nullptr, N, a.in_features, a.in_features);
             return {k, gram_quadratic(delta_.data(), a), gram_quadratic(w, a)};
         }
+        if (!a.kept_output) fail("%s: the RRC by the product needs the layer's kept output", t.name.c_str());
         product_.resize(N * size_t(a.out_features));  // (N, out) X dW^T
         cpu::matmul_forward(product_.data(), a.inputs, delta_.data(), nullptr, N, a.in_features, a.out_features);
         const float* bias = before_.data() + model_.layout().offsets[linear_bias(t.kind)] + size_t(t.layer) * size_t(a.out_features);

@@ -35,6 +35,12 @@ double frobenius_dot(const float* a, const float* b, size_t n);
 double sum_of_squares_without_bias(const float* y, const float* bias, size_t N, int out);
 
 // ---- direct RRC control (--rrc-target) ----
+// After the optimizer has computed a step dW, each controlled layer's step is multiplied by kappa so that the
+// step taken has the target RRC: W_{t+1} = W_t + kappa dW. kappa comes from this step's own RRC, at the cost of
+// one product per layer (the RRC's), not from the previous measured step's: the RRC moves fastest at the start of
+// training, which is where warmup matters and where a lagging controller would take the very steps it exists for
+// blind (the first step's RRC is the largest of a run). So the control is exact, needs no --metrics-every, and
+// keeps no state (checkpoints are unchanged).
 // The tensors under it: for liona every linear layer's weight (is_linear_layer: qkvw, attprojw, fcw, fcprojw
 // and the tied lm head wte), for lionar those of them under angular control (wte only with
 // --control-embeddings 1); none for other optimizers. (tensors.size()) flags.

@@ -28,6 +28,7 @@
 #include "backend/backend.h"
 #include "backend/cuda_backend.h"
 #include "backend/gpt2_cpu.h"
+#include "common/error.h"
 #include "common/random.h"
 #include "optim/cuda/rrc.cuh"
 #include "optim/grad_norm.h"
@@ -70,6 +71,12 @@ void step(Backend& b, const Batch& batch, const StepContext& ctx, StepMeasuremen
 }
 
 double ratio(const RrcSums& s) { return std::sqrt(s.change_sq / s.output_sq); }
+
+// An optimizer and the way the forward pass keeps or recomputes the layers' inputs.
+struct Variant {
+    const char* optimizer;
+    int recompute, gelu_fusion;
+};
 
 StepMeasurement with_rrc() {
     StepMeasurement m;
@@ -150,15 +157,10 @@ TEST_CASE("cuda backend: a measured step's RRC equals the CPU backend's, every o
     const int B = 3, T = 13;
     const Floats params = model_params(c, 12, false);
     const Batch batch = random_batch(B, T, c.vocab_size, 4);
-    struct Variant {
-        const char* optimizer;
-        int recompute, gelu_fusion;
-    };
     for (const Variant& v : {Variant{"adamw", 0, 0}, Variant{"lion", 1, 0}, Variant{"liona", 2, 1}, Variant{"lionar", 1, 1},
                              Variant{"lionar", 0, 1}}) {
-        CAPTURE(std::string(v.optimizer));
-        CAPTURE(v.recompute);
-        CAPTURE(v.gelu_fusion);
+        const std::string what = format("%s -r %d -ge %d", v.optimizer, v.recompute, v.gelu_fusion);
+        CAPTURE(what);
         const OptimizerConfig opt = test_util::test_optimizer(v.optimizer);
         auto cpu = make_cpu_backend(c, B, T, opt);
         auto gpu = make_cuda_backend(c, B, T, opt, rrc_options("fp32", v.recompute, v.gelu_fusion));
@@ -179,7 +181,7 @@ TEST_CASE("cuda backend: a measured step's RRC equals the CPU backend's, every o
             CHECK(err < 1e-5);
             worst = std::max(worst, err);
         }
-        MESSAGE(std::string(v.optimizer) << " -r " << v.recompute << " -ge " << v.gelu_fusion << ": worst relative difference from the CPU backend " << worst);
+        MESSAGE(what << ": worst relative difference from the CPU backend " << worst);
     }
 }
 
@@ -192,11 +194,10 @@ TEST_CASE("cuda backend: a measured step's RRC in bf16 against the CPU model's e
     Gpt2Cpu twin(c, B, T);  // the step's inputs X, in fp32
     twin.params() = params;
     twin.forward(batch.inputs.data(), batch.targets.data(), B, T);
-    for (const auto& [optimizer, recompute, gelu_fusion] : {std::tuple{"adamw", 1, 0}, std::tuple{"lionar", 2, 1}, std::tuple{"liona", 0, 1}}) {
-        CAPTURE(std::string(optimizer));
-        CAPTURE(recompute);
-        CAPTURE(gelu_fusion);
-        auto gpu = make_cuda_backend(c, B, T, test_util::test_optimizer(optimizer), rrc_options("bf16", recompute, gelu_fusion));
+    for (const Variant& v : {Variant{"adamw", 1, 0}, Variant{"lionar", 2, 1}, Variant{"liona", 0, 1}}) {
+        const std::string what = format("bf16 %s -r %d -ge %d", v.optimizer, v.recompute, v.gelu_fusion);
+        CAPTURE(what);
+        auto gpu = make_cuda_backend(c, B, T, test_util::test_optimizer(v.optimizer), rrc_options("bf16", v.recompute, v.gelu_fusion));
         gpu->set_parameters(params.data());
         StepMeasurement m = with_rrc();
         step(*gpu, batch, {1e-2f, 1.0f, 1}, &m);
@@ -211,7 +212,7 @@ TEST_CASE("cuda backend: a measured step's RRC in bf16 against the CPU model's e
             CHECK(err < 1e-2);
             worst = std::max(worst, err);
         }
-        MESSAGE("bf16 " << std::string(optimizer) << " -r " << recompute << " -ge " << gelu_fusion << ": worst relative difference " << worst);
+        MESSAGE(what << ": worst relative difference " << worst);
     }
 }
 
