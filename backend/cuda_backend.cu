@@ -112,7 +112,11 @@ public:
         const size_t opt_bytes = (opt.name == "adamw" ? 2 : opt.row_gains ? 2 : 1) * P * sizeof(float);
         size_t free_bytes = 0, total_bytes = 0;
         CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-        const size_t need = param_bytes + grad_bytes + opt_bytes + act_bytes + rrc_bytes;
+        // cuDNN's attention workspace (its deterministic backward's is the size of the B*NH*T*T scores):
+        // reserved below, before any step, so that the check counts it and no step allocates.
+        const bool cudnn = options.attention == "cudnn";
+        const size_t cudnn_bytes = cudnn ? cudnn_attention_workspace_bytes(B, T_, config.channels, config.num_heads) : 0;
+        const size_t need = param_bytes + grad_bytes + opt_bytes + act_bytes + cudnn_bytes + rrc_bytes;
         plan_ = format("cuda memory plan on %s (%s free of %s), precision %s, recompute %d, attention %s:\n", prop.name,
                        mib(free_bytes).c_str(), mib(total_bytes).c_str(), options.precision.c_str(), options.recompute,
                        options.attention.c_str());
@@ -122,6 +126,7 @@ public:
         plan_ += format("  optimizer    %12s  %s state (fp32, at most)\n", mib(opt_bytes).c_str(), opt.name.c_str());
         plan_ += format("  activations  %12s  B=%d T=%d, with backward scratch%s\n", mib(act_bytes).c_str(), B, T_,
                         rrc_on_ ? " and each layer's MLP output (for the RRC)" : "");
+        if (cudnn) plan_ += format("  cuDNN        %12s  attention workspace\n", mib(cudnn_bytes).c_str());
         if (rrc_on_)
             plan_ += format("  rrc          %12s  the weights before the step (fp32), one layer's update, Gram matrices, sums\n",
                             mib(rrc_bytes).c_str());
@@ -131,6 +136,7 @@ public:
             fail("the run needs %s of GPU memory but %s are free: try a smaller -b, or -r 2 (recompute)\n%s", mib(need).c_str(),
                  mib(free_bytes).c_str(), plan_.c_str());
 
+        if (cudnn) cudnn_attention_reserve(B, T_, config.channels, config.num_heads);
         param_memory_ = device_alloc(param_bytes, "parameters");
         master_ = static_cast<float*>(param_memory_.get());
         if constexpr (sizeof(T) == sizeof(float)) params_ = reinterpret_cast<T*>(master_);

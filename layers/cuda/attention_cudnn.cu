@@ -7,6 +7,16 @@
 //   backward  D = rowsum(dO * O); P = exp(scale * Q K^T (masked) - stats); dV = P^T dO;
 //             dS = scale * P * (dO V^T - D); dK = dS^T Q; dQ = dS K
 //
+// Each graph is the lowering that cudnn-frontend's SDPA nodes produce (include/cudnn_frontend/node/
+// scaled_dot_product_flash_attention.h, v1.6, the version llm.c trains with), operation for operation, so
+// that cuDNN's fused engines recognise it: in the backward, the softmax statistics are subtracted after
+// the mask, D ("softmax_sum") is a non-virtual fp32 tensor in our workspace, dP is multiplied by one (the
+// frontend's dropout-mask slot), P = exp(...) stays fp32 for dS and only its transposed copy for P^T dO is
+// bf16, as is dS's for dS^T Q; dQ = dS K is written directly, the frontend's deterministic ("dP
+// workspace") form, whose workspace the plan reports (B*NH*T*T bf16 values in the frontend's estimate:
+// 1.6 GB at d12, B=64, T=1024). The backend reserves it when it is made (cudnn_attention_reserve), so
+// its memory plan counts it and no step allocates.
+//
 // The layouts are ours, expressed by strides, so nothing is copied: Q, K, V are (B, NH, T, hs) views
 // of qkv (B, T, 3, NH, hs), O and dO of (B, T, NH, hs), the statistics are our lse (B, NH, T). dQ is
 // written directly, not accumulated by atomics in an fp32 buffer, and engines that declare themselves
@@ -18,6 +28,7 @@
 
 #include <cudnn.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -318,7 +329,7 @@ GraphBuilder::Plan backward_graph(GraphBuilder& g, cudnnHandle_t handle, const S
     auto dq = g.tensor(s.bhsd(), s.qkv_strides(), CUDNN_DATA_BFLOAT16, DQ);
     auto dk = g.tensor(s.bhsd(), s.qkv_strides(), CUDNN_DATA_BFLOAT16, DK);
     auto dv = g.tensor(s.bhsd(), s.qkv_strides(), CUDNN_DATA_BFLOAT16, DV);
-    // D = rowsum(dO * O), kept in memory (cuDNN 9 wants it non-virtual)
+    // D = rowsum(dO * O), kept in memory (non-virtual, as the frontend declares it)
     auto d_o_o = g.virtual_tensor(s.bhsd());
     g.pointwise(CUDNN_POINTWISE_MUL, d_o, o, d_o_o);
     auto d_sum = g.virtual_tensor(s.stats());
@@ -331,9 +342,9 @@ GraphBuilder::Plan backward_graph(GraphBuilder& g, cudnnHandle_t handle, const S
     auto masked = g.scaled_causal(scores, s.scores());
     auto shifted = g.virtual_tensor(s.scores());
     g.pointwise(CUDNN_POINTWISE_SUB, masked, stats, shifted);
-    auto p = g.virtual_tensor(s.scores(), CUDNN_DATA_BFLOAT16);
+    auto p = g.virtual_tensor(s.scores());  // fp32: dS below uses it unrounded
     g.pointwise(CUDNN_POINTWISE_EXP, shifted, nullptr, p);
-    // dV = P^T dO
+    // dV = P^T dO, through a bf16 transposed view of P
     auto p_t = g.tensor(s.scores(), s.scores_transposed_strides(), CUDNN_DATA_BFLOAT16);
     g.reshape(p, p_t);
     g.matmul(p_t, d_o, dv);
@@ -341,7 +352,7 @@ GraphBuilder::Plan backward_graph(GraphBuilder& g, cudnnHandle_t handle, const S
     auto dp = g.virtual_tensor(s.scores()), dp1 = g.virtual_tensor(s.scores()), dp2 = g.virtual_tensor(s.scores());
     auto ds = g.virtual_tensor(s.scores()), ds_scaled = g.virtual_tensor(s.scores());
     g.matmul(d_o, v_t, dp);
-    g.pointwise(CUDNN_POINTWISE_MUL, dp, g.scalar(ONE), dp1);
+    g.pointwise(CUDNN_POINTWISE_MUL, dp, g.scalar(ONE), dp1);  // the frontend's dropout-mask slot
     g.pointwise(CUDNN_POINTWISE_SUB, dp1, softmax_sum, dp2);
     g.pointwise(CUDNN_POINTWISE_MUL, dp2, p, ds);
     g.pointwise(CUDNN_POINTWISE_MUL, ds, g.scalar(SCALE), ds_scaled);
@@ -408,7 +419,24 @@ Shape check_shape(int B, int T_, int C, int NH) {
     return {B, T_, C, NH};
 }
 
+// What one forward and one backward of this shape need: cuDNN's scratch (the larger plan's), then the
+// backward's row sums D (B, NH, T floats) after it, 256-byte aligned.
+size_t backward_scratch_offset(const GraphBuilder::Plan& plan) { return (size_t(plan.workspace) + 255) / 256 * 256; }
+
+size_t workspace_bytes(const Shape& s) {
+    State& st = state();
+    const GraphBuilder::Plan& forward = plan_for(st.forward, s, false);
+    const GraphBuilder::Plan& backward = plan_for(st.backward, s, true);
+    return std::max(size_t(forward.workspace), backward_scratch_offset(backward) + size_t(s.B * s.NH * s.T) * sizeof(float));
+}
+
 }  // namespace
+
+size_t cudnn_attention_workspace_bytes(int B, int T_, int C, int NH) { return workspace_bytes(check_shape(B, T_, C, NH)); }
+
+void cudnn_attention_reserve(int B, int T_, int C, int NH) { state().ensure_workspace(workspace_bytes(check_shape(B, T_, C, NH))); }
+
+size_t cudnn_attention_reserved_bytes() { return state().workspace_bytes; }
 
 void cudnn_attention_forward(bf16* out, float* lse, const bf16* qkv, int B, int T_, int C, int NH, cudaStream_t stream) {
     const NvtxRange range("cudnn attention forward");
@@ -429,8 +457,9 @@ void cudnn_attention_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, con
     State& st = state();
     CUDNN_CHECK(cudnnSetStream(st.handle, stream));
     const GraphBuilder::Plan& plan = plan_for(st.backward, s, true);
-    // The workspace holds cuDNN's own scratch, then the row sums D (B, NH, T floats).
-    const size_t plan_bytes = (size_t(plan.workspace) + 255) / 256 * 256;
+    // The workspace holds cuDNN's own scratch, then the row sums D (B, NH, T floats); reserved already
+    // where the backend was made for this shape (ensure_workspace then allocates nothing).
+    const size_t plan_bytes = backward_scratch_offset(plan);
     char* workspace = static_cast<char*>(st.ensure_workspace(plan_bytes + size_t(B) * NH * T_ * sizeof(float)));
     float scale = 1.0f / sqrtf(float(s.hs())), neg_inf = std::numeric_limits<float>::lowest(), one = 1.0f;
     bf16* q = const_cast<bf16*>(qkv);

@@ -22,6 +22,12 @@ inline const char* cudnn_missing_reason() {
 
 #ifdef COLDSTART_CUDNN
 inline bool cudnn_attention_available() { return true; }
+// The device memory one forward and one backward of this shape need besides their operands (building
+// both plans, once per shape), and that memory allocated now: a backend reserves it when it is made, so
+// its memory plan counts it and no training step allocates.
+size_t cudnn_attention_workspace_bytes(int B, int T_, int C, int NH);
+void cudnn_attention_reserve(int B, int T_, int C, int NH);
+size_t cudnn_attention_reserved_bytes();  // the workspace allocated so far
 void cudnn_attention_forward(bf16* out /*B,T,C*/, float* lse /*B,NH,T*/, const bf16* qkv /*B,T,3C*/, int B, int T_, int C,
                              int NH, cudaStream_t stream);
 void cudnn_attention_backward(bf16* dqkv /*B,T,3C*/, const bf16* dout /*B,T,C*/, const bf16* qkv /*B,T,3C*/,
@@ -29,6 +35,9 @@ void cudnn_attention_backward(bf16* dqkv /*B,T,3C*/, const bf16* dout /*B,T,C*/,
                               cudaStream_t stream);
 #else
 inline bool cudnn_attention_available() { return false; }
+[[noreturn]] inline size_t cudnn_attention_workspace_bytes(int, int, int, int) { fail("--attention cudnn: %s", cudnn_missing_reason()); }
+[[noreturn]] inline void cudnn_attention_reserve(int, int, int, int) { fail("--attention cudnn: %s", cudnn_missing_reason()); }
+inline size_t cudnn_attention_reserved_bytes() { return 0; }
 [[noreturn]] inline void cudnn_attention_forward(bf16*, float*, const bf16*, int, int, int, int, cudaStream_t) {
     fail("--attention cudnn: %s", cudnn_missing_reason());
 }
