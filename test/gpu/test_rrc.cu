@@ -151,14 +151,13 @@ TEST_CASE("cuda RRC reductions: Gram-form block sums, row sums, segments, differ
 
 // fp32: every optimizer family, each at one of the ways the forward keeps or recomputes X: -r 0 (all kept), -r 1
 // (the GELU output recomputed), -r 2 (the layernorm outputs too), -ge 1 (the GELU from cuBLASLt's epilogue,
-// kept with -r 0, recomputed by our kernel otherwise).
+// recomputed by our kernel; kept with -r 0, which the bf16 case below takes).
 TEST_CASE("cuda backend: a measured step's RRC equals the CPU backend's, every optimizer family, -r 0/1/2, -ge 0/1 (fp32)") {
     const GPT2Config c = test_util::small_model_config();
     const int B = 3, T = 13;
     const Floats params = model_params(c, 12, false);
     const Batch batch = random_batch(B, T, c.vocab_size, 4);
-    for (const Variant& v : {Variant{"adamw", 0, 0}, Variant{"lion", 1, 0}, Variant{"liona", 2, 1}, Variant{"lionar", 1, 1},
-                             Variant{"lionar", 0, 1}}) {
+    for (const Variant& v : {Variant{"adamw", 0, 0}, Variant{"lion", 1, 0}, Variant{"liona", 2, 1}, Variant{"lionar", 1, 1}}) {
         const std::string what = format("%s -r %d -ge %d", v.optimizer, v.recompute, v.gelu_fusion);
         CAPTURE(what);
         const OptimizerConfig opt = test_util::test_optimizer(v.optimizer);
@@ -185,7 +184,7 @@ TEST_CASE("cuda backend: a measured step's RRC equals the CPU backend's, every o
     }
 }
 
-TEST_CASE("cuda backend: a measured step's RRC in bf16 against the CPU model's explicit products, -r 0/1/2, -ge 0/1") {
+TEST_CASE("cuda backend: a measured step's RRC in bf16 against the CPU model's explicit products, every optimizer family, -r 0/1/2, -ge 0/1") {
     const GPT2Config c = test_util::small_model_config();
     const std::vector<TensorSlice> tensors = parameter_tensors(c);
     const int B = 3, T = 13;
@@ -194,7 +193,7 @@ TEST_CASE("cuda backend: a measured step's RRC in bf16 against the CPU model's e
     Gpt2Cpu twin(c, B, T);  // the step's inputs X, in fp32
     twin.params() = params;
     twin.forward(batch.inputs.data(), batch.targets.data(), B, T);
-    for (const Variant& v : {Variant{"adamw", 1, 0}, Variant{"lionar", 2, 1}, Variant{"liona", 0, 1}}) {
+    for (const Variant& v : {Variant{"adamw", 1, 0}, Variant{"lion", 0, 0}, Variant{"lionar", 2, 1}, Variant{"liona", 0, 1}}) {
         const std::string what = format("bf16 %s -r %d -ge %d", v.optimizer, v.recompute, v.gelu_fusion);
         CAPTURE(what);
         auto gpu = make_cuda_backend(c, B, T, test_util::test_optimizer(v.optimizer), rrc_options("bf16", v.recompute, v.gelu_fusion));
@@ -229,6 +228,7 @@ TEST_CASE("cuda backend: direct RRC control hits its target and gives the CPU ba
         opt.rrc_target = 0.05f;
         const std::vector<bool> controlled = rrc_controlled(opt, tensors);
         for (const char* precision : {"fp32", "bf16"}) {
+            if (std::string(name) == "liona" && std::string(precision) == "bf16") continue;  // bf16 once: the same path
             const std::string what = std::string(name) + " " + precision;
             CAPTURE(what);
             const bool bf16 = std::string(precision) == "bf16";
@@ -284,21 +284,21 @@ std::vector<std::pair<std::string, double>> rrc_fields(const std::string& log) {
 
 }  // namespace
 
-// The trainer writes the GPU's RRC (fp32, so that it can be compared with the CPU trainer's at 1e-4: three steps of
-// AdamW and of direct control), on one process and on two (NCCL; the emulated device's ranks are processes). A
+// The trainer writes the GPU's RRC (fp32, so that it can be compared with the CPU trainer's at 1e-4: two steps of
+// direct control, whose run logs the uncontrolled lm head's RRC too, and of AdamW on two processes: NCCL, the
+// emulated device's ranks are processes). A
 // byte-level d1 on tinyshakespeare's first bytes: a measured step emulates a block per weight row, which GPT-2's
 // 50304-row embedding would make minutes long.
 TEST_CASE("trainer binary on the GPU: --metrics-rrc 1 and --rrc-target log the CPU trainer's RRC, on one process and on two") {
     test_util::TempDir dir;
     const std::string text = test_util::read_text(test_util::data_path("tinyshakespeare/input.txt")).substr(0, 16384);
     test_util::write_shard(dir / "bytes.bin", std::vector<uint16_t>(text.begin(), text.end()));
-    const std::string common = " -i " + dir / "bytes.bin" + " -e d1 --vocab-size 256 -b 2 -t 16 -x 3 -l 1e-3 -c 0.1 -v 0 -s 0 "
+    const std::string common = " -i " + dir / "bytes.bin" + " -e d1 --vocab-size 256 -b 2 -t 16 -x 2 -l 1e-3 -c 0.1 -v 0 -s 0 "
                                                              "--threads 1 --metrics-every 1 --metrics-rrc 1";
     struct Run {
         std::string name, launcher, flags;
     };
-    const std::vector<Run> runs = {{"adamw", "", ""},
-                                   {"control", "", " --optimizer lionar --rrc-target 0.02"},
+    const std::vector<Run> runs = {{"control", "", " --optimizer lionar --rrc-target 0.02"},
                                    {"two", "tools/launch_local.sh 2 ", " -z 0 -d 64"}};
     for (const Run& run : runs) {
         CAPTURE(run.name);
@@ -310,7 +310,7 @@ TEST_CASE("trainer binary on the GPU: --metrics-rrc 1 and --rrc-target log the C
         REQUIRE_MESSAGE(cpu.exit_code == 0, cpu.output);
         CHECK(test_util::contains(gpu.output, "largest rrc"));
         const auto g = rrc_fields(gpu_dir + "/log.jsonl"), r = rrc_fields(cpu_dir + "/log.jsonl");
-        REQUIRE(g.size() == 3 * 5);  // 3 steps, d1's qkvw, attprojw, fcw, fcprojw and wte
+        REQUIRE(g.size() == 2 * 5);  // 2 steps, d1's qkvw, attprojw, fcw, fcprojw and wte
         REQUIRE(g.size() == r.size());
         double worst = 0;
         for (size_t i = 0; i < g.size(); ++i) {
