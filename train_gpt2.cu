@@ -100,8 +100,6 @@ static std::string choose_device(const Config& cfg) {
 static std::unique_ptr<Communicator> connect(const std::string& device, const ProcessGroup& group, const Config& cfg) {
     if (device != "cuda" || group.size == 1) return connect_cpu_processes(group, process_options(cfg));
 #ifdef COLDSTART_NCCL
-    if (cfg.zero_stage == 1)
-        fail("-z 1: on GPUs every process holds the whole optimizer so far (the CUDA optimizers are not sharded yet); add -z 0");
     return make_nccl_communicator(group, process_options(cfg).meeting);
 #else
     fail("%d processes on GPUs need NCCL, and this binary was built without it (make NCCL_PATH=..., see the README)", group.size);
@@ -114,6 +112,7 @@ static std::unique_ptr<Backend> make_backend(const std::string& device, const GP
     if (device == "cuda") {
         CudaOptions options{cfg.precision, cfg.attention, cfg.recompute, cfg.gelu_fusion};
         options.rrc = cfg.metrics_every > 0 && cfg.metrics_rrc;
+        options.zero_stage = cfg.zero_stage;
 #ifdef COLDSTART_NCCL
         if (auto* nccl = dynamic_cast<NcclCommunicator*>(&comm)) {
             options.comm = nccl;
@@ -420,11 +419,15 @@ static void print_plan(const Run& r) {
                 r.processes() > 1 ? format(" on each of %d processes", r.processes()).c_str() : "", (long long)r.step_tokens(),
                 (long long)r.steps, r.train_loader ? r.train_loader->total_tokens() : size_t(0));
     if (r.processes() > 1) {
-        // A ring all-reduce (or ZeRO-1's reduce-scatter and all-gather) sends and receives 2 (P-1)/P of
-        // the buffer per process.
-        const double P = r.processes(), bytes = 2.0 * (P - 1) / P * double(r.model.params.size()) * sizeof(float);
-        std::printf("processes: %s, optimizer state %s; the gradient's reduction moves %.1f MB per step and process\n",
-                    r.comm->describe().c_str(), cfg.zero_stage == 1 ? "sharded (ZeRO-1)" : "replicated", bytes / 1e6);
+        // A ring all-reduce sends and receives 2 (P-1)/P of the fp32 gradient per process; ZeRO-1's
+        // reduce-scatter (P-1)/P of it, and its all-gather (P-1)/P of the weights the kernels read, which
+        // on GPUs in bf16 are the bf16 copy (2 bytes a parameter).
+        const bool zero = cfg.zero_stage == 1, bf16_copy = r.device == "cuda" && cfg.precision == "bf16";
+        const double P = r.processes(), share = (P - 1) / P * double(r.model.params.size());
+        const double bytes = zero ? share * (sizeof(float) + (bf16_copy ? 2 : sizeof(float))) : 2.0 * share * sizeof(float);
+        std::printf("processes: %s, optimizer state %s; %s %.1f MB per step and process\n", r.comm->describe().c_str(),
+                    zero ? "and master weights sharded (ZeRO-1)" : "replicated",
+                    zero ? "the gradient's reduce-scatter and the weights' all-gather move" : "the gradient's all-reduce moves", bytes / 1e6);
     }
     std::printf("schedule: %s, peak lr %g, warmup %d steps, grad clip %g%s%s\n", cfg.schedule.c_str(), cfg.lr,
                 r.schedule.warmup_steps, cfg.grad_clip, cfg.recipe.empty() ? "" : ", recipe ", cfg.recipe.c_str());

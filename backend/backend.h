@@ -44,6 +44,8 @@ public:
     // Next-token probabilities (V) after the sequence tokens[0..n), for sampling.
     virtual void next_token_probs(const int* tokens, int n, std::vector<float>& probs) = 0;
 
+    // With several processes every process calls them, set_parameters with the same values: with ZeRO-1
+    // on GPUs each holds only its shard of the fp32 weights, and they gather the others' (collectives).
     virtual void get_parameters(float* host_params) = 0;        // (ParamLayout.total) fp32
     virtual void set_parameters(const float* host_params) = 0;  // (ParamLayout.total) fp32
     virtual Optimizer& optimizer() = 0;  // with ZeRO-1, this process's shard of it

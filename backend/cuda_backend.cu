@@ -2,9 +2,14 @@
 // CPU model (backend/gpt2_cpu.cpp), which is its oracle. Read forward() and backward() side by side
 // with Gpt2Cpu::forward and Gpt2Cpu::backward.
 //
-// Memory, as llm.c: one allocation for the parameters (fp32 master weights, then the bf16 copy), one
+// Memory, as llm.c: one allocation for the parameters (the bf16 copy, then the fp32 master weights), one
 // for the gradients (fp32), one for the activations and every scratch buffer, carved in a fixed order;
 // the optimizer owns one for its state. The plan is printed when the backend is made.
+//
+// Several processes (data parallel, NCCL): each layer's gradient is summed across them as soon as the
+// backward pass has finished it. With ZeRO-1 (-z 1) each process keeps only its shard of the fp32 master
+// weights and of the optimizer state (optim/partition.h, the CPU backend's cut), receives only its shard's
+// summed gradient (a reduce-scatter), steps it, and the bf16 copy is all-gathered before the next forward.
 //
 // Differences from the CPU model, each for speed and each with the same result up to rounding:
 //   - the residual add and the layernorm after it are one kernel (residual_layernorm_forward);
@@ -27,6 +32,7 @@
 #include "common/cuda/common.cuh"
 #include "layers/classifier.h"
 #include "layers/cuda/attention.cuh"
+#include "layers/cuda/attention_mma.cuh"
 #include "layers/cuda/attention_cudnn.cuh"
 #include "layers/cuda/classifier.cuh"
 #include "layers/cuda/encoder.cuh"
@@ -36,6 +42,7 @@
 #include "optim/cuda/cuda_optimizer.cuh"
 #include "optim/cuda/grad_norm.cuh"
 #include "optim/cuda/rrc.cuh"
+#include "optim/partition.h"
 #include "optim/rrc.h"
 #include "optim/update_metrics.h"
 
@@ -88,9 +95,10 @@ public:
         CUDA_CHECK(cudaGetDeviceProperties(&prop, options.device));
         device_name_ = prop.name;
         CUDA_CHECK(cudaStreamCreate(&stream_));
-        CUDA_CHECK(cudaEventCreateWithFlags(&layer_done_, cudaEventDisableTiming));
-        CUDA_CHECK(cudaEventCreateWithFlags(&reduced_, cudaEventDisableTiming));
+        CUDA_CHECK(cudaEventCreateWithFlags(&to_comm_, cudaEventDisableTiming));
+        CUDA_CHECK(cudaEventCreateWithFlags(&from_comm_, cudaEventDisableTiming));
         matmul_ = std::make_unique<Matmul>(stream_);
+        shard_processes(opt);
 
         const std::vector<bool> controlled = rrc_controlled(opt, tensors_);
         for (size_t k = 0; k < tensors_.size(); ++k) {
@@ -100,16 +108,19 @@ public:
         }
         // Size everything first, check that it fits, then allocate.
         const size_t P = layout_.total;
-        const size_t param_bytes = P * sizeof(float) + (sizeof(T) == sizeof(float) ? 0 : P * sizeof(T));
+        Carver param_sizing(nullptr);
+        carve_parameters(param_sizing);
+        const size_t param_bytes = param_sizing.used();
         Carver sizing(nullptr);
         carve(sizing);
-        // AdamW keeps two floats a parameter, the Lion family one (and per-row norms, EMAs and, with row
-        // gains, a copy of the controlled weights: counted when the optimizer is made, printed below).
+        // AdamW keeps two floats a parameter of the shard, the Lion family one (and per-row norms, EMAs and,
+        // with row gains, a copy of the controlled weights: counted when the optimizer is made).
         Carver rrc_sizing(nullptr);
         if (rrc_on_) carve_rrc(rrc_sizing);
         const size_t rrc_bytes = rrc_sizing.used() + (rrc_on_ ? rrc_parts_bytes() : 0);
         const size_t act_bytes = sizing.used(), grad_bytes = P * sizeof(float);
-        const size_t opt_bytes = (opt.name == "adamw" ? 2 : opt.row_gains ? 2 : 1) * P * sizeof(float);
+        const size_t state_floats = opt.name == "adamw" ? 2 : opt.row_gains ? 2 : 1;  // per parameter
+        const size_t opt_bytes = state_floats * shard_size() * sizeof(float);
         size_t free_bytes = 0, total_bytes = 0;
         CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
         // cuDNN's attention workspace (its deterministic backward's is the size of the B*NH*T*T scores):
@@ -117,19 +128,24 @@ public:
         const bool cudnn = options.attention == "cudnn";
         const size_t cudnn_bytes = cudnn ? cudnn_attention_workspace_bytes(B, T_, config.channels, config.num_heads) : 0;
         const size_t need = param_bytes + grad_bytes + opt_bytes + act_bytes + cudnn_bytes + rrc_bytes;
-        plan_ = format("cuda memory plan on %s (%s free of %s), precision %s, recompute %d, attention %s:\n", prop.name,
+        plan_ = format("cuda memory plan on %s (%s free of %s), precision %s, recompute %d, attention %s%s:\n", prop.name,
                        mib(free_bytes).c_str(), mib(total_bytes).c_str(), options.precision.c_str(), options.recompute,
-                       options.attention.c_str());
+                       options.attention.c_str(),
+                       options.attention != "flash" ? "" : tensor_core_attention() ? " (tensor cores)" : " (fp32 SIMT)");
+        const char* shard = sharded_ ? " of this rank's shard" : "";
         plan_ += format("  parameters   %12s  fp32 master weights%s\n", mib(param_bytes).c_str(),
-                        sizeof(T) == sizeof(float) ? "" : " + bf16 copy for the matrix work");
+                        sizeof(T) == sizeof(float) ? ""
+                        : sharded_                 ? " of this rank's shard + bf16 copy of all for the matrix work"
+                                                   : " + bf16 copy for the matrix work");
         plan_ += format("  gradients    %12s  fp32\n", mib(grad_bytes).c_str());
-        plan_ += format("  optimizer    %12s  %s state (fp32, at most)\n", mib(opt_bytes).c_str(), opt.name.c_str());
+        plan_ += format("  optimizer    %12s  %s state (fp32, at most)%s\n", mib(opt_bytes).c_str(), opt.name.c_str(), shard);
+        if (sharded_) plan_ += zero_plan_line(state_floats);
         plan_ += format("  activations  %12s  B=%d T=%d, with backward scratch%s\n", mib(act_bytes).c_str(), B, T_,
                         rrc_on_ ? " and each layer's MLP output (for the RRC)" : "");
         if (cudnn) plan_ += format("  cuDNN        %12s  attention workspace\n", mib(cudnn_bytes).c_str());
         if (rrc_on_)
-            plan_ += format("  rrc          %12s  the weights before the step (fp32), one layer's update, Gram matrices, sums\n",
-                            mib(rrc_bytes).c_str());
+            plan_ += format("  rrc          %12s  the weights before the step (fp32), the update (%s), Gram matrices, sums\n",
+                            mib(rrc_bytes).c_str(), sizeof(T) == sizeof(float) ? "fp32" : "bf16");
         plan_ += format("  cuBLASLt     %12s  workspace\n", mib(matmul_->workspace_bytes()).c_str());
         plan_ += format("  total        %12s\n", mib(need + matmul_->workspace_bytes()).c_str());
         if (need > free_bytes)
@@ -138,9 +154,8 @@ public:
 
         if (cudnn) cudnn_attention_reserve(B, T_, config.channels, config.num_heads);
         param_memory_ = device_alloc(param_bytes, "parameters");
-        master_ = static_cast<float*>(param_memory_.get());
-        if constexpr (sizeof(T) == sizeof(float)) params_ = reinterpret_cast<T*>(master_);
-        else params_ = reinterpret_cast<T*>(master_ + P);
+        Carver param_carver(param_memory_.get());
+        carve_parameters(param_carver);
         grad_memory_ = device_alloc(grad_bytes, "gradients");
         grads_ = static_cast<float*>(grad_memory_.get());
         act_memory_ = device_alloc(act_bytes, "activations");
@@ -159,7 +174,9 @@ public:
         h_losses_ = reinterpret_cast<float*>(h_buckets_ + 3 * BT + 1);
         h_norm_ = reinterpret_cast<double*>((reinterpret_cast<uintptr_t>(h_losses_ + BT) + 7) / 8 * 8);
         h_row_ = reinterpret_cast<T*>(h_norm_ + 1);
-        optimizer_ = make_cuda_optimizer(opt, tensors_, stream_);
+        SumAcrossRanks sum;  // LionAR's and LionA's per-tensor sums, over the ranks that share tensors
+        if (sharded_) sum = [this](double* values, size_t n) { sum_across_ranks(values, n); };
+        optimizer_ = make_cuda_optimizer(opt, tensors_, stream_, {shard_begin(), shard_end()}, std::move(sum));
         if (rrc_on_) allocate_rrc();
         CUDA_CHECK(cudaMemsetAsync(grads_, 0, grad_bytes, stream_));
         CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -177,8 +194,8 @@ public:
         rrc_sums_.reset();
         rrc_memory_.reset();
         h_rrc_memory_.reset();
-        if (layer_done_) cudaEventDestroy(layer_done_);
-        if (reduced_) cudaEventDestroy(reduced_);
+        if (to_comm_) cudaEventDestroy(to_comm_);
+        if (from_comm_) cudaEventDestroy(from_comm_);
         if (stream_) cudaStreamDestroy(stream_);
     }
 
@@ -187,11 +204,15 @@ public:
     Optimizer& optimizer() override { return *optimizer_; }
     std::string memory_plan() const override { return plan_; }
 
-    void zero_grad() override { CUDA_CHECK(cudaMemsetAsync(grads_, 0, layout_.total * sizeof(float), stream_)); }
+    void zero_grad() override {
+        CUDA_CHECK(cudaMemsetAsync(grads_, 0, layout_.total * sizeof(float), stream_));
+        grads_scattered_ = false;
+    }
 
     float forward_backward(const int* inputs, const int* targets, float loss_scale, bool last_micro_batch) override {
         const float loss = forward(inputs, targets, B_, T_, Mode::train, loss_scale / float(size_t(B_) * T_));
         backward(last_micro_batch && options_.comm);
+        grads_scattered_ = last_micro_batch && sharded_;
         return loss;
     }
 
@@ -200,9 +221,16 @@ public:
         return forward(inputs, targets, B_, T_, Mode::evaluate, 0.0f);
     }
 
+    // After ZeRO-1's reduce-scatter a rank holds the summed gradient of its shard only: each sums its
+    // shard's squares (in a fixed order), and one reduction adds the ranks' sums.
     float grad_norm() override {
         const NvtxRange range("grad norm");
-        sum_of_squares(a_.norm_result, grads_, layout_.total, a_.norm_parts, stream_);
+        if (grads_scattered_) {
+            sum_of_squares(a_.norm_result, grads_ + shard_begin(), shard_size(), a_.norm_parts, stream_);
+            sum_across_ranks(a_.norm_result, 1);
+        } else {
+            sum_of_squares(a_.norm_result, grads_, layout_.total, a_.norm_parts, stream_);
+        }
         CUDA_CHECK(cudaMemcpyAsync(h_norm_, a_.norm_result, sizeof(double), cudaMemcpyDeviceToHost, stream_));
         CUDA_CHECK(cudaStreamSynchronize(stream_));
         return float(std::sqrt(*h_norm_));
@@ -211,7 +239,9 @@ public:
     // The update. A measured step (--metrics-every) also gets the per-tensor sums, and with the RRC each linear
     // layer's ||dW X||^2 and ||W X||^2 (rrc_pass); direct RRC control (--rrc-target) first scales each controlled
     // layer's step to the target, from the RRC of this step's own update (one more product per layer; optim/rrc.h
-    // says why). Until the step's end the weights the forward pass used stay readable (weight_before).
+    // says why). With ZeRO-1 the optimizer steps this rank's shard, and a measured step's sums (over the shard's
+    // rows) are added over the ranks. Until the weights are published at the end, the weights the forward pass
+    // used stay readable (weight_before).
     void optimizer_step(const StepContext& ctx, StepMeasurement* measure) override {
         const NvtxRange range("optimizer");
         const bool rrc = measure && measure->with_rrc, control = !controlled_.empty();
@@ -225,18 +255,15 @@ public:
             measure->rrc.clear();
             out.sums = measure->tensors.data();
         }
-        if (rrc || control)
-            CUDA_CHECK(cudaMemcpyAsync(before_, master_, layout_.total * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
-        optimizer_->step(master_, grads_, ctx, out);
+        if (rrc || control) keep_weights_before();
+        optimizer_->step(master_, grads_ + shard_begin(), ctx, out);
         if (control) {
             rrc_pass(controlled_);
-            for (size_t k : controlled_) {
-                const TensorSlice& t = tensors_[k];
-                scale_step(master_ + t.offset, before_ + t.offset, t.numel, rrc_sums_->sums() + 2 * rrc_slot_[k], ctx.rrc_target, stream_);
-            }
+            for (size_t k : controlled_) scale_controlled_step(k, ctx.rrc_target);
         }
         if (rrc) rrc_pass(linear_);  // of the step taken: after the control
-        if constexpr (sizeof(T) != sizeof(float)) convert_floats(params_, master_, layout_.total, stream_);
+        publish_weights();
+        if (measure && sharded_) sum_step_sums(measure->tensors);
         if (rrc) download_rrc(*measure);
     }
 
@@ -253,14 +280,26 @@ public:
         probs.assign(row.begin(), row.begin() + V);
     }
 
+    // fp32: the weights the kernels read are the master weights, complete on every rank. bf16 with
+    // ZeRO-1: each rank holds its shard of them, and the host gathers the others' (every rank calls it).
     void get_parameters(float* host) override {
-        CUDA_CHECK(cudaMemcpyAsync(host, master_, layout_.total * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+        if constexpr (sizeof(T) == sizeof(float))
+            CUDA_CHECK(cudaMemcpyAsync(host, params_, layout_.total * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+        else
+            CUDA_CHECK(cudaMemcpyAsync(host + shard_begin(), master_, shard_size() * sizeof(float), cudaMemcpyDeviceToHost, stream_));
         CUDA_CHECK(cudaStreamSynchronize(stream_));
+        if (sizeof(T) != sizeof(float) && sharded_) gather_on_host(host);
     }
 
+    // Every rank takes its shard of host into its master weights; bf16 with ZeRO-1 then gathers the bf16
+    // copy (every rank calls it, with the same values).
     void set_parameters(const float* host) override {
-        CUDA_CHECK(cudaMemcpyAsync(master_, host, layout_.total * sizeof(float), cudaMemcpyHostToDevice, stream_));
-        if constexpr (sizeof(T) != sizeof(float)) convert_floats(params_, master_, layout_.total, stream_);
+        if constexpr (sizeof(T) == sizeof(float)) {
+            CUDA_CHECK(cudaMemcpyAsync(params_, host, layout_.total * sizeof(float), cudaMemcpyHostToDevice, stream_));
+        } else {
+            CUDA_CHECK(cudaMemcpyAsync(master_, host + shard_begin(), shard_size() * sizeof(float), cudaMemcpyHostToDevice, stream_));
+            publish_weights();
+        }
         CUDA_CHECK(cudaStreamSynchronize(stream_));
     }
 
@@ -318,6 +357,14 @@ private:
         int* targets;    // (B,T)
         int* buckets;    // (3*B*T+1) the encoder backward's tokens, starts, positions
     };
+
+    // The weights the kernels read (all of them), then the fp32 master weights of the shard (bf16; in
+    // fp32 the weights the kernels read are the master weights).
+    void carve_parameters(Carver& c) {
+        params_ = c.take<T>(layout_.total);
+        if constexpr (sizeof(T) == sizeof(float)) master_ = params_ ? reinterpret_cast<float*>(params_) + shard_begin() : nullptr;
+        else master_ = c.take<float>(shard_size());
+    }
 
     void carve(Carver& c) {
         const size_t L = config_.num_layers, C = config_.channels, NH = config_.num_heads, Vp = config_.padded_vocab_size;
@@ -390,15 +437,39 @@ private:
         }
     }
 
+    // --attention flash: the tensor-core kernels for bf16 at head size 64 or 128, else the fp32 SIMT kernel.
+    bool tensor_core_attention() const {
+        return sizeof(T) == 2 && attention_mma_supports(config_.channels, config_.num_heads);
+    }
+
     // cuDNN builds a plan per shape, and the sampler's length changes every token: it takes our kernel.
     void attention_forward_layer(T* out, float* lse, const T* qkv, int B, int T_now, Mode mode) {
-        if (options_.attention == "cudnn" && mode != Mode::sample) {
-            if constexpr (sizeof(T) == 2) {
+        if constexpr (sizeof(T) == 2) {
+            if (options_.attention == "cudnn" && mode != Mode::sample) {
                 cudnn_attention_forward(out, lse, qkv, B, T_now, config_.channels, config_.num_heads, stream_);
+                return;
+            }
+            if (tensor_core_attention()) {
+                attention_mma_forward(out, lse, qkv, B, T_now, config_.channels, config_.num_heads, stream_);
                 return;
             }
         }
         attention_forward(out, lse, qkv, B, T_now, config_.channels, config_.num_heads, stream_);
+    }
+
+    void attention_backward_layer(T* dqkv, const T* dout, const T* qkv, const T* out, const float* lse, int B, int T_now) {
+        const int C = config_.channels, NH = config_.num_heads;
+        if constexpr (sizeof(T) == 2) {
+            if (options_.attention == "cudnn") {
+                cudnn_attention_backward(dqkv, dout, qkv, out, lse, B, T_now, C, NH, stream_);
+                return;
+            }
+            if (tensor_core_attention()) {
+                attention_mma_backward(dqkv, dout, qkv, out, lse, a_.att_d, B, T_now, C, NH, stream_);
+                return;
+            }
+        }
+        attention_backward(dqkv, dout, qkv, out, lse, a_.att_d, B, T_now, C, NH, stream_);
     }
 
     // Runs the model on (B, T_now) tokens. train: also writes d(logits) with dloss per position;
@@ -471,7 +542,7 @@ private:
     void backward(bool reduce) {
         const NvtxRange range("backward");
         const int B = last_B_, T_now = last_T_;
-        const int C = config_.channels, NH = config_.num_heads, L = config_.num_layers, Vp = config_.padded_vocab_size;
+        const int C = config_.channels, L = config_.num_layers, Vp = config_.padded_vocab_size;
         const int N = B * T_now;
         // d(logits) is already in logits (the fused classifier wrote it).
         matmul_->backward_input(a_.dln, a_.logits, param(WTE), N, C, Vp);
@@ -508,12 +579,7 @@ private:
             bias_backward(grad(ATTPROJB, lC), a_.dresidual, N, C, a_.reduce, stream_);
             const T* qkv = a_.qkv + l * BTC() * 3;
             const float* lse = a_.lse + l * lse_stride();
-            if (options_.attention == "cudnn") {
-                if constexpr (sizeof(T) == 2)
-                    cudnn_attention_backward(a_.dqkv, a_.datty, qkv, atty, lse, B, T_now, C, NH, stream_);
-            } else {
-                attention_backward(a_.dqkv, a_.datty, qkv, atty, lse, a_.att_d, B, T_now, C, NH, stream_);
-            }
+            attention_backward_layer(a_.dqkv, a_.datty, qkv, atty, lse, B, T_now);
             if (options_.recompute >= 2)
                 layernorm_forward(ln1(l), a_.ln1_mean + l * BT(), a_.ln1_rstd + l * BT(), residual, param(LN1W, lC), param(LN1B, lC), N,
                                   C, stream_);
@@ -527,9 +593,7 @@ private:
         encoder_backward(grad(WTE), grad(WPE), a_.dresidual, a_.buckets, int(buckets_.tokens.size()), B, T_now, C, stream_);
         if (reduce) {
             reduce_gradients({WTE, WPE}, -1);
-            // Whatever comes next on the backend's stream (the norm, the step) sees the summed gradient.
-            CUDA_CHECK(cudaEventRecord(reduced_, comm_stream()));
-            CUDA_CHECK(cudaStreamWaitEvent(stream_, reduced_, 0));
+            compute_waits_for_comm();  // whatever comes next (the norm, the step) sees the summed gradient
         }
     }
 
@@ -549,17 +613,16 @@ private:
 
     // ---- the RRC (--metrics-rrc 1) and direct RRC control (--rrc-target) ----
 
-    // The RRC's buffers, carved from one allocation: the fp32 master weights before the step (P), one layer's
-    // update dW rounded to T for the products (the largest linear weight), and two (in, in) Gram matrices.
+    // The RRC's buffers, carved from one allocation: the weights before the step (fp32: every weight, which the
+    // kernels read from the master weights themselves; bf16: this rank's shard of the master weights, the bf16
+    // copy keeping the rest until the step publishes), the update dW of every weight rounded to T for the
+    // products (with ZeRO-1 each rank computes its shard's and they are gathered), and two (in, in) Gram matrices.
     void carve_rrc(Carver& c) {
-        size_t largest = 0, gram_in = 0;
-        for (size_t k : linear_) {
-            const TensorSlice& t = tensors_[k];
-            largest = std::max(largest, t.numel);
-            if (rrc_by_gram(t.cols, t.rows)) gram_in = std::max(gram_in, size_t(t.cols));
-        }
-        before_ = c.take<float>(layout_.total);
-        delta_ = c.take<T>(largest);
+        size_t gram_in = 0;
+        for (size_t k : linear_)
+            if (rrc_by_gram(tensors_[k].cols, tensors_[k].rows)) gram_in = std::max(gram_in, size_t(tensors_[k].cols));
+        before_ = c.take<float>(sizeof(T) == sizeof(float) ? layout_.total : shard_size());
+        delta_ = c.take<T>(layout_.total);
         gram_ = c.take<float>(gram_in * gram_in);
         weight_gram_ = c.take<float>(gram_in * gram_in);
     }
@@ -593,21 +656,54 @@ private:
     }
 
     // A weight as the forward pass read it, during optimizer_step after the optimizer has moved the master
-    // weights: the bf16 copy, refreshed only at the step's end; in fp32, where the kernels read the master
-    // weights themselves, the copy taken before the step.
+    // weights: the bf16 copy, refreshed only when the step publishes the weights at its end; in fp32, where the
+    // kernels read the master weights themselves, the copy taken before the step.
     const T* weight_before(size_t offset) const {
         if constexpr (sizeof(T) == sizeof(float)) return before_ + offset;
         else return params_ + offset;
     }
     const T* weight_before(ParamTensor k, size_t layer_offset) const { return weight_before(layout_.offsets[k] + layer_offset); }
+    const float* master_before() const { return sizeof(T) == sizeof(float) ? before_ + shard_begin() : before_; }  // (shard)
+
+    // fp32: every weight (the step moves its shard of them in place, the publication the others); bf16: the
+    // shard's master weights (the bf16 copy keeps them all until the publication).
+    void keep_weights_before() {
+        if constexpr (sizeof(T) == sizeof(float))
+            CUDA_CHECK(cudaMemcpyAsync(before_, params_, layout_.total * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
+        else
+            CUDA_CHECK(cudaMemcpyAsync(before_, master_, shard_size() * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
+    }
+
+    // delta_ = the step's update of every weight, in T: each rank its shard's, gathered with ZeRO-1 (in T's
+    // precision, as the weights are: the update is rounded once, relative to itself).
+    void gather_update() {
+        difference(delta_ + shard_begin(), master_, master_before(), shard_size(), stream_);
+        if (!sharded_) return;
+#ifdef COLDSTART_NCCL
+        comm_waits_for_compute();
+        options_.comm->all_gather(delta_, sizeof(T), shards_);
+        compute_waits_for_comm();
+#endif
+    }
+
+    // Direct RRC control of tensor k: this rank's part of it (its shard's rows) moves kappa times as far,
+    // kappa from the layer's sums (the same on every rank).
+    void scale_controlled_step(size_t k, double target) {
+        const TensorSlice& t = tensors_[k];
+        const size_t first = std::max(t.offset, shard_begin()), last = std::min(t.offset + t.numel, shard_end());
+        if (first >= last) return;
+        scale_step(master_ + (first - shard_begin()), master_before() + (first - shard_begin()), last - first,
+                   rrc_sums_->sums() + 2 * rrc_slot_[k], target, stream_);
+    }
 
     // ||dW X||^2 and ||W X||^2 of the linear layers `which` (indices of tensors_) into their results of
     // rrc_sums_, summed over the tokens of every process's last micro-batch.
     void rrc_pass(const std::vector<size_t>& which) {
         const NvtxRange range("rrc");
+        gather_update();
         for (size_t k : which) layer_rrc(k);
         rrc_sums_->reduce(stream_);
-        if (options_.comm) sum_rrc_across_processes();
+        if (options_.comm) sum_across_ranks(rrc_sums_->sums(), rrc_sums_->results());
     }
 
     // One layer on this process's last micro-batch, in the form optim/rrc.h picks for its shape: by the Gram
@@ -621,17 +717,17 @@ private:
         double* change = rrc_sums_->segment(2 * size_t(rrc_slot_[k]));
         double* output = rrc_sums_->segment(2 * size_t(rrc_slot_[k]) + 1);
         const T* x = layer_input(t.kind, t.layer);
-        difference(delta_, master_ + t.offset, before_ + t.offset, t.numel, stream_);
+        const T* delta = delta_ + t.offset;
         if (rrc_by_gram(in, out)) {
             CUDA_CHECK(cudaMemsetAsync(gram_, 0, size_t(in) * in * sizeof(float), stream_));
             matmul_->backward_weight(gram_, x, x, N, in, in);  // += X^T X
-            gram_form(change, delta_, out, in);
+            gram_form(change, delta, out, in);
             gram_form(output, weight_before(t.offset), out, in);
             return;
         }
         if (t.kind != FCPROJW) fail("%s: the RRC by the product needs the layer's kept output, which only fcprojw has", t.name.c_str());
         T* product = a_.dfch;  // (N, out), out < in <= 4C: the backward's scratch, free until the next forward
-        matmul_->forward(product, x, delta_, static_cast<const T*>(nullptr), N, in, out);
+        matmul_->forward(product, x, delta, static_cast<const T*>(nullptr), N, in, out);
         row_square_sums(change, product, static_cast<const T*>(nullptr), N, out, stream_);
         row_square_sums(output, mlp_out(t.layer), weight_before(FCPROJB, size_t(t.layer) * out), N, out, stream_);
     }
@@ -672,20 +768,6 @@ private:
         }
     }
 
-    // Every process's sums added, on the communicator's stream between the backend's kernels: the control's
-    // scale and the measured RRC are then the same on every process.
-    void sum_rrc_across_processes() {
-#ifdef COLDSTART_NCCL
-        CUDA_CHECK(cudaEventRecord(layer_done_, stream_));
-        CUDA_CHECK(cudaStreamWaitEvent(comm_stream(), layer_done_, 0));
-        options_.comm->all_reduce_sum(rrc_sums_->sums(), rrc_sums_->results());
-        CUDA_CHECK(cudaEventRecord(reduced_, comm_stream()));
-        CUDA_CHECK(cudaStreamWaitEvent(stream_, reduced_, 0));
-#else
-        fail("several processes on GPUs need a build with NCCL");
-#endif
-    }
-
     // The measured step's one copy of the RRC's sums (two per linear layer) to the host.
     void download_rrc(StepMeasurement& measure) {
         CUDA_CHECK(cudaMemcpyAsync(h_rrc_, rrc_sums_->sums(), rrc_sums_->results() * sizeof(double), cudaMemcpyDeviceToHost, stream_));
@@ -694,16 +776,18 @@ private:
     }
 
     // Sums the gradients of `kinds` (of `layer`, or the whole tensor for -1) across the processes, once
-    // the backend's stream has computed them; the backward pass goes on meanwhile.
+    // the backend's stream has computed them; the backward pass goes on meanwhile. With ZeRO-1 each
+    // tensor's piece is reduce-scattered: every rank receives the sums of the part that falls in its
+    // shard (a piece may straddle two shards; shards are cut between rows, not between layers).
     void reduce_gradients(std::initializer_list<ParamTensor> kinds, int layer) {
 #ifdef COLDSTART_NCCL
-        CUDA_CHECK(cudaEventRecord(layer_done_, stream_));
-        CUDA_CHECK(cudaStreamWaitEvent(comm_stream(), layer_done_, 0));
+        comm_waits_for_compute();
         options_.comm->begin_group();
         for (ParamTensor k : kinds) {
             const size_t per_layer = layer < 0 ? layout_.sizes[k] : layout_.sizes[k] / size_t(config_.num_layers);
             const size_t offset = layout_.offsets[k] + (layer < 0 ? 0 : size_t(layer) * per_layer);
-            options_.comm->all_reduce_sum(grads_ + offset, per_layer);
+            if (sharded_) options_.comm->reduce_scatter_sum(grads_, offset, offset + per_layer, shards_);
+            else options_.comm->all_reduce_sum(grads_ + offset, per_layer);
         }
         options_.comm->end_group();
 #else
@@ -719,6 +803,84 @@ private:
 #endif
     }
 
+    // The two streams hand work to each other through events: the communicator's stream waits for what
+    // the backend's has issued so far, or the backend's for the collectives issued so far.
+    void comm_waits_for_compute() {
+        CUDA_CHECK(cudaEventRecord(to_comm_, stream_));
+        CUDA_CHECK(cudaStreamWaitEvent(comm_stream(), to_comm_, 0));
+    }
+    void compute_waits_for_comm() {
+        CUDA_CHECK(cudaEventRecord(from_comm_, comm_stream()));
+        CUDA_CHECK(cudaStreamWaitEvent(stream_, from_comm_, 0));
+    }
+
+    // ZeRO-1 (-z 1 with several processes): the shards of optim/partition.h, as the CPU backend cuts them.
+    // Otherwise one shard of everything: the same code steps all parameters.
+    void shard_processes(const OptimizerConfig& opt) {
+        shards_ = {0, layout_.total};
+        rank_ = 0;
+#ifdef COLDSTART_NCCL
+        if (!options_.comm || options_.comm->size() == 1 || options_.zero_stage != 1) return;
+        shards_ = partition_parameters(opt, tensors_, options_.comm->size());
+        rank_ = options_.comm->rank();
+        sharded_ = true;
+#endif
+    }
+    size_t shard_begin() const { return shards_[size_t(rank_)]; }
+    size_t shard_end() const { return shards_[size_t(rank_) + 1]; }
+    size_t shard_size() const { return shard_end() - shard_begin(); }
+
+    // The memory plan's line for ZeRO-1: what this rank holds, and what it saves against -z 0 (its master
+    // weights and optimizer state are the shard's; in fp32 the master weights are the weights every rank reads).
+    std::string zero_plan_line(size_t state_floats) const {
+        const size_t P = layout_.total, sharded_floats = state_floats + (sizeof(T) == sizeof(float) ? 0 : 1);
+        const size_t saved = (P - shard_size()) * sharded_floats * sizeof(float);
+        return format("  ZeRO-1       rank %d of %zu holds parameters [%zu, %zu) (%.1f%%): %s 1/%zu of -z 0's, %s less\n", rank_,
+                      shards_.size() - 1, shard_begin(), shard_end(), 100.0 * double(shard_size()) / double(P),
+                      sizeof(T) == sizeof(float) ? "optimizer state" : "optimizer state and master weights", shards_.size() - 1,
+                      mib(saved).c_str());
+    }
+
+    // Sums device values (doubles) over the ranks, in the order of the backend's stream.
+    void sum_across_ranks(double* values, size_t n) {
+#ifdef COLDSTART_NCCL
+        comm_waits_for_compute();
+        options_.comm->all_reduce_sum(values, n);
+        compute_waits_for_comm();
+#else
+        fail("several processes on GPUs need a build with NCCL (%zu values to sum)", n);
+#endif
+    }
+
+    // A measured step's per-tensor sums (host memory): each rank summed over its shard's rows.
+    void sum_step_sums(std::vector<TensorStepSums>& sums) {
+        static_assert(sizeof(TensorStepSums) % sizeof(double) == 0, "TensorStepSums holds doubles only");
+#ifdef COLDSTART_NCCL
+        options_.comm->all_reduce_sum(reinterpret_cast<double*>(sums.data()), sums.size() * sizeof(TensorStepSums) / sizeof(double));
+#endif
+    }
+
+    // The weights the kernels read, complete on every rank before the next forward: each rank rounds its
+    // shard of the fp32 master weights into the bf16 copy (in fp32 they are that copy), and with ZeRO-1
+    // the shards are all-gathered, in the bf16 copy's precision (half of fp32's bytes).
+    void publish_weights() {
+        if constexpr (sizeof(T) != sizeof(float))
+            if (shard_size() > 0) convert_floats(params_ + shard_begin(), master_, shard_size(), stream_);
+        if (!sharded_) return;
+#ifdef COLDSTART_NCCL
+        comm_waits_for_compute();
+        options_.comm->all_gather(params_, sizeof(T), shards_);
+        compute_waits_for_comm();
+#endif
+    }
+
+    // The fp32 master weights of the other shards into host (this rank's part is there already).
+    void gather_on_host(float* host) {
+#ifdef COLDSTART_NCCL
+        options_.comm->all_gather(host, shards_);
+#endif
+    }
+
     GPT2Config config_;
     ParamLayout layout_;
     std::vector<TensorSlice> tensors_;
@@ -728,12 +890,16 @@ private:
     cudaStream_t stream_ = nullptr;
     std::unique_ptr<Matmul> matmul_;
     std::unique_ptr<CudaOptimizer> optimizer_;
-    cudaEvent_t layer_done_ = nullptr;  // recorded on stream_ when a layer's gradients are final
-    cudaEvent_t reduced_ = nullptr;     // recorded on the communicator's stream when all are summed
+    cudaEvent_t to_comm_ = nullptr;    // recorded on stream_ for the communicator's stream to wait for
+    cudaEvent_t from_comm_ = nullptr;  // recorded on the communicator's stream for stream_ to wait for
+    std::vector<size_t> shards_;       // (ranks+1) ZeRO-1's shards of the flat parameter buffer; {0, P}: one
+    int rank_ = 0;                     // this process's shard
+    bool sharded_ = false;             // ZeRO-1 over several processes
+    bool grads_scattered_ = false;     // the step's gradient was reduce-scattered: only this shard's part is summed
     DeviceMemory param_memory_, grad_memory_, act_memory_;
     PinnedMemory host_memory_;
-    float* master_ = nullptr;  // (P) fp32 master weights, llm.c order
-    T* params_ = nullptr;      // (P) what the kernels read: the bf16 copy, or master_ itself in fp32
+    T* params_ = nullptr;      // (P) what the kernels read: the bf16 copy, or the fp32 master weights themselves
+    float* master_ = nullptr;  // (shard) fp32 master weights of [shard_begin(), shard_end()), llm.c order; in fp32 a view into params_
     float* grads_ = nullptr;   // (P) fp32
     Activations a_{};
     // pinned host staging
@@ -751,8 +917,8 @@ private:
     std::vector<size_t> controlled_;       // those under direct RRC control (optim/rrc.h; empty without it)
     std::vector<int> rrc_slot_;            // (tensors) a linear tensor's index in linear_, else -1
     DeviceMemory rrc_memory_;
-    float* before_ = nullptr;              // (P) fp32 master weights W_t of a step that takes the RRC
-    T* delta_ = nullptr;                   // (largest linear weight) one layer's dW, rounded to T
+    float* before_ = nullptr;              // (P in fp32, shard in bf16) the weights before a step that takes the RRC
+    T* delta_ = nullptr;                   // (P) the step's update dW, rounded to T
     float* gram_ = nullptr;                // (in, in) X^T X of one layer's inputs
     float* weight_gram_ = nullptr;         // (in, in) A^T A, A = dW or W
     std::unique_ptr<RrcSumsDevice> rrc_sums_;  // 2 results per linear layer: ||dW X||^2, ||W X||^2

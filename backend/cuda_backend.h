@@ -29,10 +29,14 @@ struct CudaOptions {
     // ||W X|| (L*B*T*C activations more) and allocate the RRC's buffers (the weights before the step, fp32).
     // Direct RRC control (OptimizerConfig::rrc_target) turns it on by itself.
     bool rrc = false;
-    // Several processes (data parallel, every process holding the whole optimizer): the gradient is
-    // summed across them with NCCL, each layer's as soon as the backward pass has finished it, on the
-    // communicator's stream, overlapped with the backward pass of the layers below. nullptr: one process.
+    // Several processes (data parallel): the gradient is summed across them with NCCL, each layer's as
+    // soon as the backward pass has finished it, on the communicator's stream, overlapped with the
+    // backward pass of the layers below. nullptr: one process.
     NcclCommunicator* comm = nullptr;
+    // With comm: 1 (ZeRO-1) shards the fp32 master weights and the optimizer state between the processes
+    // as optim/partition.h cuts them; each layer's gradient is reduce-scattered to the shards' owners and
+    // the updated weights are all-gathered after the step. 0: every process holds and steps all of them.
+    int zero_stage = 1;
 };
 
 // The Backend plus what the GPU tests need to compare the model with the CPU reference.

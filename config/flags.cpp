@@ -138,12 +138,13 @@ const std::vector<Option>& options() {
          "GPU processes exchange NCCL's id through the folder of -pf (fs) or rank 0's port of -ps (tcp)"},
         {"-ps", "process-server", &Config::process_server, 0, 0, nullptr, "-pi tcp: rank 0's address, HOST:PORT"},
         {"-z", "zero-stage", &Config::zero_stage, 0, 1, nullptr,
-         "1: each process holds only its shard of the optimizer state (ZeRO-1); 0: every process holds all"},
+         "1: each process holds only its shard of the optimizer state and fp32 master weights (ZeRO-1); 0: every process holds all"},
         // CUDA path
         {nullptr, "precision", &Config::precision, 0, 0, "bf16|fp32",
          "GPU: bf16 (fp32 master weights and optimizer, bf16 matrix work) or fp32 (everything, as the tests)"},
         {nullptr, "attention", &Config::attention, 0, 0, "flash|cudnn",
-         "GPU: our flash-style attention kernel, or cuDNN's fused attention (bf16, in builds with cuDNN)"},
+         "GPU: our flash attention (tensor cores in bf16 at head size 64 or 128, else an fp32 kernel), or cuDNN's fused "
+         "attention (bf16, in builds with cuDNN)"},
         {"-r", "recompute", &Config::recompute, 0, 2, nullptr,
          "GPU: recompute in the backward pass to save memory: 0 nothing, 1 GELU, 2 GELU and layernorms"},
         {"-ge", "gelu-fusion", &Config::gelu_fusion, 0, 1, nullptr, "GPU: 1: GELU in cuBLASLt's matmul epilogue"},

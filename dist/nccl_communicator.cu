@@ -2,6 +2,7 @@
 
 #include <nccl.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -56,25 +57,57 @@ public:
     void all_reduce_sum(float* data, size_t n) override { reduce(data, n, ncclFloat, sizeof(float)); }
     void all_reduce_sum(double* data, size_t n) override { reduce(data, n, ncclDouble, sizeof(double)); }
 
-    // Segments of any sizes (ZeRO shards are cut between rows): one ncclReduce to each segment's rank.
     void reduce_scatter_sum(float* data, const std::vector<size_t>& offsets) override {
         check_offsets(offsets);
+        reduce_scatter_sum(data, 0, offsets.back(), offsets);
+    }
+
+    // NCCL's ReduceScatter and AllGather take equal segments, and ZeRO-1's shards are cut between rows,
+    // so they are not equal: one ncclReduce to each segment's rank (one ncclBroadcast from it), grouped.
+    // A ring moves the same bytes: each element crosses P-1 links on its way to (from) its owner, which
+    // is (P-1)/P of the data per rank, spread over the ranks as the segments are.
+    void reduce_scatter_sum(float* data, size_t begin, size_t end, const std::vector<size_t>& offsets) override {
+        check_offsets(offsets);
+        require_device(data, "reduce-scatter");
         NCCL_CHECK(ncclGroupStart());
         for (int r = 0; r < size_; ++r) {
-            float* segment = data + offsets[size_t(r)];
-            NCCL_CHECK(ncclReduce(segment, segment, offsets[size_t(r) + 1] - offsets[size_t(r)], ncclFloat, ncclSum, r, comm_, stream_));
+            const size_t lo = std::max(begin, offsets[size_t(r)]), hi = std::min(end, offsets[size_t(r) + 1]);
+            if (lo < hi) NCCL_CHECK(ncclReduce(data + lo, data + lo, hi - lo, ncclFloat, ncclSum, r, comm_, stream_));
         }
         NCCL_CHECK(ncclGroupEnd());
     }
 
-    void all_gather(float* data, const std::vector<size_t>& offsets) override {
+    void all_gather(void* data, size_t element_bytes, const std::vector<size_t>& offsets) override {
         check_offsets(offsets);
+        require_device(data, "all-gather");
+        char* bytes = static_cast<char*>(data);
         NCCL_CHECK(ncclGroupStart());
         for (int r = 0; r < size_; ++r) {
-            float* segment = data + offsets[size_t(r)];
-            NCCL_CHECK(ncclBroadcast(segment, segment, offsets[size_t(r) + 1] - offsets[size_t(r)], ncclFloat, r, comm_, stream_));
+            char* segment = bytes + offsets[size_t(r)] * element_bytes;
+            const size_t n = (offsets[size_t(r) + 1] - offsets[size_t(r)]) * element_bytes;
+            if (n > 0) NCCL_CHECK(ncclBroadcast(segment, segment, n, ncclUint8, r, comm_, stream_));
         }
         NCCL_CHECK(ncclGroupEnd());
+    }
+
+    // Host data (a checkpoint's weights, gathered from ZeRO-1's shards): a piece of the staging buffer's
+    // size at a time, each rank staging its part of the piece, waiting for each.
+    void all_gather(float* data, const std::vector<size_t>& offsets) override {
+        if (on_device(data)) return all_gather(data, sizeof(float), offsets);
+        check_offsets(offsets);
+        if (in_group_) fail("communicator: host data cannot be gathered inside an NCCL group (it waits for the result)");
+        float* staged = static_cast<float*>(staging_.get());
+        const size_t piece = kStagingBytes / sizeof(float);
+        for (size_t start = 0; start < offsets.back(); start += piece) {
+            const size_t n = std::min(piece, offsets.back() - start);
+            std::vector<size_t> local(offsets.size());
+            for (size_t r = 0; r < offsets.size(); ++r) local[r] = std::min(std::max(offsets[r], start), start + n) - start;
+            const size_t mine = local[size_t(rank_)], count = local[size_t(rank_) + 1] - mine;
+            CUDA_CHECK(cudaMemcpyAsync(staged + mine, data + start + mine, count * sizeof(float), cudaMemcpyHostToDevice, stream_));
+            all_gather(staged, sizeof(float), local);
+            CUDA_CHECK(cudaMemcpyAsync(data + start, staged, n * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+            CUDA_CHECK(cudaStreamSynchronize(stream_));
+        }
     }
 
     void begin_group() override {
@@ -121,6 +154,10 @@ private:
 
     void check_offsets(const std::vector<size_t>& offsets) const {
         if (offsets.size() != size_t(size_) + 1) fail("communicator: expected %d segment offsets, got %zu", size_ + 1, offsets.size());
+    }
+
+    static void require_device(const void* data, const char* what) {
+        if (!on_device(data)) fail("communicator: the NCCL %s of segments takes device memory", what);
     }
 
     int rank_, size_, device_ = 0;

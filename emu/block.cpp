@@ -42,6 +42,16 @@ constexpr size_t kStackBytes = EMU_ASAN ? 512 * 1024 : 128 * 1024;
 
 enum class State { ready, barrier, warp, exited };
 
+// A cp.async in flight: it lands when a wait completes its group (-1: not committed yet).
+struct AsyncCopy {
+    char* dst;
+    const char* src;
+    size_t bytes, src_bytes;
+    long group;
+    const char* file;
+    int line;
+};
+
 struct Fiber : ThreadState {
     fc::fcontext_t context;
     State state;
@@ -49,11 +59,17 @@ struct Fiber : ThreadState {
     const char* op;
     const char* file;
     int line;
-    // a warp operation: the mask, the bits it offers, the lane it reads, the bits it got
+    // a warp operation: the mask, the bits it offers, the lane it reads, the bits it got; or, for a warp
+    // collective, where its input and output are
     unsigned mask;
     uint64_t bits;
     int src;
     uint64_t result;
+    const void* in;
+    void* out;
+    // cp.async: the copies not landed yet, and the groups committed so far
+    std::vector<AsyncCopy> copies;
+    long groups;
     char* stack;  // lowest usable address
     void* fake_stack;
 };
@@ -270,6 +286,12 @@ void release_barrier(BlockRun& run, Fiber* me) {
 [[noreturn]] void thread_exit() {
     Fiber* me = current();
     BlockRun& run = *me->block;
+    if (!me->copies.empty()) {
+        const AsyncCopy& c = me->copies.front();
+        fail(format("%s ended with %zu cp.async copies never waited for, the first from %s:%d: without "
+                    "cp.async.wait_group their bytes may land at any time, or never",
+                    thread_name(*me).c_str(), me->copies.size(), c.file, c.line));
+    }
     me->state = State::exited;
     --run.live;
     ++run.exited;
@@ -358,8 +380,11 @@ namespace {
 
 }  // namespace
 
-uint64_t warp_exchange(unsigned mask, uint64_t bits, int src, const char* op, const char* file, int line) {
-    Fiber* me = current();
+namespace {
+
+// A lane arrives at a warp operation: checked against the lanes already there, then it waits, or, if it is the
+// last of its mask, returns true to complete the operation for all of them (then warp_release).
+bool warp_arrive(Fiber* me, unsigned mask, const char* op, const char* file, int line) {
     BlockRun& run = *me->block;
     const int warp = me->linear / 32, lane = me->linear % 32;
     const int lanes_here = std::min(32, run.n - warp * 32);
@@ -377,23 +402,19 @@ uint64_t warp_exchange(unsigned mask, uint64_t bits, int src, const char* op, co
     me->file = file;
     me->line = line;
     me->mask = mask;
-    me->bits = bits;
-    me->src = src;
     waiting |= 1u << lane;
     if ((waiting & mask) != mask) {
         wait_here();
-        return me->result;
+        return false;
     }
-    // The last lane completes the operation for all of them.
-    for (unsigned bits_left = mask; bits_left; bits_left &= bits_left - 1) {
-        const int l = __builtin_ctz(bits_left);
-        Fiber& f = run.fiber(warp * 32 + l);
-        if (!(mask >> f.src & 1))
-            fail(format("%s (%s:%d): lane %d reads lane %d, which is not in the mask 0x%08x (undefined on a GPU)", op, file,
-                        line, l, f.src, mask));
-        f.result = run.fiber(warp * 32 + f.src).bits;
-    }
-    waiting &= ~mask;
+    return true;
+}
+
+// The last lane has completed the operation: the others of its mask may go on (after it).
+void warp_release(Fiber* me, unsigned mask) {
+    BlockRun& run = *me->block;
+    const int warp = me->linear / 32, lane = me->linear % 32;
+    run.warp_waiting[size_t(warp)] &= ~mask;
     for (int k = 0; k < 32; ++k) {
         const int l = run.reverse ? 31 - k : k;
         if (!(mask >> l & 1) || l == lane) continue;
@@ -402,7 +423,48 @@ uint64_t warp_exchange(unsigned mask, uint64_t bits, int src, const char* op, co
         run.push(f.linear);
     }
     me->state = State::ready;
+}
+
+}  // namespace
+
+uint64_t warp_exchange(unsigned mask, uint64_t bits, int src, const char* op, const char* file, int line) {
+    Fiber* me = current();
+    me->bits = bits;
+    me->src = src;
+    if (!warp_arrive(me, mask, op, file, line)) return me->result;
+    BlockRun& run = *me->block;
+    const int warp = me->linear / 32;
+    for (unsigned bits_left = mask; bits_left; bits_left &= bits_left - 1) {
+        const int l = __builtin_ctz(bits_left);
+        Fiber& f = run.fiber(warp * 32 + l);
+        if (!(mask >> f.src & 1))
+            fail(format("%s (%s:%d): lane %d reads lane %d, which is not in the mask 0x%08x (undefined on a GPU)", op, file,
+                        line, l, f.src, mask));
+        f.result = run.fiber(warp * 32 + f.src).bits;
+    }
+    warp_release(me, mask);
     return me->result;
+}
+
+// The lanes' inputs and outputs are read and written where they are, in the waiting lanes' own frames, which stay
+// untouched until the operation has completed: no copy into a buffer, and one switch per lane.
+void warp_collective(unsigned mask, const void* in, void* out, void (*combine)(const WarpLanes&), const char* op,
+                     const char* file, int line) {
+    Fiber* me = current();
+    me->in = in;
+    me->out = out;
+    if (!warp_arrive(me, mask, op, file, line)) return;
+    BlockRun& run = *me->block;
+    const int warp = me->linear / 32;
+    WarpLanes lanes;
+    lanes.mask = mask;
+    for (int l = 0; l < 32; ++l) {
+        const bool member = mask >> l & 1;
+        lanes.in[l] = member ? run.fiber(warp * 32 + l).in : nullptr;
+        lanes.out[l] = member ? run.fiber(warp * 32 + l).out : nullptr;
+    }
+    combine(lanes);
+    warp_release(me, mask);
 }
 
 void syncwarp(unsigned mask, const char* file, int line) {
@@ -422,6 +484,51 @@ void shared_touch(void* address, size_t bytes) {
         fail_launch(cudaErrorInvalidValue,
                     format("%zu bytes of static and %zu of dynamic shared memory: above the device's %zu per block",
                            run.static_shared, run.config->shared_bytes, kOptInSharedBytes));
+}
+
+void require_shared(const void* p, size_t bytes, size_t align, const char* op, const char* file, int line) {
+    const BlockRun& run = *current()->block;
+    const char* c = static_cast<const char*>(p);
+    const auto inside = [&](const void* base, size_t size) {
+        const char* b = static_cast<const char*>(base);
+        return c >= b && c + bytes <= b + size;
+    };
+    bool shared = inside(tls_block.dynamic_shared, run.config->shared_bytes);
+    for (const auto& t : run.touched) shared = shared || inside(t.first, t.second);
+    if (!shared)
+        fail(format("%s (%s:%d): %zu bytes at %p are not inside the block's shared memory", op, file, line, bytes, p));
+    if (reinterpret_cast<uintptr_t>(p) % align)
+        fail(format("%s (%s:%d): the shared address %p is not aligned to %zu bytes", op, file, line, p, align));
+}
+
+void async_copy(void* dst, const void* src, size_t bytes, size_t src_bytes, const char* file, int line) {
+    require_shared(dst, bytes, bytes, "cp.async", file, line);
+    if (reinterpret_cast<uintptr_t>(src) % bytes)
+        fail(format("cp.async (%s:%d): the global address %p is not aligned to the copy's %zu bytes", file, line, src, bytes));
+    std::memset(dst, 0xFF, bytes);
+    current()->copies.push_back({static_cast<char*>(dst), static_cast<const char*>(src), bytes, src_bytes, -1, file, line});
+}
+
+void async_commit() {
+    Fiber* me = current();
+    for (AsyncCopy& c : me->copies)
+        if (c.group < 0) c.group = me->groups;
+    ++me->groups;
+}
+
+void async_wait(int newest_pending) {
+    Fiber* me = current();
+    const long complete_below = me->groups - newest_pending;  // groups [0, complete_below) must have landed
+    size_t kept = 0;
+    for (AsyncCopy& c : me->copies) {
+        if (c.group >= 0 && c.group < complete_below) {
+            std::memcpy(c.dst, c.src, c.src_bytes);
+            std::memset(c.dst + c.src_bytes, 0, c.bytes - c.src_bytes);
+        } else {
+            me->copies[kept++] = c;
+        }
+    }
+    me->copies.resize(kept);
 }
 
 void kernel_entry(const void* kernel, const char* name, int max_threads) {
@@ -469,6 +576,8 @@ BlockOutcome run_block(const KernelCall& call, const LaunchConfig& config, uint3
         f.state = State::ready;
         f.fake_stack = nullptr;
         f.stack = nullptr;
+        f.copies.clear();
+        f.groups = 0;
     }
     run.each_in_order([&](Fiber& f) { run.push(f.linear); });
     Fiber* first = run.pop();

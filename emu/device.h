@@ -46,6 +46,18 @@ void syncwarp(unsigned mask, const char* file, int line);
 // Exchanges 8 bytes within the lanes of `mask`: returns the bits that lane src_lane passed.
 uint64_t warp_exchange(unsigned mask, uint64_t bits, int src_lane, const char* op, const char* file, int line);
 
+// A warp-collective operation of any size (the tensor-core instructions of common/cuda/mma.cuh): every lane
+// of `mask` calls it with its own input and output; when the last lane arrives, combine runs once, sees every
+// lane's input and writes every lane's output, and the lanes go on. It is a scheduling point, and its misuse is
+// reported as a shuffle's is: a lane of the mask missing or exited, lanes at different operations or masks.
+struct WarpLanes {
+    unsigned mask;
+    const void* in[32];  // lane l's input; null for lanes outside the mask
+    void* out[32];       // lane l's output
+};
+void warp_collective(unsigned mask, const void* in, void* out, void (*combine)(const WarpLanes&), const char* op,
+                     const char* file, int line);
+
 enum class Shuffle { index, xor_, up, down };
 
 template <typename V>
@@ -72,6 +84,18 @@ V shuffle(Shuffle kind, unsigned mask, V value, int operand, int width, const ch
 void* dynamic_shared();
 // Called where a static __shared__ variable is declared: the first touch in a block poisons it.
 void shared_touch(void* address, size_t bytes);
+// Stops the block with a report naming op and file:line unless [p, p + bytes) lies inside this block's shared
+// memory (dynamic, or one static __shared__ variable) and p is aligned to `align` bytes.
+void require_shared(const void* p, size_t bytes, size_t align, const char* op, const char* file, int line);
+
+// ---- asynchronous copies (cp.async), per thread as the PTX ISA defines them ----
+// async_copy poisons dst (0xFF bytes) and records the copy; the bytes land (src_bytes from src, the rest
+// zeros) only when a later async_wait completes the copy's group, so a read before the wait, or another
+// thread's read before a barrier after it, sees the poison. A thread that ends with copies it never waited
+// for is reported.
+void async_copy(void* dst, const void* src, size_t bytes, size_t src_bytes, const char* file, int line);
+void async_commit();  // closes the thread's open group (possibly empty), as cp.async.commit_group
+void async_wait(int newest_pending);  // cp.async.wait_group newest_pending: all but the newest groups have landed
 
 // ---- the kernel and its launch ----
 // The first statement of every kernel (added by the rewrite): its address (cudaFuncSetAttribute's key)

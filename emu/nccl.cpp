@@ -33,10 +33,13 @@ ncclResult_t failed(const std::string& why) {
     return ncclSystemError;
 }
 
+// The size of one element of `type`; 0 for one the emulator does not know.
 size_t element_bytes(ncclDataType_t type) {
     switch (type) {
-        case ncclFloat: return 4;
-        case ncclDouble: return 8;
+        case ncclInt8: case ncclUint8: return 1;
+        case ncclFloat16: case ncclBfloat16: return 2;
+        case ncclInt32: case ncclUint32: case ncclFloat: return 4;
+        case ncclInt64: case ncclUint64: case ncclDouble: return 8;
         default: return 0;
     }
 }
@@ -48,11 +51,14 @@ void all_reduce(coldstart::Communicator& c, void* data, size_t count, ncclDataTy
 }
 
 // Queues a collective on the stream; an error while it runs (a rank that died) breaks the device, as a
-// failed NCCL kernel does.
-ncclResult_t collective(ncclComm_t comm, cudaStream_t stream, ncclDataType_t type, ncclRedOp_t op, std::function<void()> work) {
+// failed NCCL kernel does. reduces: whether it adds (only ncclSum of float and double is emulated) or
+// only moves data (any type).
+ncclResult_t collective(ncclComm_t comm, cudaStream_t stream, ncclDataType_t type, bool reduces, ncclRedOp_t op,
+                        std::function<void()> work) {
     if (!comm) return failed("a null communicator");
-    if (!element_bytes(type)) return failed("only ncclFloat and ncclDouble are emulated");
-    if (op != ncclSum) return failed("only ncclSum is emulated");
+    if (!element_bytes(type)) return failed("an NCCL data type the emulator does not know");
+    if (reduces && type != ncclFloat && type != ncclDouble) return failed("only sums of ncclFloat and ncclDouble are emulated");
+    if (reduces && op != ncclSum) return failed("only ncclSum is emulated");
     emu::enqueue(stream, [work] {
         try {
             work();
@@ -106,7 +112,7 @@ ncclResult_t ncclCommDestroy(ncclComm_t comm) {
 
 ncclResult_t ncclAllReduce(const void* send, void* recv, size_t count, ncclDataType_t type, ncclRedOp_t op, ncclComm_t comm,
                            cudaStream_t stream) {
-    return collective(comm, stream, type, op, [=] {
+    return collective(comm, stream, type, true, op, [=] {
         if (send != recv) std::memcpy(recv, send, count * element_bytes(type));
         all_reduce(*comm->comm, recv, count, type);
     });
@@ -115,7 +121,7 @@ ncclResult_t ncclAllReduce(const void* send, void* recv, size_t count, ncclDataT
 ncclResult_t ncclReduce(const void* send, void* recv, size_t count, ncclDataType_t type, ncclRedOp_t op, int root, ncclComm_t comm,
                         cudaStream_t stream) {
     if (comm && (root < 0 || root >= comm->size)) return ncclInvalidArgument;
-    return collective(comm, stream, type, op, [=] {
+    return collective(comm, stream, type, true, op, [=] {
         // Only the root's receive buffer changes; every rank's send buffer stays as it was.
         std::vector<char> sum(static_cast<const char*>(send), static_cast<const char*>(send) + count * element_bytes(type));
         all_reduce(*comm->comm, sum.data(), count, type);
@@ -126,13 +132,16 @@ ncclResult_t ncclReduce(const void* send, void* recv, size_t count, ncclDataType
 ncclResult_t ncclBroadcast(const void* send, void* recv, size_t count, ncclDataType_t type, int root, ncclComm_t comm,
                            cudaStream_t stream) {
     if (comm && (root < 0 || root >= comm->size)) return ncclInvalidArgument;
-    return collective(comm, stream, type, ncclSum, [=] {
-        // The root's bytes, exactly: an all-gather in which only the root's segment is not empty.
-        const size_t floats = count * element_bytes(type) / sizeof(float);
+    return collective(comm, stream, type, false, ncclSum, [=] {
+        // The root's bytes, exactly: an all-gather of floats in which only the root's segment is not
+        // empty, the bytes padded to whole floats.
+        const size_t bytes = count * element_bytes(type);
+        std::vector<float> staged((bytes + sizeof(float) - 1) / sizeof(float));
         std::vector<size_t> offsets(size_t(comm->size) + 1, 0);
-        for (int r = root + 1; r <= comm->size; ++r) offsets[size_t(r)] = floats;
-        if (comm->rank == root && send != recv) std::memcpy(recv, send, count * element_bytes(type));
-        comm->comm->all_gather(static_cast<float*>(recv), offsets);
+        for (int r = root + 1; r <= comm->size; ++r) offsets[size_t(r)] = staged.size();
+        if (comm->rank == root) std::memcpy(staged.data(), send, bytes);
+        comm->comm->all_gather(staged.data(), offsets);
+        std::memcpy(recv, staged.data(), bytes);
     });
 }
 

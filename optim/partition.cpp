@@ -31,6 +31,10 @@ std::vector<size_t> partition_parameters(const OptimizerConfig& config, const st
     return offsets;
 }
 
+size_t total_parameters(const std::vector<TensorSlice>& tensors) {
+    return tensors.empty() ? 0 : tensors.back().offset + tensors.back().numel;
+}
+
 RowRange rows_in_shard(const TensorSlice& t, const ParameterShard& shard) {
     const size_t cols = t.numel / size_t(t.rows);
     const size_t begin = std::max(shard.begin, t.offset), end = std::min(shard.end, t.offset + t.numel);

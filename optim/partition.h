@@ -17,6 +17,9 @@ struct ParameterShard {
     bool contains_all(size_t total) const { return begin == 0 && end >= total; }
 };
 
+// The number of parameters of the flat buffer the tensors cut (the end of the last one).
+size_t total_parameters(const std::vector<TensorSlice>& tensors);
+
 // Offsets (ranks+1, from 0 to the total) of the shards, each as close to total/ranks elements as the
 // allowed cuts let it be.
 std::vector<size_t> partition_parameters(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors, int ranks);

@@ -15,6 +15,7 @@
 #include "common/cuda/common.cuh"
 #include "common/error.h"
 #include "layers/cuda/attention.cuh"
+#include "layers/cuda/attention_mma.cuh"
 #include "layers/cuda/attention_cudnn.cuh"
 #include "layers/cuda/classifier.cuh"
 #include "layers/cuda/encoder.cuh"
@@ -146,8 +147,14 @@ int main(int argc, char** argv) {
         row("gelu backward", timer.measure([&] { gelu_backward_inplace<T16>(y, x, N * 4 * C, stream); }), 3.0 * N * 4 * C * e, 0);
         // causal attention: QK^T and PV over the T(T+1)/2 live scores, 2 FLOPs per multiply-add
         const double att_flops = 2.0 * 2.0 * B * NH * (double(T) * (T + 1) / 2) * (C / NH);
-        row("attention forward (ours)", timer.measure([&] { attention_forward<T16>(y, lse, qkv, B, T, C, NH, stream); }), 0, att_flops);
-        row("attention backward (ours)",
+        // the backward counted as 5 products of that size (FlashAttention's count; our split computes 7)
+        row("attention forward (tensor cores)", timer.measure([&] { attention_mma_forward(y, lse, qkv, B, T, C, NH, stream); }), 0,
+            att_flops);
+        row("attention backward (tensor cores)",
+            timer.measure([&] { attention_mma_backward(z, x, qkv, y, lse, att_d, B, T, C, NH, stream); }), 0, 2.5 * att_flops);
+        row("attention forward (fp32 SIMT)", timer.measure([&] { attention_forward<T16>(y, lse, qkv, B, T, C, NH, stream); }), 0,
+            att_flops);
+        row("attention backward (fp32 SIMT)",
             timer.measure([&] { attention_backward<T16>(z, x, qkv, y, lse, att_d, B, T, C, NH, stream); }), 0, 2.5 * att_flops);
         if (cudnn_attention_available()) {
             row("attention forward (cuDNN)", timer.measure([&] { cudnn_attention_forward(y, lse, qkv, B, T, C, NH, stream); }), 0,

@@ -43,7 +43,8 @@ ALLOWED = {
     # written by every rank together (through the Communicator interface): those two headers only.
     "data/checkpoint.h": ["model", "common", "optim/optimizer.h"],
     "data/checkpoint.cpp": ["model", "common", "optim/optimizer.h", "dist/communicator.h"],
-    "emu": ["common", "dist", "test"],
+    # emu/test checks the emulated twins of common/cuda/mma.cuh's tensor-core instructions.
+    "emu": ["common", "common/cuda", "dist", "test"],
 }
 
 SOURCE_DIRS = ["config", "backend", "layers", "optim", "dist", "data", "model", "common", "tools", "test", "fuzz", "emu"]

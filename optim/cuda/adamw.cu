@@ -5,10 +5,12 @@
 // tensor by tensor, a table in device memory says where each tensor's blocks start and whether it takes
 // weight decay), so the per-tensor settings cost one binary search per block. A measured step runs the
 // same update one block per row instead, so that each block also leaves its row's sums (step_sums.cuh).
+// With ZeRO-1 the tables hold each tensor's rows in the shard; AdamW needs nothing from the other shards.
 //
 // The arithmetic is the CPU reference's, expression for expression. Both compilers contract a*b+c
 // into FMAs where they can (GCC does for -march=native), so GPU and CPU steps agree to an ulp or so,
 // not always to the bit; the tests compare them at 1e-7.
+#include <algorithm>
 #include <cmath>
 
 #include "common/cuda/common.cuh"
@@ -24,7 +26,7 @@ constexpr int kPerThread = 4;
 constexpr size_t kPerBlock = size_t(kThreads) * kPerThread;
 
 struct DeviceTensor {
-    size_t offset, numel;
+    size_t offset, numel;  // the rows the shard holds: where they start (from the shard's start), their elements
     unsigned first_block;
     int decay;  // tensor_roles(): takes decoupled weight decay
 };
@@ -88,25 +90,32 @@ __global__ void adamw_rows_kernel(float* w, const float* g, float* m, float* v, 
 
 class AdamWCuda : public CudaOptimizer {
 public:
-    AdamWCuda(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors, cudaStream_t stream)
-        : config_(config), tensors_(tensors), stream_(stream), sums_(tensors, {}, stream) {
+    AdamWCuda(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors, const ParameterShard& shard, cudaStream_t stream)
+        : config_(config), tensors_(tensors), stream_(stream), sums_(tensors, shard, {}, stream) {
         const std::vector<TensorRole> roles = tensor_roles(config, tensors);
+        total_ = total_parameters(tensors);
+        begin_ = std::min(shard.begin, total_);
+        held_ = std::min(shard.end, total_) - begin_;
+        // Every tensor has an entry, a tensor the shard holds no rows of an empty one, so that the table's
+        // index is the tensor's, as in the measured-step sums' table.
         std::vector<DeviceTensor> table;
         unsigned blocks = 0;
         for (size_t k = 0; k < tensors.size(); ++k) {
-            table.push_back({tensors[k].offset, tensors[k].numel, blocks, roles[k].decay ? 1 : 0});
-            total_ += tensors[k].numel;
-            blocks += unsigned(ceil_div(tensors[k].numel, kPerBlock));
+            const TensorSlice& t = tensors[k];
+            const RowRange held = rows_in_shard(t, shard);
+            const size_t cols = t.numel / size_t(t.rows), numel = (held.last - held.first) * cols;
+            table.push_back({held.empty() ? 0 : t.offset + held.first * cols - begin_, numel, blocks, roles[k].decay ? 1 : 0});
+            blocks += unsigned(ceil_div(numel, kPerBlock));
         }
         blocks_ = blocks;
         count_ = int(table.size());
-        // One allocation: m and v (total floats each), then the tensor table and the gradient scale.
-        memory_ = device_alloc(2 * total_ * sizeof(float) + table.size() * sizeof(DeviceTensor) + sizeof(float), "optimizer state");
+        // One allocation: m and v (the shard's floats each), then the tensor table and the gradient scale.
+        memory_ = device_alloc(2 * held_ * sizeof(float) + table.size() * sizeof(DeviceTensor) + sizeof(float), "optimizer state");
         m_ = static_cast<float*>(memory_.get());
-        v_ = m_ + total_;
-        tensors_device_ = reinterpret_cast<DeviceTensor*>(v_ + total_);
+        v_ = m_ + held_;
+        tensors_device_ = reinterpret_cast<DeviceTensor*>(v_ + held_);
         grad_scale_ = reinterpret_cast<float*>(tensors_device_ + table.size());
-        CUDA_CHECK(cudaMemsetAsync(m_, 0, 2 * total_ * sizeof(float), stream_));
+        CUDA_CHECK(cudaMemsetAsync(m_, 0, 2 * held_ * sizeof(float), stream_));
         CUDA_CHECK(cudaMemcpyAsync(tensors_device_, table.data(), table.size() * sizeof(DeviceTensor), cudaMemcpyHostToDevice, stream_));
         const float one = 1.0f;
         CUDA_CHECK(cudaMemcpyAsync(grad_scale_, &one, sizeof(float), cudaMemcpyHostToDevice, stream_));
@@ -115,7 +124,7 @@ public:
 
     const OptimizerConfig& config() const override { return config_; }
     float* grad_scale_device() override { return grad_scale_; }
-    size_t state_bytes() const override { return 2 * total_ * sizeof(float); }
+    size_t state_bytes() const override { return 2 * held_ * sizeof(float); }
 
     void step(float* params, const float* grads, const StepContext& ctx, const StepOutputs& out) override {
         const NvtxRange range("adamw");
@@ -124,34 +133,38 @@ public:
         const AdamWScalars s{ctx.lr, b1, b2, config_.eps, config_.weight_decay, float(double(ctx.lr) / bias_correction1),
                              float(std::sqrt(1.0 - std::pow(double(b2), double(ctx.t))))};
         if (!out.sums && !out.update) {
+            if (blocks_ == 0) return;  // a shard of nothing (more ranks than rows to share)
             adamw_kernel<<<blocks_, kThreads, 0, stream_>>>(params, grads, m_, v_, tensors_device_, count_, grad_scale_, s);
             KERNEL_CHECK("adamw_kernel");
             return;
         }
         float* update = out.update ? update_buffer() : nullptr;
-        adamw_rows_kernel<<<sums_.total_rows(), kThreads, 0, stream_>>>(params, grads, m_, v_, sums_.table(), tensors_device_,
-                                                                         count_, grad_scale_, s, sums_.rows(), update);
-        KERNEL_CHECK("adamw_rows_kernel");
-        if (update) CUDA_CHECK(cudaMemcpyAsync(out.update, update, total_ * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+        if (sums_.total_rows() > 0) {
+            adamw_rows_kernel<<<sums_.total_rows(), kThreads, 0, stream_>>>(params, grads, m_, v_, sums_.table(), tensors_device_,
+                                                                             count_, grad_scale_, s, sums_.rows(), update);
+            KERNEL_CHECK("adamw_rows_kernel");
+        }
+        if (update)
+            CUDA_CHECK(cudaMemcpyAsync(out.update + begin_, update, held_ * sizeof(float), cudaMemcpyDeviceToHost, stream_));
         if (out.sums) sums_.reduce_and_download(nullptr, out.sums, stream_);
         CUDA_CHECK(cudaStreamSynchronize(stream_));
     }
 
     std::vector<StateBuffer> state_layout() const override {
-        return {{"adamw.m", total_, 0, total_}, {"adamw.v", total_, 0, total_}};
+        return {{"adamw.m", total_, begin_, begin_ + held_}, {"adamw.v", total_, begin_, begin_ + held_}};
     }
     void read_state(size_t index, float* host) const override {
-        CUDA_CHECK(cudaMemcpyAsync(host, index == 0 ? m_ : v_, total_ * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+        CUDA_CHECK(cudaMemcpyAsync(host, index == 0 ? m_ : v_, held_ * sizeof(float), cudaMemcpyDeviceToHost, stream_));
         CUDA_CHECK(cudaStreamSynchronize(stream_));
     }
     void write_state(size_t index, const float* host) override {
-        CUDA_CHECK(cudaMemcpyAsync(index == 0 ? m_ : v_, host, total_ * sizeof(float), cudaMemcpyHostToDevice, stream_));
+        CUDA_CHECK(cudaMemcpyAsync(index == 0 ? m_ : v_, host, held_ * sizeof(float), cudaMemcpyHostToDevice, stream_));
         CUDA_CHECK(cudaStreamSynchronize(stream_));
     }
 
 private:
-    float* update_buffer() {  // (total) W_{t+1} - W_t of a measured step; allocated on first use
-        if (!update_memory_) update_memory_ = device_alloc(total_ * sizeof(float), "the measured step's update");
+    float* update_buffer() {  // (held) W_{t+1} - W_t of a measured step; allocated on first use
+        if (!update_memory_) update_memory_ = device_alloc(held_ * sizeof(float), "the measured step's update");
         return static_cast<float*>(update_memory_.get());
     }
 
@@ -159,13 +172,15 @@ private:
     std::vector<TensorSlice> tensors_;
     cudaStream_t stream_;
     StepSumsDevice sums_;
-    size_t total_ = 0;
+    size_t total_ = 0;  // all parameters
+    size_t begin_ = 0;  // the shard: [begin_, begin_ + held_) of the flat parameter buffer
+    size_t held_ = 0;
     unsigned blocks_ = 0;
     int count_ = 0;
     DeviceMemory memory_;
     DeviceMemory update_memory_;
-    float* m_ = nullptr;                      // (total) first moment
-    float* v_ = nullptr;                      // (total) second moment
+    float* m_ = nullptr;                      // (held) first moment of the shard's parameters
+    float* v_ = nullptr;                      // (held) second moment
     DeviceTensor* tensors_device_ = nullptr;  // (count) where each tensor is, where its blocks start, its decay
     float* grad_scale_ = nullptr;             // (1)
 };
@@ -173,8 +188,8 @@ private:
 }  // namespace
 
 std::unique_ptr<CudaOptimizer> make_adamw_cuda(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors,
-                                               cudaStream_t stream) {
-    return std::make_unique<AdamWCuda>(config, tensors, stream);
+                                               cudaStream_t stream, const ParameterShard& shard) {
+    return std::make_unique<AdamWCuda>(config, tensors, shard, stream);
 }
 
 }  // namespace coldstart::cuda

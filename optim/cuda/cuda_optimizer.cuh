@@ -18,24 +18,33 @@
 #include <vector>
 
 #include "optim/optimizer.h"
+#include "optim/partition.h"
 
 namespace coldstart::cuda {
 
-// An Optimizer whose step() takes params (fp32 master weights) and grads (fp32), both
-// (ParamLayout.total) in the GPU's memory.
+// An Optimizer whose step() takes device pointers to this optimizer's shard of two flat buffers
+// (optim/partition.h; with the default shard, all of them): params, the fp32 master weights of
+// [shard.begin, shard.end) of the flat parameter buffer, and grads, the summed gradient of the same range.
+// Unlike the CPU optimizers, which take the whole buffers, the CUDA optimizers take only the shard: the
+// backend holds no fp32 weights outside it (ZeRO-1). StepOutputs::update receives [shard.begin, shard.end).
 class CudaOptimizer : public Optimizer {
 public:
     virtual float* grad_scale_device() = 0;  // (1) device memory
-    virtual size_t state_bytes() const = 0;
+    virtual size_t state_bytes() const = 0;  // this shard's state
 };
 
-// Throws coldstart::Error naming the optimizer when it has no CUDA version.
+// Throws coldstart::Error naming the optimizer when it has no CUDA version. shard: the part of the
+// parameters it steps. sum_across_ranks: sums per-tensor statistics over the ranks whose shards share the
+// tensors (LionAR's signal estimate, LionA's counts), once per step, in place, on device memory; it is
+// called between the step's launches on `stream` and must leave the sums ready for the launches that
+// follow on that stream. Empty: this optimizer steps all of them alone.
 std::unique_ptr<CudaOptimizer> make_cuda_optimizer(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors,
-                                                   cudaStream_t stream);
+                                                   cudaStream_t stream, const ParameterShard& shard = {},
+                                                   SumAcrossRanks sum_across_ranks = {});
 // Each optimizer's own maker (optim/cuda/adamw.cu, optim/cuda/lion.cu).
 std::unique_ptr<CudaOptimizer> make_adamw_cuda(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors,
-                                               cudaStream_t stream);
+                                               cudaStream_t stream, const ParameterShard& shard);
 std::unique_ptr<CudaOptimizer> make_lion_cuda(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors,
-                                              cudaStream_t stream);
+                                              cudaStream_t stream, const ParameterShard& shard, SumAcrossRanks sum_across_ranks);
 
 }  // namespace coldstart::cuda

@@ -16,6 +16,10 @@
 //   them.
 // The first step also centres rows and records the held norms (one block a row). A measured step runs
 // the plain step one block a row too, and every kernel leaves its rows' sums for step_sums.cuh.
+// With ZeRO-1 the optimizer steps one shard (optim/partition.h: cut between rows, never inside a row or a
+// tensor controlled whole): the tables hold the rows the shard holds, and the only sums that need rows of
+// other ranks, LionAR's signal estimate and LionA's counts, go through one reduction over the ranks each
+// per step (sum_across_ranks), every rank taking part whether it holds rows of such tensors or not.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -36,24 +40,28 @@ constexpr int kPerThread = 4;
 constexpr size_t kPerBlock = size_t(kThreads) * kPerThread;
 constexpr int kMaxControlledCols = 16384;  // two rows of floats: 128 KB of shared memory (A100: 163 KB, H100: 227 KB)
 
+// The tables hold the tensors (their rows) that the shard holds; a per-tensor array is indexed by the
+// tensor's ordinal among all plain or all controlled tensors, so that it has the same length on every rank
+// and one reduction sums it over the ranks.
 struct PlainTensor {
-    size_t offset, numel;
+    size_t offset, numel;  // the rows held: where they start (from the shard's start), their elements
     unsigned first_block;  // among the blocks of the elementwise launch
-    unsigned first_row;    // among the rows of the plain tensors
+    unsigned first_row;    // among the rows of the plain tensors held
     unsigned sums_row;     // its first row in the measured-step row sums
-    int rows, cols;
+    int rows, cols;        // rows held
     int decay;
-    int ordinal;           // among the plain tensors (LionA's step lengths)
+    int ordinal;           // among all plain tensors (LionA's counts and step lengths)
+    size_t tensor_numel;   // the whole tensor's elements (LionA's rule)
 };
 
 struct ControlledTensor {
-    size_t offset;       // into the flat parameter buffer
-    size_t element;      // its first element among the controlled elements (directions, scratch)
-    unsigned first_row;  // its first row among the controlled rows
+    size_t offset;       // of the rows held, from the shard's start
+    size_t element;      // its first element among the controlled elements held (directions, scratch)
+    unsigned first_row;  // its first row among the controlled rows held
     unsigned sums_row;   // its first row in the measured-step row sums
-    unsigned group;      // its first group (per row: one a row; per tensor: one)
-    int rows, cols;
-    int ordinal;         // among the controlled tensors
+    unsigned group;      // its first group held (per row: one a row; per tensor: one)
+    int rows, cols;      // rows held
+    int ordinal;         // among all controlled tensors (per-tensor sums, LionAR's k)
 };
 
 struct LionScalars {
@@ -141,11 +149,12 @@ __global__ void nonzero_signs_rows_kernel(const float* g, const float* m, const 
     if (threadIdx.x == 0) per_row[blockIdx.x] = n;
 }
 
-// LionA, one thread per plain tensor: the step length of the l2 rule from the tensor's count.
+// LionA, one thread per plain tensor held: the step length of the l2 rule from the whole tensor's count.
 __global__ void l2_steps_kernel(const double* nonzero, const PlainTensor* tensors, int count, LionScalars s, float* steps) {
     const int i = int(blockIdx.x * blockDim.x + threadIdx.x);
     if (i >= count) return;
-    steps[i] = float(l2_controlled_step(s.ramped_lr, double(tensors[i].numel), nonzero[i]));
+    const PlainTensor& t = tensors[i];
+    steps[t.ordinal] = float(l2_controlled_step(s.ramped_lr, double(t.tensor_numel), nonzero[t.ordinal]));
 }
 
 // ---- controlled tensors ----
@@ -186,8 +195,8 @@ __global__ void start_control_kernel(float* w, float* directions, double* row_sq
     if (threadIdx.x == 0) row_sq[blockIdx.x] = sq;
 }
 
-// Per tensor of a table (ControlledTensor or PlainTensor, one block each): the sums over its rows of
-// `fields` per-row values, in a fixed order.
+// Per tensor of a table (ControlledTensor or PlainTensor, one block each): the sums over its rows held of
+// `fields` per-row values, in a fixed order, at its ordinal.
 template <typename Tensor>
 __global__ void sum_rows_kernel(const double* per_row, int fields, const Tensor* tensors, double* per_tensor) {
     __shared__ double shared[32];
@@ -196,7 +205,7 @@ __global__ void sum_rows_kernel(const double* per_row, int fields, const Tensor*
         double s = 0;
         for (int r = threadIdx.x; r < t.rows; r += blockDim.x) s += per_row[(size_t(t.first_row) + size_t(r)) * fields + f];
         s = block_sum(s, shared);
-        if (threadIdx.x == 0) per_tensor[size_t(blockIdx.x) * fields + f] = s;
+        if (threadIdx.x == 0) per_tensor[size_t(t.ordinal) * fields + f] = s;
     }
 }
 
@@ -205,7 +214,7 @@ __global__ void record_norms_kernel(const double* row_sq, const double* tensor_s
                                     int count, int per_row) {
     const ControlledTensor t = tensors[blockIdx.x];
     if (!per_row) {
-        if (threadIdx.x == 0) norms[t.group] = float(sqrt(tensor_sq[blockIdx.x]));
+        if (threadIdx.x == 0) norms[t.group] = float(sqrt(tensor_sq[t.ordinal]));
         return;
     }
     for (int r = threadIdx.x; r < t.rows; r += blockDim.x) norms[t.group + unsigned(r)] = float(sqrt(row_sq[t.first_row + unsigned(r)]));
@@ -238,20 +247,23 @@ __global__ void snr_rows_kernel(const float* g, const float* m, const float* gai
     }
 }
 
-// The RRC correction, one thread per controlled tensor: the signal fraction, its EMA (kept as floats, as
-// the CPU keeps it) and the step scale k.
-__global__ void snr_scale_kernel(const double* per_tensor, float* snr_ema, double* k_scale, int count, RrcCorrection estimator,
-                                 InverseBiasCorrection ibc, double b, double t, double ema_factor, double k_min) {
+// The RRC correction, one thread per controlled tensor held: from the whole tensor's sums, the signal
+// fraction, its EMA (kept as floats, as the CPU keeps it; each rank holding rows of the tensor keeps it
+// alike) and the step scale k.
+__global__ void snr_scale_kernel(const double* per_tensor, float* snr_ema, double* k_scale, const ControlledTensor* tensors,
+                                 int count, RrcCorrection estimator, InverseBiasCorrection ibc, double b, double t,
+                                 double ema_factor, double k_min) {
     const int i = int(blockIdx.x * blockDim.x + threadIdx.x);
     if (i >= count) return;
-    const double* sums = per_tensor + size_t(i) * 3;
+    const int o = tensors[i].ordinal;
+    const double* sums = per_tensor + size_t(o) * 3;
     const double signal = signal_fraction(estimator, ibc, b, t, sums[0], sums[1], sums[2]);
     float* ema = snr_ema + 2 * size_t(i);
     if (!isnan(signal)) {
         ema[0] = float(ema_factor * ema[0] + (1.0 - ema_factor) * signal);
         ema[1] += 1.0f;
     }
-    k_scale[i] = snr_step_scale(ema[0], ema[1], ema_factor, k_min);
+    k_scale[o] = snr_step_scale(ema[0], ema[1], ema_factor, k_min);
 }
 
 // The whole per-row step of one controlled row, one block: the CPU's phases (optim/lion.cpp) with
@@ -377,11 +389,10 @@ __global__ void tensor_direction_kernel(const float* w, const float* g, float* m
 __global__ void tensor_radial_kernel(const float* w, float* u_all, const double* tensor_xu_xx, double* per_row,
                                      const ControlledTensor* tensors, int count, LionScalars s) {
     __shared__ double shared[32];
-    const int ti = last_at_or_below(tensors, count, blockIdx.x, &ControlledTensor::first_row);
-    const ControlledTensor t = tensors[ti];
+    const ControlledTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &ControlledTensor::first_row)];
     const size_t r = blockIdx.x - t.first_row, row = t.offset + r * size_t(t.cols);
     float* u = u_all + t.element + r * size_t(t.cols);
-    const double xu = tensor_xu_xx[2 * ti], xx = tensor_xu_xx[2 * ti + 1];
+    const double xu = tensor_xu_xx[2 * t.ordinal], xx = tensor_xu_xx[2 * t.ordinal + 1];
     const float radial = xx > 0 ? float(xu / xx) : 0.0f;
     for (int j = threadIdx.x; j < t.cols; j += blockDim.x) u[j] -= radial * w[row + size_t(j)];
     if (s.center) center_row(u, t.cols, shared);
@@ -396,7 +407,8 @@ __global__ void tensor_step_kernel(const double* tensor_xu_xx, const double* ten
                                    const ControlledTensor* tensors, int count, LionScalars s, float* step, int* moved) {
     const int i = int(blockIdx.x * blockDim.x + threadIdx.x);
     if (i >= count) return;
-    const double xx = tensor_xu_xx[2 * i + 1], uu = tensor_uu[i];
+    const int o = tensors[i].ordinal;
+    const double xx = tensor_xu_xx[2 * o + 1], uu = tensor_uu[o];
     double d;
     if (!s.smoothed) {
         d = sqrt(uu);
@@ -405,23 +417,22 @@ __global__ void tensor_step_kernel(const double* tensor_xu_xx, const double* ten
         ema = float(s.rho * ema + (1.0 - s.rho) * uu);
         d = sqrt(double(ema) / s.rho_correction);
     }
-    moved[i] = d > 0 && xx > 0;
-    const double k = s.rrc ? k_scale[i] : 1.0;
-    step[i] = moved[i] ? float(tan(s.theta * k) * sqrt(xx) / d) : 0.0f;
+    moved[o] = d > 0 && xx > 0;
+    const double k = s.rrc ? k_scale[o] : 1.0;
+    step[o] = moved[o] ? float(tan(s.theta * k) * sqrt(xx) / d) : 0.0f;
 }
 
 // Phase 3 per row: x -= step u, the row's part of |x|^2.
 __global__ void tensor_move_kernel(float* w, const float* u_all, const float* step, const int* moved, double* per_row,
                                    const ControlledTensor* tensors, int count) {
     __shared__ double shared[32];
-    const int ti = last_at_or_below(tensors, count, blockIdx.x, &ControlledTensor::first_row);
-    const ControlledTensor t = tensors[ti];
+    const ControlledTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &ControlledTensor::first_row)];
     const size_t r = blockIdx.x - t.first_row, row = t.offset + r * size_t(t.cols);
     const float* u = u_all + t.element + r * size_t(t.cols);
     double sq = 0;
-    if (moved[ti])
+    if (moved[t.ordinal])
         for (int j = threadIdx.x; j < t.cols; j += blockDim.x) {
-            w[row + size_t(j)] -= step[ti] * u[j];
+            w[row + size_t(j)] -= step[t.ordinal] * u[j];
             sq += double(w[row + size_t(j)]) * w[row + size_t(j)];
         }
     sq = block_sum(sq, shared);
@@ -433,11 +444,10 @@ __global__ void tensor_finish_kernel(float* w, const float* norms, const double*
                                      const ControlledTensor* tensors, int count, const float* w_before, RowSumsDevice* row_sums,
                                      float* update) {
     __shared__ double shared[32];
-    const int ti = last_at_or_below(tensors, count, blockIdx.x, &ControlledTensor::first_row);
-    const ControlledTensor t = tensors[ti];
+    const ControlledTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &ControlledTensor::first_row)];
     const size_t r = blockIdx.x - t.first_row, row = t.offset + r * size_t(t.cols);
-    const double sq = tensor_sq[ti];
-    const float factor = moved[ti] && sq > 0 ? float(norms[t.group] / sqrt(sq)) : 1.0f;
+    const double sq = tensor_sq[t.ordinal];
+    const float factor = moved[t.ordinal] && sq > 0 ? float(norms[t.group] / sqrt(sq)) : 1.0f;
     ThreadRowSums sums;
     for (int j = threadIdx.x; j < t.cols; j += blockDim.x) {
         const size_t i = row + size_t(j);
@@ -453,35 +463,21 @@ __global__ void tensor_finish_kernel(float* w, const float* norms, const double*
 
 class LionCuda : public CudaOptimizer {
 public:
-    LionCuda(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors, cudaStream_t stream)
+    LionCuda(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors, const ParameterShard& shard,
+             SumAcrossRanks sum_across_ranks, cudaStream_t stream)
         : config_(config), tensors_(tensors), roles_(tensor_roles(config, tensors)), stream_(stream),
-          sums_(tensors, snr_index(config, roles_), stream) {
-        const bool per_row = config.control == ControlScope::rows;
-        if (config.row_gains && !per_row) fail("--row-gains 1 needs --control rows");
-        unsigned blocks = 0, plain_rows = 0, sums_row = 0;
+          sum_across_ranks_(std::move(sum_across_ranks)), sums_(tensors, shard, snr_index(config, roles_), stream) {
+        if (config.row_gains && config.control != ControlScope::rows) fail("--row-gains 1 needs --control rows");
+        total_ = total_parameters(tensors);
+        begin_ = std::min(shard.begin, total_);
+        end_ = std::min(shard.end, total_);
+        unsigned sums_row = 0;
         for (size_t k = 0; k < tensors.size(); ++k) {
-            const TensorSlice& t = tensors[k];
-            const int cols = int(t.numel / size_t(t.rows));
-            total_ += t.numel;
-            if (roles_[k].controlled) {
-                if (cols > kMaxControlledCols)
-                    fail("%s: rows of %d values; the CUDA LionAR keeps a row in shared memory, at most %d", t.name.c_str(), cols,
-                         kMaxControlledCols);
-                controlled_.push_back({t.offset, controlled_elements_, controlled_rows_, sums_row, groups_, t.rows, cols,
-                                       int(controlled_.size())});
-                controlled_elements_ += t.numel;
-                controlled_rows_ += unsigned(t.rows);
-                groups_ += per_row ? unsigned(t.rows) : 1;
-            } else {
-                plain_.push_back({t.offset, t.numel, blocks, plain_rows, sums_row, t.rows, cols, roles_[k].decay ? 1 : 0,
-                                  int(plain_.size())});
-                blocks += unsigned(ceil_div(t.numel, kPerBlock));
-                plain_rows += unsigned(t.rows);
-            }
-            sums_row += unsigned(t.rows);
+            const RowRange held = rows_in_shard(tensors[k], shard);
+            if (roles_[k].controlled) add_controlled(tensors[k], held, sums_row);
+            else add_plain(tensors[k], held, roles_[k].decay, sums_row);
+            sums_row += unsigned(held.last - held.first);
         }
-        plain_blocks_ = blocks;
-        plain_rows_ = plain_rows;
         allocate();
     }
 
@@ -489,12 +485,91 @@ public:
     float* grad_scale_device() override { return grad_scale_; }
     size_t state_bytes() const override {
         size_t bytes = 0;
-        for (const Buffer& b : state_) bytes += b.count * sizeof(float);
+        for (const Buffer& b : state_) bytes += b.held * sizeof(float);
         return bytes;
     }
 
     void step(float* params, const float* grads, const StepContext& ctx, const StepOutputs& out) override {
         const NvtxRange range("lion");
+        const OptimizerConfig& c = config_;
+        const LionScalars s = scalars(ctx);
+        const bool measured = out.sums || out.update;
+        RowSumsDevice* row_sums = out.sums ? sums_.rows() : nullptr;
+        float* update = out.update ? scratch(update_, end_ - begin_, "the measured step's update") : nullptr;
+        const int controlled = int(controlled_.size()), plain = int(plain_.size());
+
+        const float* w_before = nullptr;
+        if (measured && controlled > 0) {
+            w_before = scratch(w_before_, controlled_elements_, "the controlled weights before a measured step");
+            copy_controlled_kernel<<<controlled_rows_, kThreads, 0, stream_>>>(params, w_before_ptr(), controlled_table_, controlled);
+            KERNEL_CHECK("copy_controlled_kernel");
+        }
+        if (ctx.t == 1 && controlled > 0) start_control(params, s);
+        if (s.rrc) signal_scales(grads, ctx, s);  // every rank: it sums over the ranks
+        if (controlled > 0) {
+            if (c.control == ControlScope::rows) {
+                const size_t shared_bytes = size_t(2) * size_t(max_cols_) * sizeof(float);
+                controlled_rows_kernel<<<controlled_rows_, kThreads, shared_bytes, stream_>>>(
+                    params, grads, m_, directions_, gains_, gain_m_, norms_, norm_ema_, k_scale_, controlled_table_, controlled,
+                    grad_scale_, s, w_before, row_sums, update);
+                KERNEL_CHECK("controlled_rows_kernel");
+            } else {
+                per_tensor_step(params, grads, s, w_before, row_sums, update);
+            }
+        }
+        const float* l2_steps = c.is_l2_controlled() ? l2_step_lengths(grads, s) : nullptr;  // every rank, as above
+        if (plain > 0) {
+            if (measured) {
+                lion_plain_rows_kernel<<<plain_rows_, kThreads, 0, stream_>>>(params, grads, m_, plain_table_, plain, grad_scale_,
+                                                                              l2_steps, s, sums_.rows(), update);
+                KERNEL_CHECK("lion_plain_rows_kernel");
+            } else {
+                lion_plain_kernel<<<plain_blocks_, kThreads, 0, stream_>>>(params, grads, m_, plain_table_, plain, grad_scale_,
+                                                                           l2_steps, s);
+                KERNEL_CHECK("lion_plain_kernel");
+            }
+        }
+        if (update)
+            CUDA_CHECK(cudaMemcpyAsync(out.update + begin_, update, (end_ - begin_) * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+        if (out.sums) sums_.reduce_and_download(s.rrc ? k_scale_ : nullptr, out.sums, stream_);
+        if (measured) CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
+
+    std::vector<StateBuffer> state_layout() const override {
+        std::vector<StateBuffer> layout;
+        for (const Buffer& b : state_) layout.push_back({b.name, b.count, b.first, b.first + b.held});
+        return layout;
+    }
+    void read_state(size_t index, float* host) const override {
+        const Buffer& b = state_.at(index);
+        CUDA_CHECK(cudaMemcpyAsync(host, b.data, b.held * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
+    void write_state(size_t index, const float* host) override {
+        const Buffer& b = state_.at(index);
+        CUDA_CHECK(cudaMemcpyAsync(b.data, host, b.held * sizeof(float), cudaMemcpyHostToDevice, stream_));
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
+
+private:
+    // One named state buffer, as the CPU optimizer names, orders and shards them: `count` values in the
+    // rank-independent layout, of which this shard holds [first, first + held).
+    struct Buffer {
+        const char* name;
+        float* data;
+        size_t held, count, first;
+    };
+
+    static std::vector<int> snr_index(const OptimizerConfig& c, const std::vector<TensorRole>& roles) {
+        std::vector<int> index(roles.size(), -1);
+        int next = 0;
+        if (c.is_angular())  // every controlled tensor reports its step scale: k with the RRC correction, else 1
+            for (size_t k = 0; k < roles.size(); ++k)
+                if (roles[k].controlled) index[k] = next++;
+        return index;
+    }
+
+    LionScalars scalars(const StepContext& ctx) const {
         const OptimizerConfig& c = config_;
         const double ramp = step_ramp(c.inverse_bias_correction, c.beta2, double(ctx.t));
         LionScalars s;
@@ -511,128 +586,78 @@ public:
         s.smoothed = c.angle_norm == AngleNorm::smoothed;
         s.gains = c.row_gains;
         s.rrc = c.has_rrc_correction();
-        const bool measured = out.sums || out.update;
-        RowSumsDevice* row_sums = out.sums ? sums_.rows() : nullptr;
-        float* update = out.update ? scratch(update_, total_, "the measured step's update") : nullptr;
-        const int controlled = int(controlled_.size()), plain = int(plain_.size());
+        return s;
+    }
 
-        if (controlled > 0) {
-            const float* w_before = nullptr;
-            if (measured) {
-                w_before = scratch(w_before_, controlled_elements_, "the controlled weights before a measured step");
-                copy_controlled_kernel<<<controlled_rows_, kThreads, 0, stream_>>>(params, w_before_ptr(), controlled_table_, controlled);
-                KERNEL_CHECK("copy_controlled_kernel");
+    // The rows `held` of a controlled tensor; the first one held fixes where this shard's part of the
+    // per-group and per-element state starts in the rank-independent layout (as optim/lion.cpp's).
+    void add_controlled(const TensorSlice& t, const RowRange& held, unsigned sums_row) {
+        const bool per_row = config_.control == ControlScope::rows;
+        const int cols = int(t.numel / size_t(t.rows));
+        if (cols > kMaxControlledCols)
+            fail("%s: rows of %d values; the CUDA LionAR keeps a row in shared memory, at most %d", t.name.c_str(), cols,
+                 kMaxControlledCols);
+        if (!held.empty()) {
+            const size_t rows = held.last - held.first;
+            if (!per_row && rows != size_t(t.rows))
+                fail("%s: a tensor controlled as a whole (--control tensor) is split between shards", t.name.c_str());
+            if (controlled_.empty()) {
+                groups_first_ = groups_total_ + (per_row ? held.first : 0);
+                directions_first_ = directions_total_ + held.first * size_t(cols);
+                controlled_first_ = controlled_total_;
             }
-            if (ctx.t == 1) start_control(params, s);
-            if (s.rrc) {
-                snr_rows_kernel<<<controlled_rows_, kThreads, 0, stream_>>>(grads, m_, gains_, row_partials_, controlled_table_,
-                                                                            controlled, grad_scale_, s);
-                KERNEL_CHECK("snr_rows_kernel");
-                sum_rows_kernel<<<controlled, kThreads, 0, stream_>>>(row_partials_, 3, controlled_table_, tensor_partials_);
-                KERNEL_CHECK("sum_rows_kernel (snr)");
-                snr_scale_kernel<<<unsigned(ceil_div(size_t(controlled), 128)), 128, 0, stream_>>>(
-                    tensor_partials_, snr_ema_, k_scale_, controlled, c.rrc_correction, c.inverse_bias_correction, c.beta2,
-                    double(ctx.t), c.snr_ema, c.k_min);
-                KERNEL_CHECK("snr_scale_kernel");
-            }
-            if (c.control == ControlScope::rows) {
-                const size_t shared_bytes = size_t(2) * size_t(max_cols_) * sizeof(float);
-                controlled_rows_kernel<<<controlled_rows_, kThreads, shared_bytes, stream_>>>(
-                    params, grads, m_, directions_, gains_, gain_m_, norms_, norm_ema_, k_scale_, controlled_table_, controlled,
-                    grad_scale_, s, w_before, row_sums, update);
-                KERNEL_CHECK("controlled_rows_kernel");
-            } else {
-                per_tensor_step(params, grads, s, w_before, row_sums, update);
-            }
+            controlled_.push_back({t.offset + held.first * size_t(cols) - begin_, controlled_elements_, controlled_rows_, sums_row,
+                                   groups_, int(rows), cols, int(controlled_total_)});
+            controlled_elements_ += rows * size_t(cols);
+            controlled_rows_ += unsigned(rows);
+            groups_ += per_row ? unsigned(rows) : 1;
         }
-        if (plain > 0) {
-            const float* l2_steps = c.is_l2_controlled() ? l2_steps_ : nullptr;
-            if (l2_steps) {
-                nonzero_signs_rows_kernel<<<plain_rows_, kThreads, 0, stream_>>>(grads, m_, plain_table_, plain, grad_scale_, s,
-                                                                                 plain_row_counts_);
-                KERNEL_CHECK("nonzero_signs_rows_kernel");
-                sum_rows_kernel<<<plain, kThreads, 0, stream_>>>(plain_row_counts_, 1, plain_table_, plain_counts_);
-                KERNEL_CHECK("sum_rows_kernel (non-zero signs)");
-                l2_steps_kernel<<<unsigned(ceil_div(size_t(plain), 128)), 128, 0, stream_>>>(plain_counts_, plain_table_, plain, s,
-                                                                                             l2_steps_);
-                KERNEL_CHECK("l2_steps_kernel");
-            }
-            if (measured) {
-                lion_plain_rows_kernel<<<plain_rows_, kThreads, 0, stream_>>>(params, grads, m_, plain_table_, plain, grad_scale_,
-                                                                              l2_steps, s, sums_.rows(), update);
-                KERNEL_CHECK("lion_plain_rows_kernel");
-            } else {
-                lion_plain_kernel<<<plain_blocks_, kThreads, 0, stream_>>>(params, grads, m_, plain_table_, plain, grad_scale_,
-                                                                           l2_steps, s);
-                KERNEL_CHECK("lion_plain_kernel");
-            }
+        groups_total_ += per_row ? size_t(t.rows) : 1;
+        directions_total_ += t.numel;
+        controlled_total_ += 1;
+    }
+
+    void add_plain(const TensorSlice& t, const RowRange& held, bool decay, unsigned sums_row) {
+        if (!held.empty()) {
+            const size_t cols = t.numel / size_t(t.rows), rows = held.last - held.first;
+            plain_.push_back({t.offset + held.first * cols - begin_, rows * cols, plain_blocks_, plain_rows_, sums_row, int(rows),
+                              int(cols), decay ? 1 : 0, int(plain_total_), t.numel});
+            plain_blocks_ += unsigned(ceil_div(rows * cols, kPerBlock));
+            plain_rows_ += unsigned(rows);
         }
-        if (update) CUDA_CHECK(cudaMemcpyAsync(out.update, update, total_ * sizeof(float), cudaMemcpyDeviceToHost, stream_));
-        if (out.sums) sums_.reduce_and_download(s.rrc ? k_scale_ : nullptr, out.sums, stream_);
-        if (measured) CUDA_CHECK(cudaStreamSynchronize(stream_));
-    }
-
-    std::vector<StateBuffer> state_layout() const override {
-        std::vector<StateBuffer> layout;
-        for (const Buffer& b : state_) layout.push_back({b.name, b.count, 0, b.count});
-        return layout;
-    }
-    void read_state(size_t index, float* host) const override {
-        const Buffer& b = state_.at(index);
-        CUDA_CHECK(cudaMemcpyAsync(host, b.data, b.count * sizeof(float), cudaMemcpyDeviceToHost, stream_));
-        CUDA_CHECK(cudaStreamSynchronize(stream_));
-    }
-    void write_state(size_t index, const float* host) override {
-        const Buffer& b = state_.at(index);
-        CUDA_CHECK(cudaMemcpyAsync(b.data, host, b.count * sizeof(float), cudaMemcpyHostToDevice, stream_));
-        CUDA_CHECK(cudaStreamSynchronize(stream_));
-    }
-
-private:
-    struct Buffer {  // one named state buffer, as the CPU optimizer names and orders them
-        const char* name;
-        float* data;
-        size_t count;
-    };
-
-    static std::vector<int> snr_index(const OptimizerConfig& c, const std::vector<TensorRole>& roles) {
-        std::vector<int> index(roles.size(), -1);
-        int next = 0;
-        if (c.is_angular())  // every controlled tensor reports its step scale: k with the RRC correction, else 1
-            for (size_t k = 0; k < roles.size(); ++k)
-                if (roles[k].controlled) index[k] = next++;
-        return index;
+        plain_total_ += 1;
     }
 
     // One allocation for the state (in checkpoint order), the tables, the per-row and per-tensor
     // partial sums, the step scales and the gradient scale; scratch for measured steps comes later.
     void allocate() {
         const OptimizerConfig& c = config_;
-        const size_t controlled = controlled_.size();
-        std::vector<std::pair<const char*, size_t>> wanted = {{"lion.m", total_}};
-        if (c.is_angular()) wanted.push_back({"lion.norms", groups_});
-        if (c.is_angular() && c.angle_norm == AngleNorm::smoothed) wanted.push_back({"lion.norm_ema", groups_});
-        if (c.has_rrc_correction()) wanted.push_back({"lion.snr_ema", 2 * controlled});
+        const size_t controlled = controlled_.size(), plain = plain_.size();
+        std::vector<Buffer> wanted = {{"lion.m", nullptr, end_ - begin_, total_, begin_}};
+        if (c.is_angular()) wanted.push_back({"lion.norms", nullptr, groups_, groups_total_, groups_first_});
+        if (c.is_angular() && c.angle_norm == AngleNorm::smoothed)
+            wanted.push_back({"lion.norm_ema", nullptr, groups_, groups_total_, groups_first_});
+        if (c.has_rrc_correction()) wanted.push_back({"lion.snr_ema", nullptr, 2 * controlled, 2 * controlled_total_, 2 * controlled_first_});
         if (c.row_gains) {
-            wanted.push_back({"lion.gains", groups_});
-            wanted.push_back({"lion.gain_m", groups_});
-            wanted.push_back({"lion.directions", controlled_elements_});
+            wanted.push_back({"lion.gains", nullptr, groups_, groups_total_, groups_first_});
+            wanted.push_back({"lion.gain_m", nullptr, groups_, groups_total_, groups_first_});
+            wanted.push_back({"lion.directions", nullptr, controlled_elements_, directions_total_, directions_first_});
         }
         size_t floats = 1;  // the gradient scale
-        for (const auto& w : wanted) floats += w.second;
-        const size_t plain = plain_.size();
-        floats += controlled_elements_ * (c.control == ControlScope::tensor ? 1 : 0) + controlled;  // u scratch, steps
-        floats += plain;                                                                            // LionA's steps
-        floats = (floats + 1) / 2 * 2;                                                              // doubles after, aligned
-        const size_t doubles = size_t(controlled_rows_) * 3 + controlled * 3 + controlled          // partials, k
-                             + size_t(plain_rows_) + plain;                                         // LionA's counts
-        const size_t table_bytes = plain_.size() * sizeof(PlainTensor) + controlled * sizeof(ControlledTensor);
-        memory_ = device_alloc(floats * sizeof(float) + doubles * sizeof(double) + controlled * sizeof(int) + table_bytes + 16,
+        for (const Buffer& w : wanted) floats += w.held;
+        floats += controlled_elements_ * (c.control == ControlScope::tensor ? 1 : 0) + controlled_total_;  // u scratch, steps
+        floats += plain_total_;                                                                             // LionA's steps
+        floats = (floats + 1) / 2 * 2;                                                                      // doubles after, aligned
+        const size_t doubles = size_t(controlled_rows_) * 3 + controlled_total_ * 3 + controlled_total_  // partials, k
+                             + size_t(plain_rows_) + plain_total_;                                      // LionA's counts
+        const size_t table_bytes = plain * sizeof(PlainTensor) + controlled * sizeof(ControlledTensor);
+        memory_ = device_alloc(floats * sizeof(float) + doubles * sizeof(double) + controlled_total_ * sizeof(int) + table_bytes + 16,
                                "optimizer state");
         float* f = static_cast<float*>(memory_.get());
-        for (const auto& w : wanted) {
-            state_.push_back({w.first, f, w.second});
-            f += w.second;
+        for (Buffer& w : wanted) {
+            w.data = f;
+            f += w.held;
+            state_.push_back(w);
         }
         grad_scale_ = f++;
         if (c.control == ControlScope::tensor) {
@@ -640,25 +665,25 @@ private:
             f += controlled_elements_;
         }
         step_ = f;
-        f += controlled;
+        f += controlled_total_;
         l2_steps_ = f;
-        f += plain;
+        f += plain_total_;
         double* d = reinterpret_cast<double*>(static_cast<float*>(memory_.get()) + floats);
         row_partials_ = d;
         d += size_t(controlled_rows_) * 3;
         tensor_partials_ = d;
-        d += controlled * 3;
+        d += controlled_total_ * 3;
         k_scale_ = d;
-        d += controlled;
+        d += controlled_total_;
         plain_row_counts_ = d;
         d += plain_rows_;
         plain_counts_ = d;
-        d += plain;
+        d += plain_total_;
         moved_ = reinterpret_cast<int*>(d);
-        char* tables = reinterpret_cast<char*>(moved_ + controlled);
+        char* tables = reinterpret_cast<char*>(moved_ + controlled_total_);
         tables += (16 - reinterpret_cast<uintptr_t>(tables) % 16) % 16;
         plain_table_ = reinterpret_cast<PlainTensor*>(tables);
-        controlled_table_ = reinterpret_cast<ControlledTensor*>(plain_table_ + plain_.size());
+        controlled_table_ = reinterpret_cast<ControlledTensor*>(plain_table_ + plain);
 
         for (const Buffer& b : state_) {
             const std::string name = b.name;
@@ -669,7 +694,7 @@ private:
             if (name == "lion.gains") gains_ = b.data;
             if (name == "lion.gain_m") gain_m_ = b.data;
             if (name == "lion.directions") directions_ = b.data;
-            CUDA_CHECK(cudaMemsetAsync(b.data, 0, b.count * sizeof(float), stream_));
+            CUDA_CHECK(cudaMemsetAsync(b.data, 0, b.held * sizeof(float), stream_));
         }
         if (gains_) {
             const std::vector<float> ones(groups_, 1.0f);
@@ -677,7 +702,7 @@ private:
         }
         const float one = 1.0f;
         CUDA_CHECK(cudaMemcpyAsync(grad_scale_, &one, sizeof(float), cudaMemcpyHostToDevice, stream_));
-        CUDA_CHECK(cudaMemcpyAsync(plain_table_, plain_.data(), plain_.size() * sizeof(PlainTensor), cudaMemcpyHostToDevice, stream_));
+        CUDA_CHECK(cudaMemcpyAsync(plain_table_, plain_.data(), plain * sizeof(PlainTensor), cudaMemcpyHostToDevice, stream_));
         CUDA_CHECK(cudaMemcpyAsync(controlled_table_, controlled_.data(), controlled * sizeof(ControlledTensor),
                                    cudaMemcpyHostToDevice, stream_));
         for (const ControlledTensor& t : controlled_) max_cols_ = std::max(max_cols_, t.cols);
@@ -693,13 +718,62 @@ private:
     }
     float* w_before_ptr() const { return static_cast<float*>(w_before_.get()); }
 
+    // Sums per tensor (tensor_partials_ or plain_counts_, `fields` values at each ordinal) of the rows
+    // this shard holds, then over the ranks: one reduction a step. A tensor this shard holds no rows of
+    // stays 0 here.
+    template <typename Tensor>
+    void sum_over_rows_and_ranks(const double* per_row, int fields, const Tensor* table, int held, size_t total, double* per_tensor) {
+        CUDA_CHECK(cudaMemsetAsync(per_tensor, 0, size_t(fields) * total * sizeof(double), stream_));
+        if (held > 0) {
+            sum_rows_kernel<<<unsigned(held), kThreads, 0, stream_>>>(per_row, fields, table, per_tensor);
+            KERNEL_CHECK("sum_rows_kernel (over the rows held)");
+        }
+        if (sum_across_ranks_) sum_across_ranks_(per_tensor, size_t(fields) * total);
+    }
+
+    // The RRC correction: each controlled tensor's ||g||^2, <g, m>, ||m||^2 over all its rows, and from
+    // them the step scale k (k_scale_, by ordinal).
+    void signal_scales(const float* grads, const StepContext& ctx, const LionScalars& s) {
+        const OptimizerConfig& c = config_;
+        const int controlled = int(controlled_.size());
+        if (controlled > 0) {
+            snr_rows_kernel<<<controlled_rows_, kThreads, 0, stream_>>>(grads, m_, gains_, row_partials_, controlled_table_,
+                                                                        controlled, grad_scale_, s);
+            KERNEL_CHECK("snr_rows_kernel");
+        }
+        sum_over_rows_and_ranks(row_partials_, 3, controlled_table_, controlled, controlled_total_, tensor_partials_);
+        if (controlled == 0) return;
+        snr_scale_kernel<<<unsigned(ceil_div(size_t(controlled), 128)), 128, 0, stream_>>>(
+            tensor_partials_, snr_ema_, k_scale_, controlled_table_, controlled, c.rrc_correction, c.inverse_bias_correction,
+            c.beta2, double(ctx.t), c.snr_ema, c.k_min);
+        KERNEL_CHECK("snr_scale_kernel");
+    }
+
+    // LionA: each plain tensor's count of non-zero signs over all its rows, and from it the step length
+    // of the l2 rule (by ordinal).
+    const float* l2_step_lengths(const float* grads, const LionScalars& s) {
+        const int plain = int(plain_.size());
+        if (plain > 0) {
+            nonzero_signs_rows_kernel<<<plain_rows_, kThreads, 0, stream_>>>(grads, m_, plain_table_, plain, grad_scale_, s,
+                                                                             plain_row_counts_);
+            KERNEL_CHECK("nonzero_signs_rows_kernel");
+        }
+        sum_over_rows_and_ranks(plain_row_counts_, 1, plain_table_, plain, plain_total_, plain_counts_);
+        if (plain > 0) {
+            l2_steps_kernel<<<unsigned(ceil_div(size_t(plain), 128)), 128, 0, stream_>>>(plain_counts_, plain_table_, plain, s,
+                                                                                         l2_steps_);
+            KERNEL_CHECK("l2_steps_kernel");
+        }
+        return l2_steps_;
+    }
+
     void start_control(float* params, const LionScalars& s) {
         const int controlled = int(controlled_.size());
         start_control_kernel<<<controlled_rows_, kThreads, 0, stream_>>>(params, directions_, row_partials_, controlled_table_,
                                                                          controlled, s);
         KERNEL_CHECK("start_control_kernel");
         const bool per_row = config_.control == ControlScope::rows;
-        if (!per_row) {
+        if (!per_row) {  // a tensor controlled as a whole is on one rank: its sums need no other
             sum_rows_kernel<<<controlled, kThreads, 0, stream_>>>(row_partials_, 1, controlled_table_, tensor_partials_);
             KERNEL_CHECK("sum_rows_kernel (norms)");
         }
@@ -708,13 +782,14 @@ private:
         KERNEL_CHECK("record_norms_kernel");
     }
 
+    // Per-tensor control: the tensor is whole on one rank (optim/partition.h), so its sums need no other.
     void per_tensor_step(float* params, const float* grads, const LionScalars& s, const float* w_before, RowSumsDevice* row_sums,
                          float* update) {
         const int controlled = int(controlled_.size());
         const unsigned rows = controlled_rows_;
-        double* xu_xx = tensor_partials_;                         // (controlled, 2)
-        double* uu = tensor_partials_ + 2 * size_t(controlled);   // (controlled)
-        double* sq = uu;                                          // reused once uu is consumed by tensor_step_kernel
+        double* xu_xx = tensor_partials_;                             // (controlled tensors, 2) by ordinal
+        double* uu = tensor_partials_ + 2 * controlled_total_;        // (controlled tensors) by ordinal
+        double* sq = uu;                                              // reused once uu is consumed by tensor_step_kernel
         tensor_direction_kernel<<<rows, kThreads, 0, stream_>>>(params, grads, m_, u_, row_partials_, controlled_table_, controlled,
                                                                 grad_scale_, s, row_sums);
         KERNEL_CHECK("tensor_direction_kernel");
@@ -740,11 +815,16 @@ private:
     std::vector<TensorSlice> tensors_;
     std::vector<TensorRole> roles_;
     cudaStream_t stream_;
+    SumAcrossRanks sum_across_ranks_;  // empty: one rank
     StepSumsDevice sums_;
-    std::vector<PlainTensor> plain_;
-    std::vector<ControlledTensor> controlled_;
-    size_t total_ = 0, controlled_elements_ = 0;
-    unsigned plain_blocks_ = 0, plain_rows_ = 0, controlled_rows_ = 0, groups_ = 0;
+    std::vector<PlainTensor> plain_;            // the plain tensors the shard holds rows of
+    std::vector<ControlledTensor> controlled_;  // the controlled ones
+    size_t total_ = 0, begin_ = 0, end_ = 0;    // the shard: [begin_, end_) of total_ parameters
+    size_t controlled_elements_ = 0;            // held
+    size_t plain_total_ = 0, controlled_total_ = 0;  // all tensors of each kind, held or not
+    // The rank-independent sizes of the per-group and per-element state, and where this shard's part starts.
+    size_t groups_total_ = 0, groups_first_ = 0, directions_total_ = 0, directions_first_ = 0, controlled_first_ = 0;
+    unsigned plain_blocks_ = 0, plain_rows_ = 0, controlled_rows_ = 0, groups_ = 0;  // held
     int max_cols_ = 0;
     DeviceMemory memory_, update_, w_before_;
     std::vector<Buffer> state_;
@@ -752,15 +832,15 @@ private:
     float *m_ = nullptr, *norms_ = nullptr, *norm_ema_ = nullptr, *snr_ema_ = nullptr;
     float *gains_ = nullptr, *gain_m_ = nullptr, *directions_ = nullptr;
     float* grad_scale_ = nullptr;  // (1)
-    float* u_ = nullptr;           // (controlled elements) per-tensor control: the direction between passes
+    float* u_ = nullptr;           // (controlled elements held) per-tensor control: the direction between passes
     float* step_ = nullptr;        // (controlled tensors) per-tensor control: the step length
     int* moved_ = nullptr;         // (controlled tensors) per-tensor control: whether the tensor moves
     float* l2_steps_ = nullptr;    // (plain tensors) LionA: the step length of each tensor's l2 rule
-    double* row_partials_ = nullptr;     // (controlled rows, 3) per-row partial sums
+    double* row_partials_ = nullptr;     // (controlled rows held, 3) per-row partial sums
     double* tensor_partials_ = nullptr;  // (controlled tensors, 3) their per-tensor sums
     double* k_scale_ = nullptr;          // (controlled tensors) the RRC correction's step scale
-    double* plain_row_counts_ = nullptr; // (plain rows) LionA: each row's count of non-zero signs
-    double* plain_counts_ = nullptr;     // (plain tensors) their per-tensor sums
+    double* plain_row_counts_ = nullptr; // (plain rows held) LionA: each row's count of non-zero signs
+    double* plain_counts_ = nullptr;     // (plain tensors) their per-tensor sums over all rows
     PlainTensor* plain_table_ = nullptr;
     ControlledTensor* controlled_table_ = nullptr;
 };
@@ -768,8 +848,8 @@ private:
 }  // namespace
 
 std::unique_ptr<CudaOptimizer> make_lion_cuda(const OptimizerConfig& config, const std::vector<TensorSlice>& tensors,
-                                              cudaStream_t stream) {
-    return std::make_unique<LionCuda>(config, tensors, stream);
+                                              cudaStream_t stream, const ParameterShard& shard, SumAcrossRanks sum_across_ranks) {
+    return std::make_unique<LionCuda>(config, tensors, shard, std::move(sum_across_ranks), stream);
 }
 
 }  // namespace coldstart::cuda

@@ -1,5 +1,7 @@
 #include "optim/cuda/step_sums.cuh"
 
+#include <algorithm>
+
 #include "optim/step_sums.h"  // angle_from_sums, on host and device
 
 namespace coldstart::cuda {
@@ -50,12 +52,17 @@ __global__ void reduce_tensor_sums(const RowSumsDevice* rows, const TensorRows* 
 
 }  // namespace
 
-StepSumsDevice::StepSumsDevice(const std::vector<TensorSlice>& tensors, const std::vector<int>& snr_index, cudaStream_t stream) {
+StepSumsDevice::StepSumsDevice(const std::vector<TensorSlice>& tensors, const ParameterShard& shard, const std::vector<int>& snr_index,
+                               cudaStream_t stream) {
+    const size_t begin = std::min(shard.begin, total_parameters(tensors));
     for (size_t k = 0; k < tensors.size(); ++k) {
         const TensorSlice& t = tensors[k];
-        host_table_.push_back({t.offset, total_rows_, t.rows, int(t.numel / size_t(t.rows)), t.is_matrix ? 1 : 0,
-                               snr_index.empty() ? -1 : snr_index[k]});
-        total_rows_ += unsigned(t.rows);
+        const RowRange held = rows_in_shard(t, shard);
+        const size_t cols = t.numel / size_t(t.rows), rows = held.last - held.first;
+        const bool reports_snr = !snr_index.empty() && !held.empty() && held.first == 0;
+        host_table_.push_back({held.empty() ? 0 : t.offset + held.first * cols - begin, total_rows_, int(rows), int(cols),
+                               t.is_matrix ? 1 : 0, reports_snr ? snr_index[k] : -1});
+        total_rows_ += unsigned(rows);
     }
     const size_t row_bytes = size_t(total_rows_) * sizeof(RowSumsDevice);
     const size_t sum_bytes = tensors.size() * sizeof(TensorStepSums);

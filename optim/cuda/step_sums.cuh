@@ -11,6 +11,7 @@
 
 #include "common/cuda/common.cuh"
 #include "optim/optimizer.h"
+#include "optim/partition.h"
 
 namespace coldstart::cuda {
 
@@ -19,13 +20,15 @@ struct RowSumsDevice {
     double w_sq, d_sq, w_dot_d, g_sq, g_dot_mprev, mprev_sq, m_sq;
 };
 
-// Where each tensor's rows are in the row-sum buffer, and what the reduction needs to know of it.
+// Where the rows of each tensor that the shard holds are in the row-sum buffer, and what the reduction
+// needs to know of them. A tensor the shard holds no rows of has rows = 0 (its sums are zeros).
 struct TensorRows {
-    size_t offset;     // into the flat parameter buffer
-    unsigned first;    // its first row's index in the row-sum buffer (over all tensors)
-    int rows, cols;
+    size_t offset;     // of its first row held, into the shard's part of the flat parameter buffer
+    unsigned first;    // that row's index in the row-sum buffer (over all tensors)
+    int rows, cols;    // rows held
     int is_matrix;     // its rows' angles count (angle_rows)
-    int snr;           // a controlled tensor: its index into the step-scale array (LionAR's k); -1: not controlled
+    int snr;           // reports LionAR's step scale k: its index into the step-scale array; -1: a tensor not
+                       // controlled, or one whose first row another shard holds (that shard reports it)
 };
 
 // Adds one element's values into a thread's partial row sums; the block then adds them (block_row_sums).
@@ -71,11 +74,13 @@ __device__ inline void store_block_row_sums(const ThreadRowSums& t, RowSumsDevic
     store_block_moment_sums(t, out, shared);
 }
 
-// The device buffers of a measured step: row sums for every row of every tensor, the tensors' sums,
-// and the table that maps one to the other.
+// The device buffers of a measured step: row sums for every row the shard holds, the tensors' sums (of
+// those rows: ZeRO-1's ranks add theirs up, as the CPU's do), and the table that maps one to the other.
 class StepSumsDevice {
 public:
-    StepSumsDevice(const std::vector<TensorSlice>& tensors, const std::vector<int>& snr_index, cudaStream_t stream);
+    // snr_index: per tensor, its index into the step-scale array (LionAR's controlled tensors), or -1; empty: all -1.
+    StepSumsDevice(const std::vector<TensorSlice>& tensors, const ParameterShard& shard, const std::vector<int>& snr_index,
+                   cudaStream_t stream);
     RowSumsDevice* rows() const { return rows_; }              // (total rows)
     const TensorRows* table() const { return table_; }         // (tensors)
     const std::vector<TensorRows>& host_table() const { return host_table_; }

@@ -10,6 +10,7 @@
 // order and rounding differ more from a sequential fp32 sum than FMA loops do.
 #include <doctest/doctest.h>
 
+#include <array>
 #include <cmath>
 #include <tuple>
 #include <vector>
@@ -20,6 +21,7 @@
 #include "layers/attention.h"
 #include "layers/classifier.h"
 #include "layers/cuda/attention.cuh"
+#include "layers/cuda/attention_mma.cuh"
 #include "layers/cuda/classifier.cuh"
 #include "layers/cuda/encoder.cuh"
 #include "layers/cuda/gelu.cuh"
@@ -298,6 +300,25 @@ Floats lse_reference(const Floats& qkv, int B, int Tn, int C, int NH) {
     return lse;
 }
 
+// dq, dk and dv, each against its part of the CPU's dqkv: returns the three relative errors. Where a part is
+// exactly 0 (T = 1: one key, whose softmax weight is 1 whatever q and k are, so dQ = dK = 0), the kernel leaves the
+// rounding residue of dP - D, two sums of the same products in different orders (about 1e-8 here): that part is
+// measured against the size of the whole gradient instead, which still fails a kernel writing garbage.
+std::array<double, 3> attention_gradient_errors(const Floats& dqkv, const Floats& dqkv_ref, int C) {
+    const double whole = test_util::l2_norm(dqkv_ref);
+    std::array<double, 3> errors{};
+    for (int part = 0; part < 3; ++part) {
+        Floats got, ref;
+        for (size_t i = 0; i < dqkv.size(); ++i)
+            if (int(i % (3 * size_t(C)) / size_t(C)) == part) {
+                got.push_back(dqkv[i]);
+                ref.push_back(dqkv_ref[i]);
+            }
+        errors[size_t(part)] = test_util::l2_norm(ref) > 0 ? rel(got, ref) : test_util::l2_norm(got) / whole;
+    }
+    return errors;
+}
+
 }  // namespace
 
 TEST_CASE_TEMPLATE("cuda attention: flash-style forward and the two-pass backward", T, float, bf16) {
@@ -324,24 +345,63 @@ TEST_CASE_TEMPLATE("cuda attention: flash-style forward and the two-pass backwar
         cpu::attention_backward(dqkv_ref.data(), dout.data(), qkv.data(), att_ref.data(), B, Tn, C, NH);
         cuda::attention_backward<T>(d_dqkv, d_dout, d_qkv, d_out, d_lse, d_scratch, B, Tn, C, NH, 0);
         const Floats dqkv = d_dqkv.download();
-        // Per part, so that a wrong dK does not hide behind a right dQ. Where a part is exactly 0 (T = 1: one
-        // key, whose softmax weight is 1 whatever q and k are, so dQ = dK = 0), the kernel leaves the rounding
-        // residue of dP - D, two sums of the same products in different orders (about 1e-8 here): that part is
-        // measured against the size of the whole gradient instead, which still fails a kernel writing garbage.
-        const double whole = test_util::l2_norm(dqkv_ref);
-        for (int part = 0; part < 3; ++part) {
-            Floats got, ref;
-            for (size_t i = 0; i < qkv.size(); ++i)
-                if (int(i % (3 * size_t(C)) / size_t(C)) == part) {
-                    got.push_back(dqkv[i]);
-                    ref.push_back(dqkv_ref[i]);
-                }
-            const double err = test_util::l2_norm(ref) > 0 ? rel(got, ref) : test_util::l2_norm(got) / whole;
-            CHECK_MESSAGE(err < tolerance<T>(), "d" << std::string(1, "qkv"[part]) << " relative error " << err);
-        }
+        // Per part, so that a wrong dK does not hide behind a right dQ.
+        const std::array<double, 3> errors = attention_gradient_errors(dqkv, dqkv_ref, C);
+        for (int part = 0; part < 3; ++part)
+            CHECK_MESSAGE(errors[size_t(part)] < tolerance<T>(), "d" << std::string(1, "qkv"[part]) << " relative error " << errors[size_t(part)]);
         d_dqkv.poison();
         cuda::attention_backward<T>(d_dqkv, d_dout, d_qkv, d_out, d_lse, d_scratch, B, Tn, C, NH, 0);
         CHECK_MESSAGE(same_bits(d_dqkv.download(), dqkv), "attention backward: two runs gave different bits");
+    }
+}
+
+// The tensor-core kernels (bf16 only). Tolerances: the inputs are bf16 on both sides; the kernel rounds P and dS to
+// bf16 before the products that use them (unit round-off 2^-9 = 2e-3 per element, about 1e-3 in l2 over many
+// elements), and the outputs once more: 1e-2, as every bf16 kernel here. lse comes from fp32 sums of exact bf16
+// products: 1e-5, as the other fp32 outputs.
+TEST_CASE("cuda attention on tensor cores (bf16): forward, lse and the backward against the CPU at ragged T") {
+    // (B, T, C, NH): head sizes 64 and 128; T = 1, 37 (part of a tile), 64 and 128 (whole tiles, no padding), 81 (a
+    // tile of 64 and 17 rows) and 130 (two tiles and 2 rows; for head size 128 the backward's steps of 32 keys or
+    // queries end on 2 rows too).
+    for (const auto& shape : {std::tuple{3, 1, 128, 2}, std::tuple{2, 37, 192, 3}, std::tuple{1, 64, 64, 1},
+                              std::tuple{2, 81, 64, 1}, std::tuple{1, 130, 128, 2}, std::tuple{2, 1, 128, 1},
+                              std::tuple{1, 37, 256, 2}, std::tuple{1, 128, 128, 1}, std::tuple{2, 81, 128, 1},
+                              std::tuple{1, 130, 384, 3}}) {
+        const int B = std::get<0>(shape), Tn = std::get<1>(shape), C = std::get<2>(shape), NH = std::get<3>(shape);
+        CAPTURE(B); CAPTURE(Tn); CAPTURE(C); CAPTURE(NH);
+        REQUIRE(cuda::attention_mma_supports(C, NH));
+        const size_t BT = size_t(B) * Tn;
+        Rng rng(uint64_t(Tn * 11 + C));
+        const Floats qkv = random_floats<bf16>(rng, BT * 3 * C), dout = random_floats<bf16>(rng, BT * C);
+        Buffer<bf16> d_qkv(qkv.size()), d_out(BT * C), d_dout(dout.size()), d_dqkv(qkv.size());
+        Buffer<float> d_lse(BT * NH), d_scratch(BT * NH);
+        d_qkv.upload(qkv);
+        d_dout.upload(dout);
+        cuda::attention_mma_forward(d_out, d_lse, d_qkv, B, Tn, C, NH, 0);
+        Floats out_ref(BT * C), att_ref(size_t(B) * NH * Tn * Tn);
+        cpu::attention_forward(out_ref.data(), att_ref.data(), qkv.data(), B, Tn, C, NH);
+        const Floats out = d_out.download(), lse = d_lse.download();
+        const double out_err = rel(out, out_ref), lse_err = rel(lse, lse_reference(qkv, B, Tn, C, NH));
+        CHECK(out_err < tolerance<bf16>());
+        CHECK(lse_err < fp32_out_tolerance<bf16>());
+
+        Floats dqkv_ref(qkv.size(), 0.0f);
+        cpu::attention_backward(dqkv_ref.data(), dout.data(), qkv.data(), att_ref.data(), B, Tn, C, NH);
+        cuda::attention_mma_backward(d_dqkv, d_dout, d_qkv, d_out, d_lse, d_scratch, B, Tn, C, NH, 0);
+        const Floats dqkv = d_dqkv.download();
+        const std::array<double, 3> errors = attention_gradient_errors(dqkv, dqkv_ref, C);
+        for (int part = 0; part < 3; ++part)
+            CHECK_MESSAGE(errors[size_t(part)] < tolerance<bf16>(), "d" << std::string(1, "qkv"[part]) << " relative error " << errors[size_t(part)]);
+        MESSAGE("head size " << C / NH << ", T " << Tn << ": out " << out_err << ", lse " << lse_err << ", dq " << errors[0] << ", dk "
+                             << errors[1] << ", dv " << errors[2]);
+
+        d_out.poison();
+        d_dqkv.poison();
+        cuda::attention_mma_forward(d_out, d_lse, d_qkv, B, Tn, C, NH, 0);
+        cuda::attention_mma_backward(d_dqkv, d_dout, d_qkv, d_out, d_lse, d_scratch, B, Tn, C, NH, 0);
+        CHECK_MESSAGE(same_bits(d_out.download(), out), "attention forward (tensor cores): two runs gave different bits");
+        CHECK_MESSAGE(same_bits(d_lse.download(), lse), "attention forward (tensor cores): two runs gave different lse bits");
+        CHECK_MESSAGE(same_bits(d_dqkv.download(), dqkv), "attention backward (tensor cores): two runs gave different bits");
     }
 }
 

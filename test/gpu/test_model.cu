@@ -48,6 +48,17 @@ GPT2Config small_config() {
     return c;
 }
 
+// Head size 64, so that the bf16 path runs the tensor-core attention (layers/cuda/attention_mma.cu; small_config's
+// head size 24 takes the fp32 SIMT kernel), one head to keep the emulated runs short (the kernel tests take 1-3),
+// and T up to 96: two query tiles of 64, the second ragged.
+GPT2Config tensor_core_config() {
+    GPT2Config c = small_config();
+    c.max_seq_len = 96;
+    c.channels = 64;
+    c.num_heads = 1;
+    return c;
+}
+
 // Every parameter random (gains near 1, non-zero biases) so that no term hides behind a 0 or a 1;
 // padded vocabulary rows 0. Rounded to bf16 when the GPU side runs in bf16, so both sides see the
 // same weights.
@@ -199,6 +210,7 @@ TEST_CASE("cuda model vs CPU model, fp32: logits, loss, 16 gradients") {
 
 TEST_CASE("cuda model vs CPU model, bf16: logits, loss, 16 gradients") {
     compare_with_cpu(small_config(), options("bf16", 1), 3, 37, 1e-2, 3e-2);
+    compare_with_cpu(tensor_core_config(), options("bf16", 1), 2, 70, 1e-2, 3e-2);
 }
 
 TEST_CASE("cuda model, GELU fusion (cuBLASLt epilogues) vs CPU model") {
@@ -244,16 +256,18 @@ TEST_CASE("cuda model, cuDNN attention: the workspace is in the memory plan and 
 // With GELU fusion too: there the recomputation redoes the fc product with cuBLASLt's GELU epilogue (bf16 shows
 // it: our GELU kernel on the rounded pre-activation gives other bits than the epilogue's).
 TEST_CASE("cuda model: -r 0, 1 and 2 give the same bits, with and without GELU fusion") {
-    const GPT2Config c = small_config();
-    const Floats params = random_params(c, 5, true);
-    const auto batches = random_batches(1, 3, 37, c.vocab_size, 8);
+    const auto batches = random_batches(1, 3, 37, small_config().vocab_size, 8);
     for (int fusion : {0, 1})
-    for (const char* precision : {"fp32", "bf16"}) {
+    for (const char* precision : {"fp32", "bf16", "bf16 tensor cores"}) {
         CAPTURE(fusion);
         CAPTURE(precision);
+        const bool tensor_cores = std::string(precision) == "bf16 tensor cores";
+        if (tensor_cores && fusion) continue;  // the fusion does not touch attention
+        const GPT2Config c = tensor_cores ? tensor_core_config() : small_config();
+        const Floats params = random_params(c, 5, true);
         std::vector<Result> results;
         for (int r = 0; r <= 2; ++r) {
-            auto backend = make_cuda_backend(c, 3, 37, OptimizerConfig{}, options(precision, r, fusion));
+            auto backend = make_cuda_backend(c, 3, 37, OptimizerConfig{}, options(tensor_cores ? "bf16" : precision, r, fusion));
             results.push_back(gpu_step(*backend, params, batches[0]));
         }
         for (int r = 1; r <= 2; ++r) {
@@ -332,6 +346,8 @@ TEST_CASE("cuda backend: two runs give the same bits (losses, norms, parameters)
         if (o.attention == "cudnn") {
             cc.channels = 128;
             cc.num_heads = 2;
+        } else if (o.precision == "bf16" && o.recompute == 1) {
+            cc = tensor_core_config();
         }
         const Floats params = random_params(cc, 4, o.precision == "bf16");
         Floats losses[2], norms[2], finals[2];

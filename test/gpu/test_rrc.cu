@@ -284,12 +284,13 @@ std::vector<std::pair<std::string, double>> rrc_fields(const std::string& log) {
 
 }  // namespace
 
-// The trainer writes the GPU's RRC (fp32, so that it can be compared with the CPU trainer's at 1e-4: two steps of
-// direct control, whose run logs the uncontrolled lm head's RRC too, and of AdamW on two processes: NCCL, the
-// emulated device's ranks are processes). A
+// The trainer writes the GPU's RRC (fp32, so that it can be compared with the CPU trainer's at 1e-4): two steps of
+// direct control (lionar, whose run logs the uncontrolled lm head's RRC too), of AdamW on two processes (NCCL, the
+// emulated device's ranks are processes) and of direct control on two processes with ZeRO-1 (liona, whose shards
+// cut controlled tensors: each rank scales its rows). A
 // byte-level d1 on tinyshakespeare's first bytes: a measured step emulates a block per weight row, which GPT-2's
 // 50304-row embedding would make minutes long.
-TEST_CASE("trainer binary on the GPU: --metrics-rrc 1 and --rrc-target log the CPU trainer's RRC, on one process and on two") {
+TEST_CASE("trainer binary on the GPU: --metrics-rrc 1 and --rrc-target log the CPU trainer's RRC, on one process and on two (-z 0, -z 1)") {
     test_util::TempDir dir;
     const std::string text = test_util::read_text(test_util::data_path("tinyshakespeare/input.txt")).substr(0, 16384);
     test_util::write_shard(dir / "bytes.bin", std::vector<uint16_t>(text.begin(), text.end()));
@@ -299,7 +300,8 @@ TEST_CASE("trainer binary on the GPU: --metrics-rrc 1 and --rrc-target log the C
         std::string name, launcher, flags;
     };
     const std::vector<Run> runs = {{"control", "", " --optimizer lionar --rrc-target 0.02"},
-                                   {"two", "tools/launch_local.sh 2 ", " -z 0 -d 64"}};
+                                   {"two", "tools/launch_local.sh 2 ", " -z 0 -d 64"},
+                                   {"zero", "tools/launch_local.sh 2 ", " -z 1 -d 64 --optimizer liona --rrc-target 0.02"}};
     for (const Run& run : runs) {
         CAPTURE(run.name);
         const std::string gpu_dir = dir / ("gpu_" + run.name), cpu_dir = dir / ("cpu_" + run.name);
@@ -317,8 +319,8 @@ TEST_CASE("trainer binary on the GPU: --metrics-rrc 1 and --rrc-target log the C
             CAPTURE(g[i].first);
             REQUIRE(g[i].first == r[i].first);
             worst = std::max(worst, std::fabs(g[i].second / r[i].second - 1));
-            // Under control (lionar's four matrices; the lr is constant): the target itself.
-            if (run.name == "control" && g[i].first != "wte") CHECK(std::fabs(g[i].second / 0.02 - 1) < 1e-4);
+            // Under control (lionar's four matrices, every linear layer of liona; the lr is constant): the target.
+            if ((run.name == "control" && g[i].first != "wte") || run.name == "zero") CHECK(std::fabs(g[i].second / 0.02 - 1) < 1e-4);
         }
         CHECK(worst < 1e-4);
         MESSAGE(run.name << ": worst relative difference of the logged RRC from the CPU trainer's " << worst);
