@@ -7,6 +7,9 @@
 #   make train         the README's quickstart: a small GPT-2 on tinyshakespeare (GPU if present, else CPU)
 #   make deps          installs the Debian packages the build and tests need
 #   make check-includes  the layout's floors: no #include goes up a floor or sideways (tools/check_includes.py)
+#   make check-sass    the hot CUDA kernels compiled for sm_90: no spills, no stack frames, 128-bit accesses
+#                      (tools/check_sass.py; needs nvcc, says skipped without it)
+#   make roofline      the speed of light of one training step of GPT-2 124M at B=64, T=1024 (a model)
 #
 # Variables: DATA (folder with gpt2/ and tinyshakespeare/, default ../shared/data), NVCC, CXX,
 # ARCH_FLAGS (host CPU flags, default -march=native), NO_CUDA=1 (never use nvcc).
@@ -43,7 +46,7 @@ TEST_OBJS := $(TEST_SRCS:%.cpp=$(BUILD)/%.o)
 TOOL_SRCS := $(wildcard tools/*.cpp)
 TOOL_BINS := $(TOOL_SRCS:tools/%.cpp=$(BUILD)/tools/%)
 
-.PHONY: all cpu test train deps check-deps check-test-deps check-data check-includes clean bench-cpu study-cpu
+.PHONY: all cpu test train deps check-deps check-test-deps check-data check-includes check-sass roofline clean bench-cpu study-cpu
 all: train_gpt2 $(TOOL_BINS)
 
 # ---- dependencies: found by compiling a probe; installed from Debian when we are root ----
@@ -63,6 +66,16 @@ check-test-deps:
 # The floors of the layout (README, "Layout"): every #include goes down a floor or stays in its folder.
 check-includes:
 	@$(PYTHON) tools/check_includes.py
+
+# The hot kernels' static performance checks (issue 13): ptxas's spills and stack frames, and the
+# 128-bit (and tensor-core) instructions of the sm_90 code; the table of kernels is in the script.
+check-sass:
+	@$(PYTHON) tools/check_sass.py
+
+# Per kernel of one bf16 training step: bytes, FLOPs, bound and least time on an H100 SXM and an H200,
+# the sums and the tokens/s they allow (model/roofline.h). A model, never a measurement.
+roofline: $(BUILD)/tools/roofline
+	@./$(BUILD)/tools/roofline d12 64 1024
 
 # ---- objects ----
 $(BUILD)/%.o: %.cpp | $(DEPS_STAMP)

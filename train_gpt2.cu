@@ -34,10 +34,10 @@
 #include "data/tokenizer.h"
 #include "dist/communicator.h"
 #include "dist/process_group.h"
-#include "optim/grad_norm.h"
 #include "optim/outlier.h"
 #include "optim/schedule.h"
 #include "optim/rrc.h"
+#include "optim/step_gate.h"
 #include "optim/update_metrics.h"
 
 #ifdef COLDSTART_CUDA
@@ -509,12 +509,11 @@ static void train_step(Run& r, int64_t step, Progress& p, const Eta& eta) {
     const bool measured = cfg.metrics_every > 0 && step % cfg.metrics_every == 0;
     const int micro_total = r.accum * r.processes();
     r.backend->zero_grad();
-    double loss = 0;
     NoiseScaleSums noise;  // the first micro-batch's gradient against the step's, for B_noise
     for (int micro = 0; micro < r.accum; ++micro) {
         r.train_loader->next_batch();
-        loss += r.backend->forward_backward(r.train_loader->inputs(), r.train_loader->targets(), 1.0f / float(micro_total),
-                                            micro == r.accum - 1);
+        r.backend->forward_backward(r.train_loader->inputs(), r.train_loader->targets(), 1.0f / float(micro_total),
+                                    micro == r.accum - 1);
         if (measured && r.accum > 1 && micro == 0) {
             // This process's gradient so far is g_1 / micro_total, its first micro-batch's (not yet summed
             // across processes). Averaged over the processes: an estimate of |G_b|^2 for b = B*T tokens.
@@ -522,33 +521,32 @@ static void train_step(Run& r, int64_t step, Progress& p, const Eta& eta) {
             noise = {small * small / r.processes(), double(r.B) * r.T, 0.0, double(r.step_tokens())};
         }
     }
-    r.comm->all_reduce_sum(&loss, 1);
-    loss /= micro_total;
     if (measured && r.accum > 1) r.comm->all_reduce_sum(&noise.small_sq, 1);
-    if (r.inject_nonfinite.count(step)) loss = NAN;
-    const float norm = r.backend->grad_norm();
     const float lr = r.schedule.at(int(step));
 
-    // A step with a non-finite or spiking loss or gradient norm is skipped: its batch is consumed,
-    // the weights and optimizer state stay as they were. Every process decides alike: loss and norm
-    // are already summed over all of them.
-    const bool finite = std::isfinite(loss) && std::isfinite(norm);
-    const char* skip = !finite ? "non-finite loss or gradient norm"
-                     : cfg.skip_loss_z > 0 && p.loss_detector.z_score(loss) > cfg.skip_loss_z ? "loss spike"
-                     : cfg.skip_norm_z > 0 && p.norm_detector.z_score(norm) > cfg.skip_norm_z ? "gradient-norm spike"
-                     : nullptr;
+    // A step with a non-finite or spiking loss or gradient norm is skipped: its batch is consumed, the
+    // weights and optimizer state stay as they were. The backend decides where the loss and the norm are
+    // (on the GPU: on the device, so the update never waits for the host) from limits the detectors set
+    // before the step; every process decides alike, the loss and norm being summed over all of them.
+    // step_report() is the step's one wait for the device: the numbers to log.
+    StepPlan plan{lr, p.optimizer_t + 1, cfg.grad_clip, r.inject_nonfinite.count(step) > 0,
+                  p.loss_detector.limit(cfg.skip_loss_z), p.norm_detector.limit(cfg.skip_norm_z)};
+    plan.rrc_target = float(rrc_target_at(r.opt, lr, cfg.lr, plan.t));  // 0 without direct RRC control
     StepMeasurement measurement;
     measurement.with_rrc = cfg.metrics_rrc != 0;
+    r.backend->optimizer_step(plan, measured ? &measurement : nullptr);
+    const StepReport report = r.backend->step_report();
+    const double loss = report.loss;
+    const float norm = report.norm;
+    const char* skip = verdict_reason(report.verdict);
     if (!skip) {
         ++p.optimizer_t;
-        const float rrc_target = float(rrc_target_at(r.opt, lr, cfg.lr, p.optimizer_t));
-        r.backend->optimizer_step({lr, clip_scale(norm, cfg.grad_clip), p.optimizer_t, rrc_target}, measured ? &measurement : nullptr);
         p.loss_detector.add(loss);
         p.norm_detector.add(norm);
         p.bad_in_row = 0;
     } else {
         ++p.skipped;
-        p.bad_in_row = finite ? 0 : p.bad_in_row + 1;
+        p.bad_in_row = report.verdict == StepVerdict::nonfinite ? p.bad_in_row + 1 : 0;
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 

@@ -16,6 +16,7 @@
 
 #include "model/gpt2_config.h"
 #include "optim/optimizer.h"
+#include "optim/step_gate.h"
 #include "optim/update_metrics.h"
 
 namespace coldstart {
@@ -26,20 +27,29 @@ public:
     virtual std::string device_name() const = 0;
     virtual const GPT2Config& config() const = 0;
 
-    virtual void zero_grad() = 0;
-    // One micro-batch: tokens and targets (B,T). Returns its mean loss and accumulates the gradient of
-    // loss * loss_scale (loss_scale = 1 / micro-batches per step over all processes). After the step's
-    // last micro-batch the gradient is summed across the processes (overlapped with the backward pass
-    // where the hardware allows), so grad_norm() and optimizer_step() see the whole step's gradient.
-    virtual float forward_backward(const int* inputs, const int* targets, float loss_scale, bool last_micro_batch = true) = 0;
+    virtual void zero_grad() = 0;  // also starts the step's loss at 0
+    // One micro-batch: tokens and targets (B,T). Accumulates the gradient of loss * loss_scale (loss_scale =
+    // 1 / micro-batches per step over all processes) and adds the micro-batch's mean loss to the step's,
+    // where the backend computes (on the GPU nothing waits for the device: no host round trip). After the
+    // step's last micro-batch the gradient is summed across the processes (overlapped with the backward
+    // pass where the hardware allows), so optimizer_step() sees the whole step's; the loss is summed there.
+    virtual void forward_backward(const int* inputs, const int* targets, float loss_scale, bool last_micro_batch = true) = 0;
     virtual float evaluate(const int* inputs, const int* targets) = 0;  // mean loss, no gradient
-    // The l2 norm of the gradient accumulated so far: this process's before the last micro-batch, the
-    // whole step's (all processes) after it.
+    // Read now (on the GPU a round trip; the training loop reads step_report() instead): this process's mean
+    // loss over the micro-batches since zero_grad(), and the l2 norm of the gradient accumulated so far
+    // (this process's before the last micro-batch, the whole step's after it).
+    virtual double step_loss() = 0;
     virtual float grad_norm() = 0;
-    // The update. With a measurement (a measured step of --metrics-every), also fills measure->tensors
-    // and, if measure->with_rrc, measure->rrc from the last micro-batch's activations (of every process:
-    // the sums are over all of their tokens), the same on every process.
-    virtual void optimizer_step(const StepContext& ctx, StepMeasurement* measure = nullptr) = 0;
+    // The update, taken or skipped as step_verdict(plan, loss, norm) (optim/step_gate.h) decides from the
+    // step's mean loss over its micro-batches and processes and the whole step's gradient norm, with the
+    // gradient clipped to plan.grad_clip. The CUDA backend computes the norm, the verdict and the clip scale
+    // on the device, so the update does not wait for the host. With a measurement (a measured step of
+    // --metrics-every), also fills measure->tensors and, if measure->with_rrc, measure->rrc from the last
+    // micro-batch's activations (of every process: the sums are over all of their tokens), the same on
+    // every process (reading them waits for the step); on a skipped step they mean nothing.
+    virtual void optimizer_step(const StepPlan& plan, StepMeasurement* measure = nullptr) = 0;
+    // The last optimizer_step's loss, norm and verdict: the step's one read (on the GPU it waits for the step).
+    virtual StepReport step_report() = 0;
 
     // Next-token probabilities (V) after the sequence tokens[0..n), for sampling.
     virtual void next_token_probs(const int* tokens, int n, std::vector<float>& probs) = 0;

@@ -41,10 +41,13 @@ public:
     void zero_grad() override {
         model_.zero_grad();
         grads_scattered_ = false;
+        loss_sum_ = 0;
+        micro_batches_ = 0;
     }
 
-    float forward_backward(const int* inputs, const int* targets, float loss_scale, bool last_micro_batch) override {
-        const float loss = model_.forward(inputs, targets, B_, T_);
+    void forward_backward(const int* inputs, const int* targets, float loss_scale, bool last_micro_batch) override {
+        loss_sum_ += model_.forward(inputs, targets, B_, T_);
+        ++micro_batches_;
         model_.backward(loss_scale);
         if (last_micro_batch && comm_ && comm_->size() > 1) {
             std::vector<float>& g = model_.grads();
@@ -55,10 +58,11 @@ public:
                 comm_->all_reduce_sum(g.data(), g.size());
             }
         }
-        return loss;
     }
 
     float evaluate(const int* inputs, const int* targets) override { return model_.forward(inputs, targets, B_, T_); }
+
+    double step_loss() override { return loss_sum_ / double(micro_batches_); }
 
     float grad_norm() override {
         const std::vector<float>& g = model_.grads();
@@ -69,7 +73,38 @@ public:
         return float(std::sqrt(sq));
     }
 
-    void optimizer_step(const StepContext& ctx, StepMeasurement* measure) override {
+    void optimizer_step(const StepPlan& plan, StepMeasurement* measure) override {
+        const bool many = comm_ && comm_->size() > 1;
+        double loss = loss_sum_;
+        if (many) comm_->all_reduce_sum(&loss, 1);
+        loss = plan.poison_loss ? double(NAN) : loss / double(micro_batches_ * (many ? comm_->size() : 1));
+        const float norm = grad_norm();
+        report_ = {loss, norm, step_verdict(plan, loss, norm)};
+        if (report_.verdict == StepVerdict::taken) step(StepContext{plan.lr, clip_scale(norm, plan.grad_clip), plan.t, plan.rrc_target}, measure);
+    }
+
+    StepReport step_report() override { return report_; }
+
+    void next_token_probs(const int* tokens, int n, std::vector<float>& probs) override {
+        // Only the last T tokens fit the model's window.
+        const int window = n < T_ ? n : T_;
+        model_.forward(tokens + (n - window), nullptr, 1, window);
+        const int V = config().vocab_size, Vp = config().padded_vocab_size;
+        const float* last = model_.probs() + size_t(window - 1) * size_t(Vp);
+        probs.assign(last, last + V);
+    }
+
+    void get_parameters(float* host) override {
+        std::memcpy(host, model_.params().data(), model_.params().size() * sizeof(float));
+    }
+    void set_parameters(const float* host) override {
+        std::memcpy(model_.params().data(), host, model_.params().size() * sizeof(float));
+    }
+    Optimizer& optimizer() override { return *optimizer_; }
+
+private:
+    // The update itself, once the verdict has taken it.
+    void step(const StepContext& ctx, StepMeasurement* measure) {
         float* params = model_.params().data();
         const bool rrc = measure && measure->with_rrc, control = !controlled_.empty();
         if (rrc || control) before_ = model_.params();  // W_t: the RRC's W, and dW = W_{t+1} - W_t
@@ -142,24 +177,6 @@ public:
         return frobenius_dot(weight_gram_.data(), gram_.data(), in * in);
     }
 
-    void next_token_probs(const int* tokens, int n, std::vector<float>& probs) override {
-        // Only the last T tokens fit the model's window.
-        const int window = n < T_ ? n : T_;
-        model_.forward(tokens + (n - window), nullptr, 1, window);
-        const int V = config().vocab_size, Vp = config().padded_vocab_size;
-        const float* last = model_.probs() + size_t(window - 1) * size_t(Vp);
-        probs.assign(last, last + V);
-    }
-
-    void get_parameters(float* host) override {
-        std::memcpy(host, model_.params().data(), model_.params().size() * sizeof(float));
-    }
-    void set_parameters(const float* host) override {
-        std::memcpy(model_.params().data(), host, model_.params().size() * sizeof(float));
-    }
-    Optimizer& optimizer() override { return *optimizer_; }
-
-private:
     Gpt2Cpu model_;
     int B_, T_;
     std::vector<TensorSlice> tensors_;
@@ -175,6 +192,9 @@ private:
     std::vector<float> gram_;         // (in, in) X^T X of one layer's inputs
     std::vector<float> weight_gram_;  // (in, in) A^T A
     std::vector<float> product_;      // (N, out) X dW^T of a layer that takes the product
+    double loss_sum_ = 0;        // the step's micro-batch losses, summed in order (as the training loop did)
+    int micro_batches_ = 0;      // since zero_grad()
+    StepReport report_;          // of the last optimizer_step
 };
 
 }  // namespace

@@ -17,7 +17,15 @@
 //   - attention stores only each row's logsumexp, not the T x T probabilities;
 //   - with -r 1 / -r 2 the GELU output / layernorm outputs are kept for one layer only and
 //     recomputed in the backward pass (same kernels, same inputs: the same bits as -r 0);
-//   - activation gradients overwrite their buffers instead of accumulating into zeroed ones.
+//   - activation gradients overwrite their buffers instead of accumulating into zeroed ones;
+//   - bias gradients come with passes that read the same rows anyway: attproj's and fcproj's with the
+//     layernorm backward that writes the residual stream's gradient, fc's with the GELU backward.
+//
+// No host round trip in a training step: the micro-batches' losses are summed on the device, the token
+// buckets of the encoder backward are built from the host's copy of the tokens, the pinned staging
+// buffers alternate (a buffer is refilled only once the copies from it have run), and the gradient
+// norm, the verdict (optim/step_gate.h) and the clip scale are computed on the device, where the
+// optimizer's kernels read them. The host waits once per step, in step_report(), for the numbers it logs.
 #include "backend/cuda_backend.h"
 
 #include <algorithm>
@@ -97,6 +105,7 @@ public:
         CUDA_CHECK(cudaStreamCreate(&stream_));
         CUDA_CHECK(cudaEventCreateWithFlags(&to_comm_, cudaEventDisableTiming));
         CUDA_CHECK(cudaEventCreateWithFlags(&from_comm_, cudaEventDisableTiming));
+        for (Staging& st : staging_) CUDA_CHECK(cudaEventCreateWithFlags(&st.copied, cudaEventDisableTiming));
         matmul_ = std::make_unique<Matmul>(stream_);
         shard_processes(opt);
 
@@ -165,15 +174,19 @@ public:
         // NaN loss, which the tests see, instead of silently reading zeros.
         CUDA_CHECK(cudaMemsetAsync(act_memory_.get(), 0xFF, act_bytes, stream_));
         const size_t BT = size_t(B) * T_;
-        host_memory_ = pinned_alloc(BT * (2 * sizeof(int) + sizeof(float)) + (3 * BT + 1) * sizeof(int) +
-                                        size_t(config.padded_vocab_size) * sizeof(T) + 2 * sizeof(double),
-                                    "host staging buffers");
-        h_tokens_ = static_cast<int*>(host_memory_.get());
-        h_targets_ = h_tokens_ + BT;
-        h_buckets_ = h_targets_ + BT;
-        h_losses_ = reinterpret_cast<float*>(h_buckets_ + 3 * BT + 1);
-        h_norm_ = reinterpret_cast<double*>((reinterpret_cast<uintptr_t>(h_losses_ + BT) + 7) / 8 * 8);
-        h_row_ = reinterpret_cast<T*>(h_norm_ + 1);
+        host_memory_ = pinned_alloc(sizeof(StepReport) + sizeof(double) + size_t(config.padded_vocab_size) * sizeof(T),
+                                    "host read-back buffers");
+        h_report_ = static_cast<StepReport*>(host_memory_.get());
+        h_double_ = reinterpret_cast<double*>(h_report_ + 1);
+        h_row_ = reinterpret_cast<T*>(h_double_ + 1);
+        const size_t staged_ints = 2 * BT + 3 * BT + 1;  // tokens, targets, buckets
+        staging_memory_ = pinned_alloc(2 * staged_ints * sizeof(int), "host staging buffers");
+        for (int k = 0; k < 2; ++k) {
+            Staging& st = staging_[k];
+            st.tokens = static_cast<int*>(staging_memory_.get()) + size_t(k) * staged_ints;
+            st.targets = st.tokens + BT;
+            st.buckets = st.targets + BT;
+        }
         SumAcrossRanks sum;  // LionAR's and LionA's per-tensor sums, over the ranks that share tensors
         if (sharded_) sum = [this](double* values, size_t n) { sum_across_ranks(values, n); };
         optimizer_ = make_cuda_optimizer(opt, tensors_, stream_, {shard_begin(), shard_end()}, std::move(sum));
@@ -194,6 +207,9 @@ public:
         rrc_sums_.reset();
         rrc_memory_.reset();
         h_rrc_memory_.reset();
+        staging_memory_.reset();
+        for (Staging& st : staging_)
+            if (st.copied) cudaEventDestroy(st.copied);
         if (to_comm_) cudaEventDestroy(to_comm_);
         if (from_comm_) cudaEventDestroy(from_comm_);
         if (stream_) cudaStreamDestroy(stream_);
@@ -206,49 +222,52 @@ public:
 
     void zero_grad() override {
         CUDA_CHECK(cudaMemsetAsync(grads_, 0, layout_.total * sizeof(float), stream_));
+        CUDA_CHECK(cudaMemsetAsync(a_.loss_sum, 0, sizeof(double), stream_));
+        micro_batches_ = 0;
         grads_scattered_ = false;
     }
 
-    float forward_backward(const int* inputs, const int* targets, float loss_scale, bool last_micro_batch) override {
-        const float loss = forward(inputs, targets, B_, T_, Mode::train, loss_scale / float(size_t(B_) * T_));
+    void forward_backward(const int* inputs, const int* targets, float loss_scale, bool last_micro_batch) override {
+        forward(inputs, targets, B_, T_, Mode::train, loss_scale / float(size_t(B_) * T_));
+        add_mean_loss(a_.loss_sum, a_.losses, B_ * T_, stream_);
+        ++micro_batches_;
         backward(last_micro_batch && options_.comm);
         grads_scattered_ = last_micro_batch && sharded_;
-        return loss;
     }
 
     float evaluate(const int* inputs, const int* targets) override {
         const NvtxRange range("evaluate");
-        return forward(inputs, targets, B_, T_, Mode::evaluate, 0.0f);
+        forward(inputs, targets, B_, T_, Mode::evaluate, 0.0f);
+        CUDA_CHECK(cudaMemsetAsync(a_.eval_loss, 0, sizeof(double), stream_));
+        add_mean_loss(a_.eval_loss, a_.losses, B_ * T_, stream_);
+        return float(read_double(a_.eval_loss));
     }
 
-    // After ZeRO-1's reduce-scatter a rank holds the summed gradient of its shard only: each sums its
-    // shard's squares (in a fixed order), and one reduction adds the ranks' sums.
+    double step_loss() override { return read_double(a_.loss_sum) / double(micro_batches_); }
+
     float grad_norm() override {
         const NvtxRange range("grad norm");
-        if (grads_scattered_) {
-            sum_of_squares(a_.norm_result, grads_ + shard_begin(), shard_size(), a_.norm_parts, stream_);
-            sum_across_ranks(a_.norm_result, 1);
-        } else {
-            sum_of_squares(a_.norm_result, grads_, layout_.total, a_.norm_parts, stream_);
-        }
-        CUDA_CHECK(cudaMemcpyAsync(h_norm_, a_.norm_result, sizeof(double), cudaMemcpyDeviceToHost, stream_));
-        CUDA_CHECK(cudaStreamSynchronize(stream_));
-        return float(std::sqrt(*h_norm_));
+        gradient_squares();
+        return float(std::sqrt(read_double(a_.norm_result)));
     }
 
-    // The update. A measured step (--metrics-every) also gets the per-tensor sums, and with the RRC each linear
-    // layer's ||dW X||^2 and ||W X||^2 (rrc_pass); direct RRC control (--rrc-target) first scales each controlled
-    // layer's step to the target, from the RRC of this step's own update (one more product per layer; optim/rrc.h
-    // says why). With ZeRO-1 the optimizer steps this rank's shard, and a measured step's sums (over the shard's
-    // rows) are added over the ranks. Until the weights are published at the end, the weights the forward pass
-    // used stay readable (weight_before).
-    void optimizer_step(const StepContext& ctx, StepMeasurement* measure) override {
+    // The norm, the verdict and the clip scale on the device, then the optimizer's launches, which read
+    // them there: nothing waits for the host. A measured step (--metrics-every) also gets the per-tensor sums,
+    // and with the RRC each linear layer's ||dW X||^2 and ||W X||^2 (rrc_pass); direct RRC control
+    // (--rrc-target) first scales each controlled layer's step to the target, from the RRC of this step's own
+    // update (one more product per layer; optim/rrc.h says why). A skipped step leaves dW = 0, which the
+    // control's scale leaves as it is (rrc_step_scale is 1 for an empty step). With ZeRO-1 the optimizer steps
+    // this rank's shard, and a measured step's sums (over the shard's rows) are added over the ranks. Until
+    // the weights are published at the end, the weights the forward pass used stay readable (weight_before).
+    void optimizer_step(const StepPlan& plan, StepMeasurement* measure) override {
         const NvtxRange range("optimizer");
         const bool rrc = measure && measure->with_rrc, control = !controlled_.empty();
         if (rrc && !rrc_on_)
             fail("the RRC needs a CUDA backend made with CudaOptions::rrc (the trainer sets it for --metrics-rrc 1)");
-        // From pageable memory: the call returns only once the value is staged, so ctx may go away.
-        CUDA_CHECK(cudaMemcpyAsync(optimizer_->grad_scale_device(), &ctx.grad_scale, sizeof(float), cudaMemcpyHostToDevice, stream_));
+        if (options_.comm) sum_across_ranks(a_.loss_sum, 1);  // the step's loss over all processes
+        gradient_squares();
+        gate_step(optimizer_->gate_device(), a_.report, a_.norm_result, a_.loss_sum, double(micro_batches_) * processes(), plan,
+                  stream_);
         StepOutputs out;
         if (measure) {
             measure->tensors.assign(tensors_.size(), TensorStepSums{});
@@ -256,15 +275,22 @@ public:
             out.sums = measure->tensors.data();
         }
         if (rrc || control) keep_weights_before();
-        optimizer_->step(master_, grads_ + shard_begin(), ctx, out);
+        // The CUDA optimizers read the clip scale from the gate, not from the context.
+        optimizer_->step(master_, grads_ + shard_begin(), StepContext{plan.lr, 1.0f, plan.t}, out);
         if (control) {
             rrc_pass(controlled_);
-            for (size_t k : controlled_) scale_controlled_step(k, ctx.rrc_target);
+            for (size_t k : controlled_) scale_controlled_step(k, plan.rrc_target);
         }
         if (rrc) rrc_pass(linear_);  // of the step taken: after the control
         publish_weights();
         if (measure && sharded_) sum_step_sums(measure->tensors);
         if (rrc) download_rrc(*measure);
+    }
+
+    StepReport step_report() override {
+        CUDA_CHECK(cudaMemcpyAsync(h_report_, a_.report, sizeof(StepReport), cudaMemcpyDeviceToHost, stream_));
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+        return *h_report_;
     }
 
     void next_token_probs(const int* tokens, int n, std::vector<float>& probs) override {
@@ -352,7 +378,10 @@ private:
         float* att_d;    // (B,NH,T) attention backward: dout . out per row
         float* reduce;   // column-reduction partials (layernorm and bias gradients)
         double* norm_parts;   // (kSumOfSquaresParts)
-        double* norm_result;  // (1)
+        double* norm_result;  // (1) the gradient's sum of squares
+        double* loss_sum;     // (1) the step's micro-batch mean losses, summed (over all processes in optimizer_step)
+        double* eval_loss;    // (1) evaluate()'s mean loss
+        StepReport* report;   // (1) the last optimizer_step's loss, norm and verdict
         int* tokens;     // (B,T)
         int* targets;    // (B,T)
         int* buckets;    // (3*B*T+1) the encoder backward's tokens, starts, positions
@@ -397,9 +426,13 @@ private:
         a_.dqkv = c.take<T>(BTC * 3);
         a_.dfch = c.take<T>(BTC * 4);
         a_.att_d = c.take<float>(BT * NH);
-        a_.reduce = c.take<float>(std::max(layernorm_scratch_floats(int(BT), int(C)), bias_backward_scratch_floats(int(BT), int(4 * C))));
+        a_.reduce = c.take<float>(std::max({layernorm_scratch_floats(int(BT), int(C)), bias_backward_scratch_floats(int(BT), int(4 * C)),
+                                            gelu_backward_scratch_floats(int(BT), int(4 * C))}));
         a_.norm_parts = c.take<double>(kSumOfSquaresParts);
         a_.norm_result = c.take<double>(1);
+        a_.loss_sum = c.take<double>(1);
+        a_.eval_loss = c.take<double>(1);
+        a_.report = c.take<StepReport>(1);
         a_.tokens = c.take<int>(BT);
         a_.targets = c.take<int>(BT);
         a_.buckets = c.take<int>(3 * BT + 1);
@@ -422,19 +455,42 @@ private:
     const T* param(ParamTensor k, size_t layer_offset = 0) const { return params_ + layout_.offsets[k] + layer_offset; }
     float* grad(ParamTensor k, size_t layer_offset = 0) const { return grads_ + layout_.offsets[k] + layer_offset; }
 
-    void upload_tokens(const int* inputs, const int* targets, size_t n) {
+    // Copies a micro-batch's tokens (and targets, and for training the encoder backward's buckets, built
+    // here from the host's tokens) to the device through the next of the two pinned staging buffers. The
+    // buffer was last filled two micro-batches ago: waiting for its copies to have run costs nothing in a
+    // steady stream, and it is what makes refilling it safe without a synchronisation per micro-batch.
+    void upload_tokens(const int* inputs, const int* targets, size_t n, bool with_buckets) {
         const int V = config_.vocab_size;
         for (size_t i = 0; i < n; ++i) {
             if (inputs[i] < 0 || inputs[i] >= V) fail("input token %d at position %zu is outside the vocabulary [0, %d)", inputs[i], i, V);
             if (targets && (targets[i] < 0 || targets[i] >= V))
                 fail("target %d at position %zu is outside the vocabulary [0, %d)", targets[i], i, V);
         }
-        std::memcpy(h_tokens_, inputs, n * sizeof(int));
-        CUDA_CHECK(cudaMemcpyAsync(a_.tokens, h_tokens_, n * sizeof(int), cudaMemcpyHostToDevice, stream_));
+        Staging& st = staging_[next_staging_];
+        next_staging_ = 1 - next_staging_;
+        CUDA_CHECK(cudaEventSynchronize(st.copied));
+        std::memcpy(st.tokens, inputs, n * sizeof(int));
+        CUDA_CHECK(cudaMemcpyAsync(a_.tokens, st.tokens, n * sizeof(int), cudaMemcpyHostToDevice, stream_));
         if (targets) {
-            std::memcpy(h_targets_, targets, n * sizeof(int));
-            CUDA_CHECK(cudaMemcpyAsync(a_.targets, h_targets_, n * sizeof(int), cudaMemcpyHostToDevice, stream_));
+            std::memcpy(st.targets, targets, n * sizeof(int));
+            CUDA_CHECK(cudaMemcpyAsync(a_.targets, st.targets, n * sizeof(int), cudaMemcpyHostToDevice, stream_));
         }
+        if (with_buckets) {
+            buckets_.build(inputs, n, config_.padded_vocab_size);
+            const size_t U = buckets_.tokens.size();
+            std::memcpy(st.buckets, buckets_.tokens.data(), U * sizeof(int));
+            std::memcpy(st.buckets + U, buckets_.starts.data(), (U + 1) * sizeof(int));
+            std::memcpy(st.buckets + 2 * U + 1, buckets_.positions.data(), n * sizeof(int));
+            CUDA_CHECK(cudaMemcpyAsync(a_.buckets, st.buckets, (2 * U + 1 + n) * sizeof(int), cudaMemcpyHostToDevice, stream_));
+        }
+        CUDA_CHECK(cudaEventRecord(st.copied, stream_));
+    }
+
+    // A device double read now: a round trip, for the values that are read outside a training step.
+    double read_double(const double* device) {
+        CUDA_CHECK(cudaMemcpyAsync(h_double_, device, sizeof(double), cudaMemcpyDeviceToHost, stream_));
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+        return *h_double_;
     }
 
     // --attention flash: the tensor-core kernels for bf16 at head size 64 or 128, else the fp32 SIMT kernel.
@@ -473,12 +529,13 @@ private:
     }
 
     // Runs the model on (B, T_now) tokens. train: also writes d(logits) with dloss per position;
-    // evaluate: losses only; sample: logits of the last position only (in logits' first row).
-    float forward(const int* inputs, const int* targets, int B, int T_now, Mode mode, float dloss) {
+    // evaluate: losses only; sample: logits of the last position only (in logits' first row). Nothing
+    // here waits for the device.
+    void forward(const int* inputs, const int* targets, int B, int T_now, Mode mode, float dloss) {
         const NvtxRange range("forward");
         const int C = config_.channels, L = config_.num_layers, V = config_.vocab_size, Vp = config_.padded_vocab_size;
         const int N = B * T_now;  // positions
-        upload_tokens(inputs, targets, size_t(N));
+        upload_tokens(inputs, targets, size_t(N), mode == Mode::train);
         last_B_ = B;
         last_T_ = T_now;
         encoder_forward(a_.encoded, a_.tokens, param(WTE), param(WPE), B, T_now, C, stream_);
@@ -517,24 +574,10 @@ private:
         const NvtxRange classifier_range("classifier");
         if (mode == Mode::sample) {  // only the last position's next token is wanted
             matmul_->forward(a_.logits, a_.lnf + size_t(N - 1) * C, param(WTE), static_cast<const T*>(nullptr), 1, C, Vp);
-            return 0.0f;
+            return;
         }
         matmul_->forward(a_.logits, a_.lnf, param(WTE), static_cast<const T*>(nullptr), N, C, Vp);  // lm head tied to wte
         classifier_forward(a_.losses, a_.logits, a_.targets, dloss, size_t(N), V, Vp, mode == Mode::train, stream_);
-        CUDA_CHECK(cudaMemcpyAsync(h_losses_, a_.losses, size_t(N) * sizeof(float), cudaMemcpyDeviceToHost, stream_));
-        if (mode == Mode::train) {  // group positions by token for the encoder backward while the GPU works
-            buckets_.build(h_tokens_, size_t(N), Vp);
-            const size_t U = buckets_.tokens.size();
-            int* h = h_buckets_;
-            std::memcpy(h, buckets_.tokens.data(), U * sizeof(int));
-            std::memcpy(h + U, buckets_.starts.data(), (U + 1) * sizeof(int));
-            std::memcpy(h + 2 * U + 1, buckets_.positions.data(), size_t(N) * sizeof(int));
-            CUDA_CHECK(cudaMemcpyAsync(a_.buckets, h, (2 * U + 1 + size_t(N)) * sizeof(int), cudaMemcpyHostToDevice, stream_));
-        }
-        CUDA_CHECK(cudaStreamSynchronize(stream_));
-        double sum = 0;  // in double, in order, as the CPU model sums its losses
-        for (int i = 0; i < N; ++i) sum += h_losses_[i];
-        return float(sum / double(N));
     }
 
     // With reduce (the step's last micro-batch, several processes), each tensor's gradient is summed
@@ -547,8 +590,9 @@ private:
         // d(logits) is already in logits (the fused classifier wrote it).
         matmul_->backward_input(a_.dln, a_.logits, param(WTE), N, C, Vp);
         matmul_->backward_weight(grad(WTE), a_.logits, a_.lnf, N, C, Vp);
-        layernorm_backward(a_.dresidual, grad(LNFW), grad(LNFB), a_.dln, a_.residual3 + (L - 1) * BTC(), param(LNFW), a_.lnf_mean,
-                           a_.lnf_rstd, N, C, false, a_.reduce, stream_);
+        // The stream's gradient that this writes, d(residual3) of the last layer, is its fcproj bias's too.
+        layernorm_backward(a_.dresidual, grad(LNFW), grad(LNFB), grad(FCPROJB, size_t(L - 1) * C), a_.dln,
+                           a_.residual3 + (L - 1) * BTC(), param(LNFW), a_.lnf_mean, a_.lnf_rstd, N, C, false, a_.reduce, stream_);
         if (reduce) reduce_gradients({LNFW, LNFB}, -1);
         for (int l = L - 1; l >= 0; --l) {
             const NvtxRange layer_range("layer backward", l);
@@ -564,19 +608,17 @@ private:
             matmul_->backward_input(a_.dfch, a_.dresidual, param(FCPROJW, 4 * lCC), N, 4 * C, C,
                                     options_.gelu_fusion ? fch : nullptr);
             matmul_->backward_weight(grad(FCPROJW, 4 * lCC), a_.dresidual, fch_gelu(l), N, 4 * C, C);
-            bias_backward(grad(FCPROJB, lC), a_.dresidual, N, C, a_.reduce, stream_);
-            if (!options_.gelu_fusion) gelu_backward_inplace(a_.dfch, fch, size_t(N) * 4 * C, stream_);
+            if (options_.gelu_fusion) bias_backward(grad(FCB, 4 * lC), a_.dfch, N, 4 * C, a_.reduce, stream_);
+            else gelu_backward_bias(a_.dfch, grad(FCB, 4 * lC), fch, N, 4 * C, a_.reduce, stream_);
             matmul_->backward_input(a_.dln, a_.dfch, param(FCW, 4 * lCC), N, C, 4 * C);
             matmul_->backward_weight(grad(FCW, 4 * lCC), a_.dfch, ln2(l), N, C, 4 * C);
-            bias_backward(grad(FCB, 4 * lC), a_.dfch, N, 4 * C, a_.reduce, stream_);
-            // Adding the layernorm path turns d(residual3) into d(residual2) in place.
-            layernorm_backward(a_.dresidual, grad(LN2W, lC), grad(LN2B, lC), a_.dln, residual2, param(LN2W, lC),
+            // Adding the layernorm path turns d(residual3) into d(residual2) in place: attproj's bias gradient.
+            layernorm_backward(a_.dresidual, grad(LN2W, lC), grad(LN2B, lC), grad(ATTPROJB, lC), a_.dln, residual2, param(LN2W, lC),
                                a_.ln2_mean + l * BT(), a_.ln2_rstd + l * BT(), N, C, true, a_.reduce, stream_);
             // residual2 = residual + attproj(attention(qkv(ln1(residual)))).
             const T* atty = a_.atty + l * BTC();
             matmul_->backward_input(a_.datty, a_.dresidual, param(ATTPROJW, lCC), N, C, C);
             matmul_->backward_weight(grad(ATTPROJW, lCC), a_.dresidual, atty, N, C, C);
-            bias_backward(grad(ATTPROJB, lC), a_.dresidual, N, C, a_.reduce, stream_);
             const T* qkv = a_.qkv + l * BTC() * 3;
             const float* lse = a_.lse + l * lse_stride();
             attention_backward_layer(a_.dqkv, a_.datty, qkv, atty, lse, B, T_now);
@@ -586,8 +628,10 @@ private:
             matmul_->backward_input(a_.dln, a_.dqkv, param(QKVW, 3 * lCC), N, C, 3 * C);
             matmul_->backward_weight(grad(QKVW, 3 * lCC), a_.dqkv, ln1(l), N, C, 3 * C);
             bias_backward(grad(QKVB, 3 * lC), a_.dqkv, N, 3 * C, a_.reduce, stream_);
-            layernorm_backward(a_.dresidual, grad(LN1W, lC), grad(LN1B, lC), a_.dln, residual, param(LN1W, lC),
-                               a_.ln1_mean + l * BT(), a_.ln1_rstd + l * BT(), N, C, true, a_.reduce, stream_);
+            // d(residual) is d(residual3) of the layer below: its fcproj bias's gradient.
+            layernorm_backward(a_.dresidual, grad(LN1W, lC), grad(LN1B, lC), l > 0 ? grad(FCPROJB, lC - C) : nullptr, a_.dln,
+                               residual, param(LN1W, lC), a_.ln1_mean + l * BT(), a_.ln1_rstd + l * BT(), N, C, true, a_.reduce,
+                               stream_);
             if (reduce) reduce_gradients({LN1W, LN1B, QKVW, QKVB, ATTPROJW, ATTPROJB, LN2W, LN2B, FCW, FCB, FCPROJW, FCPROJB}, l);
         }
         encoder_backward(grad(WTE), grad(WPE), a_.dresidual, a_.buckets, int(buckets_.tokens.size()), B, T_now, C, stream_);
@@ -795,6 +839,26 @@ private:
 #endif
     }
 
+    // The gradient's sum of squares into a_.norm_result, on the device: after ZeRO-1's reduce-scatter a rank
+    // holds the summed gradient of its shard only, so each sums its shard's squares (in a fixed order) and
+    // one reduction adds the ranks' sums.
+    void gradient_squares() {
+        if (grads_scattered_) {
+            sum_of_squares(a_.norm_result, grads_ + shard_begin(), shard_size(), a_.norm_parts, stream_);
+            sum_across_ranks(a_.norm_result, 1);
+        } else {
+            sum_of_squares(a_.norm_result, grads_, layout_.total, a_.norm_parts, stream_);
+        }
+    }
+
+    int processes() const {
+#ifdef COLDSTART_NCCL
+        return options_.comm ? options_.comm->size() : 1;
+#else
+        return 1;  // several processes need NCCL (reduce_gradients says so)
+#endif
+    }
+
     cudaStream_t comm_stream() const {
 #ifdef COLDSTART_NCCL
         return options_.comm->stream();
@@ -902,14 +966,22 @@ private:
     float* master_ = nullptr;  // (shard) fp32 master weights of [shard_begin(), shard_end()), llm.c order; in fp32 a view into params_
     float* grads_ = nullptr;   // (P) fp32
     Activations a_{};
-    // pinned host staging
-    int* h_tokens_ = nullptr;    // (B,T)
-    int* h_targets_ = nullptr;   // (B,T)
-    int* h_buckets_ = nullptr;   // (3*B*T+1)
-    float* h_losses_ = nullptr;  // (B,T)
-    double* h_norm_ = nullptr;   // (1)
-    T* h_row_ = nullptr;         // (Vp) one row of logits for sampling
-    TokenBuckets buckets_;
+    // Pinned host memory for one micro-batch's uploads; two alternate (upload_tokens).
+    struct Staging {
+        int* tokens = nullptr;   // (B,T)
+        int* targets = nullptr;  // (B,T)
+        int* buckets = nullptr;  // (3*B*T+1) the encoder backward's tokens, starts, positions
+        cudaEvent_t copied = nullptr;  // recorded after the copies from this buffer
+    };
+    PinnedMemory staging_memory_;
+    Staging staging_[2];
+    int next_staging_ = 0;
+    // pinned host read-back
+    StepReport* h_report_ = nullptr;  // (1)
+    double* h_double_ = nullptr;      // (1) read_double's
+    T* h_row_ = nullptr;              // (Vp) one row of logits for sampling
+    TokenBuckets buckets_;            // of the last micro-batch uploaded for training
+    int micro_batches_ = 0;           // since zero_grad()
     int last_B_ = 0, last_T_ = 0;  // the micro-batch of the last forward
     // the RRC and direct RRC control
     bool rrc_on_;                          // keep and allocate what they need (CudaOptions::rrc, or direct control)

@@ -141,4 +141,12 @@ void launch(Kernel kernel, const char* name, const char* file, int line, const L
     submit_launch(call, config);
 }
 
+// ---- for the GPU suite's tests of host round trips (visible there through the prelude) ----
+// Deferred streams on or off from here on (COLDSTART_EMU_DEFERRED=1 turns them on at the start); turning
+// them off first runs what is queued.
+void set_deferred_streams(bool on);
+// How many host waits (a synchronisation, a blocking copy) have run queued device work so far: with
+// deferred streams, a stretch of host code that leaves it unchanged never waited for the device.
+unsigned long host_waits_that_ran_work();
+
 }  // namespace emu

@@ -51,13 +51,20 @@ StreamImpl* resolve(cudaStream_t s) {
 
 bool valid(cudaStream_t s) { return resolve(s) == &legacy || streams.count(resolve(s)) != 0; }
 
+unsigned long waits_that_ran = 0;  // host waits that ran queued work (host_waits_that_ran_work)
+int wait_depth = 0;
+
 void run_until(StreamImpl* s, unsigned long seq) {
+    const bool ran = !s->queue.empty() && s->queue.front().seq <= seq;
+    ++wait_depth;
     while (!s->queue.empty() && s->queue.front().seq <= seq) {
         Item item = std::move(s->queue.front());
         s->queue.pop_front();
         for (const auto& dep : item.after) run_until(dep.first, dep.second);
         item.work();
     }
+    --wait_depth;
+    if (ran && wait_depth == 0) ++waits_that_ran;
 }
 
 void queue_on(StreamImpl* s, std::function<void()> work) {
@@ -99,6 +106,17 @@ void drain(cudaStream_t stream) {
             run_until(s, s->last);
         }
     }
+}
+
+void set_deferred_streams(bool on) {
+    std::lock_guard<std::recursive_mutex> lock(mutex);
+    if (!on) drain(nullptr);
+    options_for_tests().deferred = on;
+}
+
+unsigned long host_waits_that_ran_work() {
+    std::lock_guard<std::recursive_mutex> lock(mutex);
+    return waits_that_ran;
 }
 
 }  // namespace emu

@@ -7,21 +7,25 @@
 
 #include <nlohmann/json.hpp>
 
+#include "optim/step_gate.h"
+
 namespace coldstart {
 
 class OutlierDetector {
 public:
     static constexpr size_t kWindow = 128;
 
-    // (x - mean) / std over the window; 0 until the window is full (too little history to judge).
-    double z_score(double x) const {
-        if (values_.size() < kWindow) return 0.0;
+    // The limit that skips a value whose z-score, (x - mean) / std over the window, exceeds z: inactive
+    // for z <= 0, until the window is full (too little history to judge) and while std is 0.
+    SpikeLimit limit(double z) const {
+        if (z <= 0 || values_.size() < kWindow) return {};
         double mean = 0, var = 0;
         for (double v : values_) mean += v;
         mean /= double(values_.size());
         for (double v : values_) var += (v - mean) * (v - mean);
         const double std = std::sqrt(var / double(values_.size()));
-        return std > 0 ? (x - mean) / std : 0.0;
+        if (!(std > 0)) return {};
+        return {true, mean, std, z};
     }
 
     void add(double x) {  // only finite values of steps that were taken

@@ -90,7 +90,7 @@ TEST_CASE("metrics: every measure of a step equals an independent computation fr
         // Step 1 unmeasured, so that step 2 has a previous momentum (grad_mom_cos).
         backend->zero_grad();
         backend->forward_backward(inputs[0], targets[0], 1.0f);
-        backend->optimizer_step({1e-2f, clip_scale(backend->grad_norm(), 0.5f), 1});
+        backend->optimizer_step({1e-2f, 1, 0.5f});
 
         std::vector<float> before(ParamLayout(c).total), after(before.size());
         backend->get_parameters(before.data());
@@ -113,7 +113,7 @@ TEST_CASE("metrics: every measure of a step equals an independent computation fr
         REQUIRE(backend->grad_norm() == norm);
         StepMeasurement m;
         m.with_rrc = true;
-        backend->optimizer_step({1e-2f, scale, 2}, &m);
+        backend->optimizer_step({1e-2f, 2, 0.5f}, &m);
         backend->get_parameters(after.data());
         backend->optimizer().read_state(0, m_now.data());
         const json record = metrics_record(1, 1e-2f, 2, m, tensors, opt, nullptr);

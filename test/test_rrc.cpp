@@ -71,7 +71,9 @@ TEST_CASE("direct RRC control: each controlled layer's step has the target RRC; 
             for (Backend* b : {controlled.get(), plain.get()}) {
                 b->zero_grad();
                 b->forward_backward(inputs, inputs + 1, 1.0f);
-                b->optimizer_step({ctx.lr, clip_scale(b->grad_norm(), 1.0f), t, ctx.rrc_target});
+                StepPlan plan{ctx.lr, t, 1.0f};  // clipped at norm 1
+                plan.rrc_target = ctx.rrc_target;
+                b->optimizer_step(plan);
             }
             controlled->get_parameters(after.data());
             plain->get_parameters(plain_after.data());

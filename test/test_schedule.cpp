@@ -1,11 +1,14 @@
-// Learning-rate schedules and the gradient norm.
+// Learning-rate schedules, the gradient norm and the step gate (clipping, skipping).
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "optim/grad_norm.h"
+#include "optim/outlier.h"
 #include "optim/schedule.h"
+#include "optim/step_gate.h"
 
 using namespace coldstart;
 
@@ -51,4 +54,34 @@ TEST_CASE("grad norm: sum of squares matches double precision and ignores the th
     CHECK(clip_scale(4.0f, 1.0f) == 0.25f);
     CHECK(clip_scale(0.5f, 1.0f) == 1.0f);
     CHECK(clip_scale(4.0f, 0.0f) == 1.0f);
+}
+
+TEST_CASE("step gate: the verdict from the step's loss and norm, the detectors' spike limits") {
+    const StepPlan plain{1e-3f, 1, 1.0f};
+    CHECK(step_verdict(plain, 3.0, 0.5f) == StepVerdict::taken);
+    CHECK(step_verdict(plain, NAN, 0.5f) == StepVerdict::nonfinite);
+    CHECK(step_verdict(plain, 3.0, INFINITY) == StepVerdict::nonfinite);
+    StepPlan poisoned = plain;
+    poisoned.poison_loss = true;
+    CHECK(step_verdict(poisoned, 3.0, 0.5f) == StepVerdict::nonfinite);
+    CHECK(verdict_reason(StepVerdict::taken) == nullptr);
+    CHECK(std::string(verdict_reason(StepVerdict::nonfinite)) == "non-finite loss or gradient norm");
+
+    OutlierDetector d;
+    for (size_t i = 0; i + 1 < OutlierDetector::kWindow; ++i) d.add(i % 2 ? 3.0 : 1.0);
+    CHECK_FALSE(d.limit(2.5).active);  // the window is not full yet
+    d.add(3.0);
+    const SpikeLimit limit = d.limit(2.5);  // mean 2, std 1
+    REQUIRE(limit.active);
+    CHECK(limit.mean == 2.0);
+    CHECK(limit.std == 1.0);
+    CHECK(spikes(limit, 4.6));
+    CHECK_FALSE(spikes(limit, 4.4));
+    CHECK_FALSE(d.limit(0).active);  // -sl 0: off
+    StepPlan guarded = plain;
+    guarded.loss = limit;
+    guarded.norm = limit;
+    CHECK(step_verdict(guarded, 4.6, 0.5f) == StepVerdict::loss_spike);
+    CHECK(step_verdict(guarded, 3.0, 4.6f) == StepVerdict::norm_spike);
+    CHECK(step_verdict(guarded, NAN, 4.6f) == StepVerdict::nonfinite);
 }

@@ -1,7 +1,8 @@
-// Per-kernel times of one GPT-2 layer and the rest of a step at d12 sizes (C=768, NH=12, Vp=50304,
-// 124M parameters), in bf16 as training runs them: milliseconds per call (CUDA events, median of 20
-// calls after 3 warm-up calls), the bytes each kernel must move at least (GB/s) and the FLOPs of the
-// products (TFLOP/s). A benchmark, not a test: nothing is checked.
+// Per-kernel times of one training step at GPT-2 124M sizes (C=768, NH=12, Vp=50304, 124M parameters), in
+// bf16 as training runs them: for every kernel of the speed-of-light model (model/roofline.h), the
+// measured time of one call (CUDA events, median of 20 calls after 3 warm-up calls) beside the model's
+// lower bound on this GPU and the fraction of that speed of light reached; then the step's sums. A
+// benchmark, not a test: nothing is checked. The bounds are a model; the times are measurements.
 //   build/tools/bench_gpu_kernels [B (default 16)] [T (default 1024)]
 #include <cuda_runtime.h>
 
@@ -9,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -23,6 +25,7 @@
 #include "layers/cuda/layernorm.cuh"
 #include "layers/cuda/matmul.cuh"
 #include "model/gpt2_config.h"
+#include "model/roofline.h"
 #include "optim/cuda/cuda_optimizer.cuh"
 #include "optim/cuda/grad_norm.cuh"
 
@@ -55,20 +58,18 @@ struct Timer {
     }
 };
 
-void row(const char* name, double ms, double bytes, double flops) {
-    std::printf("%-34s %9.3f ms", name, ms);
-    if (bytes > 0) std::printf(" %9.1f GB/s", bytes / ms * 1e-6);
-    else std::printf(" %14s", "");
-    if (flops > 0) std::printf(" %8.1f TFLOP/s", flops / ms * 1e-9);
-    std::printf("\n");
-}
-
 template <typename T>
 T* device(size_t n) {
     void* p = nullptr;
     CUDA_CHECK(cudaMalloc(&p, n * sizeof(T)));
     CUDA_CHECK(cudaMemset(p, 0, n * sizeof(T)));
     return static_cast<T*>(p);
+}
+
+// The model's peaks of this GPU (an H200 by name; anything else is measured against the H100 SXM's).
+GpuPeak peak_for(const std::string& device_name) {
+    const std::vector<GpuPeak> gpus = roofline_gpus();
+    return device_name.find("H200") != std::string::npos ? gpus[1] : gpus[0];
 }
 
 }  // namespace
@@ -79,10 +80,13 @@ int main(int argc, char** argv) {
         const GPT2Config c = config_from_descriptor("d12");
         const int C = c.channels, NH = c.num_heads, V = c.vocab_size, Vp = c.padded_vocab_size;
         const size_t N = size_t(B) * T, P = ParamLayout(c).total;
+        const int n = int(N);
         cudaDeviceProp prop;
         CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-        std::printf("per-kernel times, GPT-2 124M sizes, bf16, B=%d T=%d (N=%zu positions) on %s\n", B, T, N, prop.name);
-        std::printf("%-34s %12s %14s %16s\n", "kernel", "time", "bandwidth", "compute");
+        const GpuPeak gpu = peak_for(prop.name);
+        std::printf("per-kernel times (measured, CUDA events) against the speed of light (model/roofline.h, the %s's "
+                    "%.2f TB/s and %.0f TFLOP/s): GPT-2 124M, bf16, B=%d T=%d (N=%zu) on %s\n",
+                    gpu.name.c_str(), gpu.bytes_per_s / 1e12, gpu.flops_per_s / 1e12, B, T, N, prop.name);
         cudaStream_t stream;
         CUDA_CHECK(cudaStreamCreate(&stream));
         Timer timer{stream};
@@ -91,93 +95,98 @@ int main(int argc, char** argv) {
         T16 *x = device<T16>(N * 4 * C), *y = device<T16>(N * 4 * C), *z = device<T16>(N * 4 * C), *qkv = device<T16>(N * 3 * C);
         T16 *w = device<T16>(size_t(Vp) * C), *bias = device<T16>(4 * C), *logits = device<T16>(N * Vp);
         float *mean = device<float>(N), *rstd = device<float>(N), *lse = device<float>(N * NH), *dw = device<float>(size_t(Vp) * C);
-        float *scratch = device<float>(std::max(layernorm_scratch_floats(int(N), C), bias_backward_scratch_floats(int(N), 4 * C)));
+        float* scratch = device<float>(std::max({layernorm_scratch_floats(n, C), bias_backward_scratch_floats(n, 4 * C),
+                                                 gelu_backward_scratch_floats(n, 4 * C)}));
         float *losses = device<float>(N), *att_d = device<float>(N * NH);
         int *tokens = device<int>(N), *targets = device<int>(N), *buckets = device<int>(3 * N + 1);
-        const double e = sizeof(T16);
-
-        const double enc = timer.measure([&] { encoder_forward<T16>(x, tokens, w, w, B, T, C, stream); });
-        row("encoder forward", enc, 3.0 * N * C * e, 0);
+        float *params = device<float>(P), *grads = device<float>(P);
+        double* parts = device<double>(kSumOfSquaresParts + 1);  // the result, then the scratch
+        T16* weights16 = device<T16>(P);
+        auto adamw = make_cuda_optimizer(OptimizerConfig{}, parameter_tensors(c), stream);
         {
-            // one token everywhere is the worst case for the per-token sums; a spread of tokens is typical
-            std::vector<int> spread(N);
-            for (size_t i = 0; i < N; ++i) spread[i] = int((i * 7919) % size_t(V));
-            TokenBuckets tb;
-            tb.build(spread.data(), N, Vp);
-            std::vector<int> flat = tb.tokens;
-            flat.insert(flat.end(), tb.starts.begin(), tb.starts.end());
-            flat.insert(flat.end(), tb.positions.begin(), tb.positions.end());
-            CUDA_CHECK(cudaMemcpy(buckets, flat.data(), flat.size() * sizeof(int), cudaMemcpyHostToDevice));
-            const int U = int(tb.tokens.size());
-            row("encoder backward", timer.measure([&] { encoder_backward<T16>(dw, dw, x, buckets, U, B, T, C, stream); }),
-                N * C * e + 2.0 * U * C * 4 * 2, 0);
+            std::vector<int> t(N);
+            for (size_t i = 0; i < N; ++i) t[i] = int(i % size_t(V));
+            CUDA_CHECK(cudaMemcpy(targets, t.data(), N * sizeof(int), cudaMemcpyHostToDevice));
         }
-        row("layernorm forward", timer.measure([&] { layernorm_forward<T16>(y, mean, rstd, x, bias, bias, int(N), C, stream); }),
-            2.0 * N * C * e, 0);
-        row("residual + layernorm forward",
-            timer.measure([&] { residual_layernorm_forward<T16>(z, y, mean, rstd, x, qkv, bias, bias, int(N), C, stream); }),
-            4.0 * N * C * e, 0);
-        row("layernorm backward",
-            timer.measure([&] { layernorm_backward<T16>(z, dw, dw + C, y, x, bias, mean, rstd, int(N), C, true, scratch, stream); }),
-            4.0 * N * C * e, 0);
+        // A spread of tokens, as text has: the encoder backward's buckets.
+        std::vector<int> spread(N);
+        for (size_t i = 0; i < N; ++i) spread[i] = int((i * 7919) % size_t(V));
+        TokenBuckets tb;
+        tb.build(spread.data(), N, Vp);
+        std::vector<int> flat = tb.tokens;
+        flat.insert(flat.end(), tb.starts.begin(), tb.starts.end());
+        flat.insert(flat.end(), tb.positions.begin(), tb.positions.end());
+        CUDA_CHECK(cudaMemcpy(buckets, flat.data(), flat.size() * sizeof(int), cudaMemcpyHostToDevice));
+        const int U = int(tb.tokens.size());
+
+        // One call of each kernel of the model, by the model's names.
+        std::map<std::string, std::function<void()>> calls = {
+            {"encoder forward", [&] { encoder_forward<T16>(x, tokens, w, w, B, T, C, stream); }},
+            {"layernorm forward", [&] { layernorm_forward<T16>(y, mean, rstd, x, bias, bias, n, C, stream); }},
+            {"attention forward", [&] { attention_mma_forward(y, lse, qkv, B, T, C, NH, stream); }},
+            {"residual + layernorm forward",
+             [&] { residual_layernorm_forward<T16>(z, y, mean, rstd, x, qkv, bias, bias, n, C, stream); }},
+            {"gelu forward", [&] { gelu_forward<T16>(y, x, N * 4 * C, stream); }},
+            {"classifier (fused, with d logits)",
+             [&] { classifier_forward<T16>(losses, logits, targets, 1.0f / float(N), N, V, Vp, true, stream); }},
+            {"layernorm backward (final)",
+             [&] { layernorm_backward<T16>(z, dw, dw + C, dw + 2 * C, y, x, bias, mean, rstd, n, C, false, scratch, stream); }},
+            {"gelu backward + fc bias", [&] { gelu_backward_bias<T16>(y, dw, x, n, 4 * C, scratch, stream); }},
+            {"layernorm backward",
+             [&] { layernorm_backward<T16>(z, dw, dw + C, dw + 2 * C, y, x, bias, mean, rstd, n, C, true, scratch, stream); }},
+            {"attention backward", [&] { attention_mma_backward(z, x, qkv, y, lse, att_d, B, T, C, NH, stream); }},
+            {"bias backward qkv", [&] { bias_backward<T16>(dw, qkv, n, 3 * C, scratch, stream); }},
+            {"encoder backward", [&] { encoder_backward<T16>(dw, dw, x, buckets, U, B, T, C, stream); }},
+            {"zero grad", [&] { CUDA_CHECK(cudaMemsetAsync(grads, 0, P * sizeof(float), stream)); }},
+            {"grad norm", [&] { sum_of_squares(parts, grads, P, parts + 1, stream); }},
+            {"adamw", [&] { adamw->step(params, grads, {1e-4f, 1.0f, 1}); }},
+            {"fp32 -> bf16 weights", [&] { convert_floats<T16>(weights16, params, P, stream); }},
+        };
         struct Shape {
             const char* name;
             int in, out;
         };
         for (Shape s : {Shape{"qkv", C, 3 * C}, Shape{"attproj", C, C}, Shape{"fc", C, 4 * C}, Shape{"fcproj", 4 * C, C},
                         Shape{"lm head", C, Vp}}) {
-            const double flops = 2.0 * N * s.in * s.out;
             T16* out = s.out == Vp ? logits : y;
-            std::string n = std::string("matmul forward ") + s.name;
-            row(n.c_str(), timer.measure([&] { mm.forward<T16>(out, x, w, s.out == Vp ? nullptr : bias, int(N), s.in, s.out); }), 0,
-                flops);
-            n = std::string("matmul backward input ") + s.name;
-            row(n.c_str(), timer.measure([&] { mm.backward_input<T16>(z, out, w, int(N), s.in, s.out); }), 0, flops);
-            n = std::string("matmul backward weight ") + s.name;
-            row(n.c_str(), timer.measure([&] { mm.backward_weight<T16>(dw, out, x, int(N), s.in, s.out); }), 0, flops);
-            if (s.out != Vp) {
-                n = std::string("bias backward ") + s.name;
-                row(n.c_str(), timer.measure([&] { bias_backward<T16>(dw, out, int(N), s.out, scratch, stream); }),
-                    double(N) * s.out * e, 0);
+            const T16* b = s.out == Vp ? nullptr : bias;
+            calls[std::string("matmul forward ") + s.name] = [=, &mm] { mm.forward<T16>(out, x, w, b, n, s.in, s.out); };
+            calls[std::string("matmul backward input ") + s.name] = [=, &mm] { mm.backward_input<T16>(z, out, w, n, s.in, s.out); };
+            calls[std::string("matmul backward weight ") + s.name] = [=, &mm] { mm.backward_weight<T16>(dw, out, x, n, s.in, s.out); };
+        }
+
+        std::printf("%-34s %5s %11s %11s %9s %7s\n", "kernel", "calls", "measured", "bound", "of bound", "bound");
+        double measured_step = 0, bound_step = 0;
+        for (const KernelCost& k : step_kernels(c, B, T)) {
+            const double bound_ms = 1e3 * bound_seconds(k, gpu);
+            bound_step += k.calls * bound_ms;
+            const auto call = calls.find(k.name);
+            if (call == calls.end()) {
+                std::printf("%-34s %5d %11s %8.3f ms %9s %7s\n", k.name.c_str(), k.calls, "not measured", bound_ms, "",
+                            memory_bound(k, gpu) ? "memory" : "compute");
+                continue;
             }
+            const double ms = timer.measure(call->second);
+            measured_step += k.calls * ms;
+            std::printf("%-34s %5d %8.3f ms %8.3f ms %8.0f%% %7s\n", k.name.c_str(), k.calls, ms, bound_ms, 100.0 * bound_ms / ms,
+                        memory_bound(k, gpu) ? "memory" : "compute");
         }
-        row("matmul forward fc + GELU epilogue",
-            timer.measure([&] { mm.forward<T16>(y, x, w, bias, int(N), C, 4 * C, z); }), 0, 2.0 * N * C * 4 * C);
-        row("gelu forward", timer.measure([&] { gelu_forward<T16>(y, x, N * 4 * C, stream); }), 2.0 * N * 4 * C * e, 0);
-        row("gelu backward", timer.measure([&] { gelu_backward_inplace<T16>(y, x, N * 4 * C, stream); }), 3.0 * N * 4 * C * e, 0);
-        // causal attention: QK^T and PV over the T(T+1)/2 live scores, 2 FLOPs per multiply-add
-        const double att_flops = 2.0 * 2.0 * B * NH * (double(T) * (T + 1) / 2) * (C / NH);
-        // the backward counted as 5 products of that size (FlashAttention's count; our split computes 7)
-        row("attention forward (tensor cores)", timer.measure([&] { attention_mma_forward(y, lse, qkv, B, T, C, NH, stream); }), 0,
-            att_flops);
-        row("attention backward (tensor cores)",
-            timer.measure([&] { attention_mma_backward(z, x, qkv, y, lse, att_d, B, T, C, NH, stream); }), 0, 2.5 * att_flops);
-        row("attention forward (fp32 SIMT)", timer.measure([&] { attention_forward<T16>(y, lse, qkv, B, T, C, NH, stream); }), 0,
-            att_flops);
-        row("attention backward (fp32 SIMT)",
-            timer.measure([&] { attention_backward<T16>(z, x, qkv, y, lse, att_d, B, T, C, NH, stream); }), 0, 2.5 * att_flops);
+        std::printf("step: the kernels' measured times add up to %.2f ms (%.0f tokens/s), their speed of light to %.2f ms "
+                    "(%.0f tokens/s, a model): %.0f%% of the speed of light\n",
+                    measured_step, 1e3 * double(N) / measured_step, bound_step, 1e3 * double(N) / bound_step,
+                    100.0 * bound_step / measured_step);
+        // Alternatives the step can take instead (measured only).
+        const double gelu_epilogue = timer.measure([&] { mm.forward<T16>(y, x, w, bias, n, C, 4 * C, z); });
+        std::printf("other: matmul forward fc + GELU epilogue (-ge 1): %.3f ms\n", gelu_epilogue);
+        std::printf("other: attention forward (fp32 SIMT): %.3f ms\n",
+                    timer.measure([&] { attention_forward<T16>(y, lse, qkv, B, T, C, NH, stream); }));
+        std::printf("other: attention backward (fp32 SIMT): %.3f ms\n",
+                    timer.measure([&] { attention_backward<T16>(z, x, qkv, y, lse, att_d, B, T, C, NH, stream); }));
         if (cudnn_attention_available()) {
-            row("attention forward (cuDNN)", timer.measure([&] { cudnn_attention_forward(y, lse, qkv, B, T, C, NH, stream); }), 0,
-                att_flops);
-            row("attention backward (cuDNN)",
-                timer.measure([&] { cudnn_attention_backward(z, x, qkv, y, lse, B, T, C, NH, stream); }), 0, 2.5 * att_flops);
-        }
-        {
-            std::vector<int> t(N);
-            for (size_t i = 0; i < N; ++i) t[i] = int(i % size_t(V));
-            CUDA_CHECK(cudaMemcpy(targets, t.data(), N * sizeof(int), cudaMemcpyHostToDevice));
-        }
-        row("classifier (fused, with d logits)",
-            timer.measure([&] { classifier_forward<T16>(losses, logits, targets, 1.0f / float(N), N, V, Vp, true, stream); }),
-            3.0 * N * Vp * e, 0);
-        {
-            float *params = device<float>(P), *grads = device<float>(P);
-            double* parts = device<double>(kSumOfSquaresParts + 1);  // the result, then the scratch
-            auto opt = make_cuda_optimizer(OptimizerConfig{}, parameter_tensors(c), stream);
-            row("adamw (124M parameters)", timer.measure([&] { opt->step(params, grads, {1e-4f, 1.0f, 1}); }), 28.0 * P, 0);
-            row("grad norm (124M parameters)", timer.measure([&] { sum_of_squares(parts, grads, P, parts + 1, stream); }), 4.0 * P, 0);
-            T16* copy = device<T16>(P);
-            row("fp32 -> bf16 weights (124M)", timer.measure([&] { convert_floats<T16>(copy, params, P, stream); }), 6.0 * P, 0);
+            std::printf("other: attention forward (cuDNN): %.3f ms\n",
+                        timer.measure([&] { cudnn_attention_forward(y, lse, qkv, B, T, C, NH, stream); }));
+            std::printf("other: attention backward (cuDNN): %.3f ms\n",
+                        timer.measure([&] { cudnn_attention_backward(z, x, qkv, y, lse, B, T, C, NH, stream); }));
         }
         CUDA_CHECK(cudaDeviceSynchronize());
         return 0;

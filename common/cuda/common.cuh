@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 
 namespace coldstart::cuda {
 
@@ -44,14 +45,51 @@ template <typename T> __host__ __device__ inline T from_float(float x);
 template <> __host__ __device__ inline float from_float<float>(float x) { return x; }
 template <> __host__ __device__ inline bf16 from_float<bf16>(float x) { return __float2bfloat16_rn(x); }
 
-// 16 bytes of T: one 128-bit load or store (8 bf16 or 4 floats). Used where a row is known to be
-// 16-byte aligned and its length a multiple of the pack; each kernel checks that before choosing it.
-template <typename T>
-struct alignas(16) Pack {
-    static constexpr int n = 16 / int(sizeof(T));
-    T v[n];
+// W consecutive elements of T that one thread loads or stores in one access. W = 16 / sizeof(T) (a
+// Pack: 8 bf16 or 4 floats) is one 128-bit access, what a memory-bound kernel needs to reach the GPU's
+// bandwidth; W = 1 is the fallback for data that is not 16-byte aligned or whose rows are not a
+// multiple of the pack. Kernels are written once over W and launched with the widest W that
+// pack_width() allows, so both paths run the same arithmetic on the same elements.
+template <typename T, int W>
+struct alignas(sizeof(T) * W) Vec {
+    static constexpr int n = W;
+    T v[W];
 };
+template <typename T>
+using Pack = Vec<T, 16 / int(sizeof(T))>;
+
+template <int W, typename T>
+__host__ __device__ inline Vec<T, W> load_vec(const T* p) {
+    return *reinterpret_cast<const Vec<T, W>*>(p);
+}
+template <int W, typename T>
+__host__ __device__ inline void store_vec(T* p, const Vec<T, W>& x) {
+    *reinterpret_cast<Vec<T, W>*>(p) = x;
+}
+// Four floats at once, for the fp32 side of a kernel whose T side is a Pack (gradients, partial sums).
+template <int W>
+__device__ inline void add_floats(float* dst, const float (&x)[W]) {
+    if constexpr (W % 4 == 0) {
+        for (int k = 0; k < W; k += 4) {
+            Vec<float, 4> d = load_vec<4>(dst + k);
+            for (int j = 0; j < 4; ++j) d.v[j] += x[k + j];
+            store_vec(dst + k, d);
+        }
+    } else {
+        for (int k = 0; k < W; ++k) dst[k] += x[k];
+    }
+}
+
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+// True when every pointer is 16-byte aligned (nullptr counts as aligned) and the row length, in
+// elements of T, is a multiple of the pack: then every row of every buffer starts 16-byte aligned.
+template <typename T>
+bool packable(size_t row_elements, std::initializer_list<const void*> pointers) {
+    if (row_elements % size_t(Pack<T>::n) != 0) return false;
+    for (const void* p : pointers)
+        if (!aligned16(p)) return false;
+    return true;
+}
 
 // ---- reductions: butterfly shuffles and fixed trees, so every sum has the same order every run ----
 __device__ inline float warp_sum(float x) {

@@ -360,6 +360,27 @@ TEST_CASE("deferred streams: a pinned buffer reused before its asynchronous copy
     }
 }
 
+TEST_CASE("deferred streams: switched on and off by the GPU suite; host waits that ran queued work are counted") {
+    with_options(true, false, false, [] {
+        emu::set_deferred_streams(true);
+        cudaStream_t stream;
+        REQUIRE(cudaStreamCreate(&stream) == cudaSuccess);
+        DeviceVector<float> x(std::vector<float>(96, 1.0f)), sums(1);
+        const unsigned long before = emu::host_waits_that_ran_work();
+        block_sum_kernel<<<1, 96, 0, stream>>>(sums.p, x.p);
+        CHECK(emu::host_waits_that_ran_work() == before);  // queued, not run: no wait
+        REQUIRE(cudaStreamSynchronize(stream) == cudaSuccess);
+        CHECK(emu::host_waits_that_ran_work() == before + 1);
+        REQUIRE(cudaStreamSynchronize(stream) == cudaSuccess);  // nothing left to run
+        CHECK(emu::host_waits_that_ran_work() == before + 1);
+        block_sum_kernel<<<1, 96, 0, stream>>>(sums.p, x.p);
+        emu::set_deferred_streams(false);  // runs what is queued
+        CHECK(cudaStreamQuery(stream) == cudaSuccess);
+        CHECK(sums.get()[0] == 96.0f);
+        cudaStreamDestroy(stream);
+    });
+}
+
 TEST_CASE("deferred streams: an event orders two streams; the legacy stream waits for blocking streams") {
     with_options(true, false, true, [] {
         cudaStream_t a, b;

@@ -92,7 +92,22 @@ __global__ void __launch_bounds__(kThreads) classifier_kernel(float* losses, T* 
     }
 }
 
+constexpr int kLossThreads = 1024;
+
+__global__ void __launch_bounds__(kLossThreads) add_mean_loss_kernel(double* sum, const float* losses, int N) {
+    __shared__ double shared[32];
+    double s = 0;
+    for (int i = threadIdx.x; i < N; i += kLossThreads) s += losses[i];
+    s = block_sum(s, shared);
+    if (threadIdx.x == 0) *sum += double(float(s / double(N)));
+}
+
 }  // namespace
+
+void add_mean_loss(double* sum, const float* losses, int N, cudaStream_t stream) {
+    add_mean_loss_kernel<<<1, kLossThreads, 0, stream>>>(sum, losses, N);
+    KERNEL_CHECK("add_mean_loss_kernel");
+}
 
 template <typename T>
 void classifier_forward(float* losses, T* logits, const int* targets, float dloss, size_t N, int V, int Vp,

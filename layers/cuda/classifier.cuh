@@ -16,4 +16,8 @@ template <typename T>
 void classifier_forward(float* losses /*N*/, T* logits_to_dlogits /*N,Vp*/, const int* targets /*N device*/, float dloss,
                         size_t N, int V, int Vp, bool write_dlogits, cudaStream_t stream);
 
+// *sum += the mean of losses (N), summed in double in a fixed order and rounded to float as the CPU model
+// rounds its mean: a step's loss is summed over its micro-batches on the device, and read once.
+void add_mean_loss(double* sum /*1 device*/, const float* losses /*N*/, int N, cudaStream_t stream);
+
 }  // namespace coldstart::cuda

@@ -1,8 +1,9 @@
-// Embedding forward and backward. The forward is a gather with one thread per output element
-// (coalesced along the channels). The backward avoids atomics: a token that occurs many times in the
-// batch adds all its positions into one row of dwte, so the positions are grouped by token on the
-// host (a counting sort of B*T ints, done while the GPU runs the forward) and each (token, channel)
-// is summed by one thread in position order.
+// Embedding forward and backward, 16 bytes of T per thread and access where the rows allow (Vec in
+// common.cuh). The forward is a gather with one thread per chunk of a row (coalesced along the
+// channels). The backward avoids atomics: a token that occurs many times in the batch adds all its
+// positions into one row of dwte, so the positions are grouped by token on the host (a counting sort
+// of B*T ints, from the tokens the host already has, before the forward is launched) and each (token,
+// chunk of channels) is summed by one thread in position order.
 #include "layers/cuda/encoder.cuh"
 
 #include <algorithm>
@@ -12,35 +13,67 @@
 namespace coldstart::cuda {
 namespace {
 
-template <typename T>
-__global__ void encoder_forward_kernel(T* out, const int* tokens, const T* wte, const T* wpe, int T_, int C, size_t n) {
+constexpr int kThreads = 128;
+
+template <typename T, int W>
+__global__ void encoder_forward_kernel(T* out, const int* tokens, const T* wte, const T* wpe, int T_, int C, size_t chunks) {
     const size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    const size_t bt = i / size_t(C);
-    const int c = int(i % size_t(C));
+    if (i >= chunks) return;
+    const size_t bt = i * W / size_t(C);
+    const int c = int(i * W % size_t(C));
     const int t = int(bt % size_t(T_));
-    out[i] = from_float<T>(to_float(wte[size_t(tokens[bt]) * C + c]) + to_float(wpe[size_t(t) * C + c]));
+    const Vec<T, W> e = load_vec<W>(wte + size_t(tokens[bt]) * C + c), p = load_vec<W>(wpe + size_t(t) * C + c);
+    Vec<T, W> y;
+    for (int k = 0; k < W; ++k) y.v[k] = from_float<T>(to_float(e.v[k]) + to_float(p.v[k]));
+    store_vec(out + bt * C + c, y);
 }
 
-// grid (unique tokens, channel blocks)
-template <typename T>
+// grid (unique tokens, chunk blocks)
+template <typename T, int W>
 __global__ void encoder_backward_wte_kernel(float* dwte, const T* dout, const int* bucket_tokens, const int* starts,
                                             const int* positions, int C) {
     const int u = blockIdx.x;
-    const int c = blockIdx.y * blockDim.x + threadIdx.x;
+    const int c = (blockIdx.y * blockDim.x + threadIdx.x) * W;
     if (c >= C) return;
-    float sum = 0.0f;
-    for (int k = starts[u]; k < starts[u + 1]; ++k) sum += to_float(dout[size_t(positions[k]) * C + c]);
-    dwte[size_t(bucket_tokens[u]) * C + c] += sum;
+    float sum[W] = {};
+    for (int k = starts[u]; k < starts[u + 1]; ++k) {
+        const Vec<T, W> d = load_vec<W>(dout + size_t(positions[k]) * C + c);
+        for (int j = 0; j < W; ++j) sum[j] += to_float(d.v[j]);
+    }
+    add_floats<W>(dwte + size_t(bucket_tokens[u]) * C + c, sum);
 }
 
-template <typename T>
+template <typename T, int W>
 __global__ void encoder_backward_wpe_kernel(float* dwpe, const T* dout, int B, int T_, int C) {
-    const size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x;  // over (t, c)
+    const size_t i = (size_t(blockIdx.x) * blockDim.x + threadIdx.x) * W;  // over (t, c)
     if (i >= size_t(T_) * C) return;
-    float sum = 0.0f;
-    for (int b = 0; b < B; ++b) sum += to_float(dout[size_t(b) * T_ * C + i]);
-    dwpe[i] += sum;
+    float sum[W] = {};
+    for (int b = 0; b < B; ++b) {
+        const Vec<T, W> d = load_vec<W>(dout + size_t(b) * T_ * C + i);
+        for (int j = 0; j < W; ++j) sum[j] += to_float(d.v[j]);
+    }
+    add_floats<W>(dwpe + i, sum);
+}
+
+template <typename T, int W>
+void launch_forward(T* out, const int* tokens, const T* wte, const T* wpe, int B, int T_, int C, cudaStream_t stream) {
+    const size_t chunks = size_t(B) * T_ * C / W;
+    encoder_forward_kernel<T, W><<<unsigned(ceil_div(chunks, kThreads)), kThreads, 0, stream>>>(out, tokens, wte, wpe, T_, C, chunks);
+    KERNEL_CHECK("encoder_forward_kernel");
+}
+
+template <typename T, int W>
+void launch_backward(float* dwte, float* dwpe, const T* dout, const int* buckets, int unique_tokens, int B, int T_, int C,
+                     cudaStream_t stream) {
+    const int* bucket_tokens = buckets;
+    const int* starts = bucket_tokens + unique_tokens;
+    const int* positions = starts + unique_tokens + 1;
+    const dim3 grid(unsigned(unique_tokens), unsigned(ceil_div(size_t(C), size_t(kThreads) * W)));
+    encoder_backward_wte_kernel<T, W><<<grid, kThreads, 0, stream>>>(dwte, dout, bucket_tokens, starts, positions, C);
+    KERNEL_CHECK("encoder_backward_wte_kernel");
+    encoder_backward_wpe_kernel<T, W><<<unsigned(ceil_div(size_t(T_) * C / W, kThreads)), kThreads, 0, stream>>>(dwpe, dout, B,
+                                                                                                               T_, C);
+    KERNEL_CHECK("encoder_backward_wpe_kernel");
 }
 
 }  // namespace
@@ -63,24 +96,19 @@ void TokenBuckets::build(const int* tokens_host, size_t n, int Vp) {
 
 template <typename T>
 void encoder_forward(T* out, const int* tokens, const T* wte, const T* wpe, int B, int T_, int C, cudaStream_t stream) {
-    const size_t n = size_t(B) * T_ * C;
-    const int threads = 256;
-    encoder_forward_kernel<<<unsigned(ceil_div(n, threads)), threads, 0, stream>>>(out, tokens, wte, wpe, T_, C, n);
-    KERNEL_CHECK("encoder_forward_kernel");
+    if (packable<T>(size_t(C), {out, wte, wpe}))
+        launch_forward<T, Pack<T>::n>(out, tokens, wte, wpe, B, T_, C, stream);
+    else
+        launch_forward<T, 1>(out, tokens, wte, wpe, B, T_, C, stream);
 }
 
 template <typename T>
 void encoder_backward(float* dwte, float* dwpe, const T* dout, const int* buckets_device, int unique_tokens, int B, int T_,
                       int C, cudaStream_t stream) {
-    const int threads = 128;
-    const int* bucket_tokens = buckets_device;
-    const int* starts = bucket_tokens + unique_tokens;
-    const int* positions = starts + unique_tokens + 1;
-    const dim3 grid(unsigned(unique_tokens), unsigned(ceil_div(size_t(C), threads)));
-    encoder_backward_wte_kernel<<<grid, threads, 0, stream>>>(dwte, dout, bucket_tokens, starts, positions, C);
-    KERNEL_CHECK("encoder_backward_wte_kernel");
-    encoder_backward_wpe_kernel<<<unsigned(ceil_div(size_t(T_) * C, 256)), 256, 0, stream>>>(dwpe, dout, B, T_, C);
-    KERNEL_CHECK("encoder_backward_wpe_kernel");
+    if (packable<T>(size_t(C), {dwte, dwpe, dout}))
+        launch_backward<T, Pack<T>::n>(dwte, dwpe, dout, buckets_device, unique_tokens, B, T_, C, stream);
+    else
+        launch_backward<T, 1>(dwte, dwpe, dout, buckets_device, unique_tokens, B, T_, C, stream);
 }
 
 #define INSTANTIATE(T)                                                                                      \

@@ -1,8 +1,10 @@
-// Elementwise GELU: memory-bound, so each thread moves 16 bytes at a time (8 bf16 or 4 floats) when
-// the buffers are 16-byte aligned and N a multiple of the pack, else one element (the test sizes).
+// GELU: memory-bound, so each thread moves 16 bytes at a time (8 bf16 or 4 floats) when the buffers are
+// 16-byte aligned, with a scalar tail; misaligned buffers take one element per thread. The backward is
+// also the bias gradient's pass (column_sums.cuh): it reads the rows anyway.
 #include "layers/cuda/gelu.cuh"
 
 #include "common/cuda/common.cuh"
+#include "layers/cuda/column_sums.cuh"
 
 namespace coldstart::cuda {
 namespace {
@@ -18,37 +20,37 @@ __device__ inline float gelu_grad(float x) {
     return 0.5f * (1.0f + tanh_u) + 0.5f * x * (1.0f - tanh_u * tanh_u) * du_dx;
 }
 
-template <typename T, bool kPacked>
+// Thread i takes elements [i W, i W + W); the one whose chunk passes n takes what is left of it.
+template <typename T, int W>
 __global__ void gelu_forward_kernel(T* out, const T* inp, size_t n) {
-    const size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
-    if constexpr (kPacked) {
-        constexpr int P = Pack<T>::n;
-        if (i * P >= n) return;
-        Pack<T> x = reinterpret_cast<const Pack<T>*>(inp)[i], y;
-        for (int k = 0; k < P; ++k) y.v[k] = from_float<T>(gelu(to_float(x.v[k])));
-        reinterpret_cast<Pack<T>*>(out)[i] = y;
+    const size_t i = (size_t(blockIdx.x) * blockDim.x + threadIdx.x) * W;
+    if (i + W <= n) {
+        const Vec<T, W> x = load_vec<W>(inp + i);
+        Vec<T, W> y;
+        for (int k = 0; k < W; ++k) y.v[k] = from_float<T>(gelu(to_float(x.v[k])));
+        store_vec(out + i, y);
     } else {
-        if (i < n) out[i] = from_float<T>(gelu(to_float(inp[i])));
+        for (size_t j = i; j < n; ++j) out[j] = from_float<T>(gelu(to_float(inp[j])));
     }
 }
 
-template <typename T, bool kPacked>
-__global__ void gelu_backward_kernel(T* d, const T* inp, size_t n) {
-    const size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
-    if constexpr (kPacked) {
-        constexpr int P = Pack<T>::n;
-        if (i * P >= n) return;
-        Pack<T> x = reinterpret_cast<const Pack<T>*>(inp)[i], g = reinterpret_cast<const Pack<T>*>(d)[i];
-        for (int k = 0; k < P; ++k) g.v[k] = from_float<T>(gelu_grad(to_float(x.v[k])) * to_float(g.v[k]));
-        reinterpret_cast<Pack<T>*>(d)[i] = g;
-    } else {
-        if (i < n) d[i] = from_float<T>(gelu_grad(to_float(inp[i])) * to_float(d[i]));
-    }
+template <typename T, int W>
+__global__ void __launch_bounds__(32 * kRowGroups)
+    gelu_backward_bias_kernel(float* partial, T* d, const T* inp, int N, int OC, int rows_per_part) {
+    column_tile_sums<T, W>(partial, d, N, OC, rows_per_part, [&](Vec<T, W>& g, int r, int c0) {
+        const size_t at = size_t(r) * OC + c0;
+        const Vec<T, W> x = load_vec<W>(inp + at);
+        for (int k = 0; k < W; ++k) g.v[k] = from_float<T>(gelu_grad(to_float(x.v[k])) * to_float(g.v[k]));
+        store_vec(d + at, g);
+    });
 }
 
-template <typename T>
-bool packable(const void* a, const void* b, size_t n) {
-    return aligned16(a) && aligned16(b) && n % Pack<T>::n == 0;
+template <typename T, int W>
+void launch_gelu_backward_bias(T* d, float* dbias, const T* inp, int N, int OC, float* scratch, cudaStream_t stream) {
+    gelu_backward_bias_kernel<T, W><<<column_tile_grid(OC, W, N), column_tile_block(), 0, stream>>>(scratch, d, inp, N, OC,
+                                                                                                    rows_per_column_part(N));
+    KERNEL_CHECK("gelu_backward_bias_kernel");
+    add_partials({{dbias}, 1}, scratch, column_parts(N), OC, stream);
 }
 
 }  // namespace
@@ -56,28 +58,28 @@ bool packable(const void* a, const void* b, size_t n) {
 template <typename T>
 void gelu_forward(T* out, const T* inp, size_t n, cudaStream_t stream) {
     const int threads = 256;
-    if (packable<T>(out, inp, n)) {
-        gelu_forward_kernel<T, true><<<unsigned(ceil_div(n / Pack<T>::n, threads)), threads, 0, stream>>>(out, inp, n);
+    if (packable<T>(0, {out, inp})) {
+        constexpr int W = Pack<T>::n;
+        gelu_forward_kernel<T, W><<<unsigned(ceil_div(ceil_div(n, W), threads)), threads, 0, stream>>>(out, inp, n);
     } else {
-        gelu_forward_kernel<T, false><<<unsigned(ceil_div(n, threads)), threads, 0, stream>>>(out, inp, n);
+        gelu_forward_kernel<T, 1><<<unsigned(ceil_div(n, threads)), threads, 0, stream>>>(out, inp, n);
     }
     KERNEL_CHECK("gelu_forward_kernel");
 }
 
+size_t gelu_backward_scratch_floats(int N, int OC) { return size_t(column_parts(N)) * size_t(OC); }
+
 template <typename T>
-void gelu_backward_inplace(T* d, const T* inp, size_t n, cudaStream_t stream) {
-    const int threads = 256;
-    if (packable<T>(d, inp, n)) {
-        gelu_backward_kernel<T, true><<<unsigned(ceil_div(n / Pack<T>::n, threads)), threads, 0, stream>>>(d, inp, n);
-    } else {
-        gelu_backward_kernel<T, false><<<unsigned(ceil_div(n, threads)), threads, 0, stream>>>(d, inp, n);
-    }
-    KERNEL_CHECK("gelu_backward_kernel");
+void gelu_backward_bias(T* d, float* dbias, const T* inp, int N, int OC, float* scratch, cudaStream_t stream) {
+    if (packable<T>(size_t(OC), {d, inp}))
+        launch_gelu_backward_bias<T, Pack<T>::n>(d, dbias, inp, N, OC, scratch, stream);
+    else
+        launch_gelu_backward_bias<T, 1>(d, dbias, inp, N, OC, scratch, stream);
 }
 
 template void gelu_forward<float>(float*, const float*, size_t, cudaStream_t);
 template void gelu_forward<bf16>(bf16*, const bf16*, size_t, cudaStream_t);
-template void gelu_backward_inplace<float>(float*, const float*, size_t, cudaStream_t);
-template void gelu_backward_inplace<bf16>(bf16*, const bf16*, size_t, cudaStream_t);
+template void gelu_backward_bias<float>(float*, float*, const float*, int, int, float*, cudaStream_t);
+template void gelu_backward_bias<bf16>(bf16*, float*, const bf16*, int, int, float*, cudaStream_t);
 
 }  // namespace coldstart::cuda

@@ -22,17 +22,15 @@ void residual_layernorm_forward(T* residual_out /*N,C*/, T* out /*N,C*/, float* 
                                 int N, int C, cudaStream_t stream);
 
 // dinp (+)= d layernorm / d inp (accumulate: add to dinp, as the residual stream needs; else overwrite);
-// dweight += sum over rows of dout * xhat, dbias += sum of dout (fp32 gradients). Deterministic: each
-// block writes fp32 partial sums of a fixed range of rows into scratch, and a second kernel adds the
-// partials in order. scratch needs layernorm_scratch_floats(N, C) floats.
+// dweight += sum over rows of dout * xhat, dbias += sum of dout and, unless dsum is null, dsum += the
+// column sums of dinp as stored (fp32 gradients). dsum is for the residual stream: the gradient this
+// writes is what the bias of the projection that fed the stream needs, so its bias gradient costs no
+// pass of its own. One pass over the rows, deterministic without atomics (column_sums.cuh); scratch
+// needs layernorm_scratch_floats(N, C) floats.
 template <typename T>
-void layernorm_backward(T* dinp /*N,C*/, float* dweight /*C*/, float* dbias /*C*/, const T* dout /*N,C*/, const T* inp /*N,C*/,
-                        const T* weight /*C*/, const float* mean /*N*/, const float* rstd /*N*/, int N, int C,
-                        bool accumulate, float* scratch, cudaStream_t stream);
+void layernorm_backward(T* dinp /*N,C*/, float* dweight /*C*/, float* dbias /*C*/, float* dsum /*C or nullptr*/,
+                        const T* dout /*N,C*/, const T* inp /*N,C*/, const T* weight /*C*/, const float* mean /*N*/,
+                        const float* rstd /*N*/, int N, int C, bool accumulate, float* scratch, cudaStream_t stream);
 size_t layernorm_scratch_floats(int N, int C);
-
-// Rows per partial sum of a column reduction over N rows, and the number of partials: fixed by N alone
-// (never by the GPU), so the summation order, and the bits, are the same on every run.
-int column_reduction_parts(int N);
 
 }  // namespace coldstart::cuda

@@ -11,7 +11,7 @@
 
 #include "common/cuda/common.cuh"
 #include "common/error.h"
-#include "layers/cuda/layernorm.cuh"
+#include "layers/cuda/column_sums.cuh"
 
 namespace coldstart::cuda {
 
@@ -167,42 +167,33 @@ void Matmul::backward_weight(float* dweight, const T* dout, const T* inp, int N,
          nullptr, nullptr, 0});
 }
 
-// ---- bias gradient: column sums, deterministic ----
+// ---- bias gradient: column sums, 128-bit loads, deterministic (column_sums.cuh) ----
 namespace {
 
-template <typename T>
-__global__ void column_partial_sums_kernel(float* partial /*parts,OC*/, const T* dout, int N, int OC, int rows_per_part) {
-    const int col = blockIdx.x * blockDim.x + threadIdx.x;
-    if (col >= OC) return;
-    const int p = blockIdx.y;
-    const int r0 = p * rows_per_part, r1 = min(N, r0 + rows_per_part);
-    float sum = 0.0f;
-    for (int r = r0; r < r1; ++r) sum += to_float(dout[size_t(r) * OC + col]);
-    partial[size_t(p) * OC + col] = sum;
+template <typename T, int W>
+__global__ void __launch_bounds__(32 * kRowGroups)
+    bias_backward_kernel(float* partial, const T* dout, int N, int OC, int rows_per_part) {
+    column_tile_sums<T, W>(partial, dout, N, OC, rows_per_part, [](Vec<T, W>&, int, int) {});
 }
 
-__global__ void add_column_sums_kernel(float* dbias, const float* partial, int parts, int OC) {
-    const int col = blockIdx.x * blockDim.x + threadIdx.x;
-    if (col >= OC) return;
-    float sum = 0.0f;
-    for (int p = 0; p < parts; ++p) sum += partial[size_t(p) * OC + col];
-    dbias[col] += sum;
+template <typename T, int W>
+void launch_bias_backward(float* dbias, const T* dout, int N, int OC, float* scratch, cudaStream_t stream) {
+    bias_backward_kernel<T, W><<<column_tile_grid(OC, W, N), column_tile_block(), 0, stream>>>(scratch, dout, N, OC,
+                                                                                               rows_per_column_part(N));
+    KERNEL_CHECK("bias_backward_kernel");
+    add_partials({{dbias}, 1}, scratch, column_parts(N), OC, stream);
 }
 
 }  // namespace
 
-size_t bias_backward_scratch_floats(int N, int OC) { return size_t(column_reduction_parts(N)) * size_t(OC); }
+size_t bias_backward_scratch_floats(int N, int OC) { return size_t(column_parts(N)) * size_t(OC); }
 
 template <typename T>
 void bias_backward(float* dbias, const T* dout, int N, int OC, float* scratch, cudaStream_t stream) {
-    const int parts = column_reduction_parts(N);
-    const int rows_per_part = int(ceil_div(size_t(N), size_t(parts)));
-    const int threads = 256;
-    const dim3 grid(unsigned(ceil_div(size_t(OC), threads)), unsigned(parts));
-    column_partial_sums_kernel<<<grid, threads, 0, stream>>>(scratch, dout, N, OC, rows_per_part);
-    KERNEL_CHECK("column_partial_sums_kernel");
-    add_column_sums_kernel<<<unsigned(ceil_div(size_t(OC), threads)), threads, 0, stream>>>(dbias, scratch, parts, OC);
-    KERNEL_CHECK("add_column_sums_kernel");
+    if (packable<T>(size_t(OC), {dout}))
+        launch_bias_backward<T, Pack<T>::n>(dbias, dout, N, OC, scratch, stream);
+    else
+        launch_bias_backward<T, 1>(dbias, dout, N, OC, scratch, stream);
 }
 
 #define INSTANTIATE(T)                                                                                              \

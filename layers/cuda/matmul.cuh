@@ -54,8 +54,10 @@ private:
     std::map<std::string, Plan*> plans_;
 };
 
-// dbias += column sums of dout (fp32 gradient): fp32 partial sums of fixed row ranges, then a
-// fixed-order sum (no atomics). scratch needs bias_backward_scratch_floats(N, OC) floats.
+// dbias += column sums of dout (fp32 gradient), one pass of 128-bit loads, deterministic without atomics
+// (column_sums.cuh). The model needs it for the qkv bias only (and the fc bias with GELU fusion): the
+// others come with passes that read the same rows anyway (layernorm_backward's dsum, gelu_backward_bias).
+// scratch needs bias_backward_scratch_floats(N, OC) floats.
 template <typename T>
 void bias_backward(float* dbias /*OC*/, const T* dout /*N,OC*/, int N, int OC, float* scratch, cudaStream_t stream);
 size_t bias_backward_scratch_floats(int N, int OC);

@@ -3,7 +3,9 @@
 //
 // An ordinary step is one launch for all tensors: every block belongs to one tensor (blocks are dealt out
 // tensor by tensor, a table in device memory says where each tensor's blocks start and whether it takes
-// weight decay), so the per-tensor settings cost one binary search per block. A measured step runs the
+// weight decay), so the per-tensor settings cost one binary search per block; each thread moves 4 floats
+// of w, g, m and v per access (128-bit loads and stores; a tensor whose offset is not a multiple of 4, or
+// misaligned buffers, take one element at a time). A measured step runs the
 // same update one block per row instead, so that each block also leaves its row's sums (step_sums.cuh).
 // With ZeRO-1 the tables hold each tensor's rows in the shard; AdamW needs nothing from the other shards.
 //
@@ -22,13 +24,15 @@ namespace coldstart::cuda {
 namespace {
 
 constexpr int kThreads = 256;
+constexpr int kVec = 4;  // floats per thread and access: one 128-bit load of each of w, g, m and v
 constexpr int kPerThread = 4;
-constexpr size_t kPerBlock = size_t(kThreads) * kPerThread;
+constexpr size_t kPerBlock = size_t(kThreads) * kVec * kPerThread;
 
 struct DeviceTensor {
     size_t offset, numel;  // the rows the shard holds: where they start (from the shard's start), their elements
     unsigned first_block;
-    int decay;  // tensor_roles(): takes decoupled weight decay
+    int decay;   // tensor_roles(): takes decoupled weight decay
+    int packed;  // offset is a multiple of kVec: its chunks are 16-byte aligned when the buffers are
 };
 
 struct AdamWScalars {
@@ -37,45 +41,65 @@ struct AdamWScalars {
     float bias_correction2_sqrt;  // sqrt(1 - beta2^t)
 };
 
-// One element's update; returns nothing, leaves the old values for a measured step's sums.
+// One element's update, the CPU reference's arithmetic expression for expression.
+__device__ inline void adamw_update(float& w, float& m, float& v, float grad, float decay, const AdamWScalars& s) {
+    m = m * s.beta1 + (1.0f - s.beta1) * grad;
+    v = v * s.beta2 + (1.0f - s.beta2) * grad * grad;
+    const float denom = sqrtf(v) / s.bias_correction2_sqrt + s.eps;
+    w = w * decay - s.step_size * (m / denom);
+}
+
+// One element in place; returns the old values for a measured step's sums.
 struct AdamWElement {
     float grad, m_prev, w_old;
 };
 __device__ inline AdamWElement adamw_element(float* w, const float* g, float* m, float* v, size_t i, float scale,
                                              float decay, const AdamWScalars& s) {
-    const float grad = g[i] * scale;
-    const AdamWElement old{grad, m[i], w[i]};
-    const float mi = m[i] * s.beta1 + (1.0f - s.beta1) * grad;
-    const float vi = v[i] * s.beta2 + (1.0f - s.beta2) * grad * grad;
-    const float denom = sqrtf(vi) / s.bias_correction2_sqrt + s.eps;
-    m[i] = mi;
-    v[i] = vi;
-    w[i] = w[i] * decay - s.step_size * (mi / denom);
+    const AdamWElement old{g[i] * scale, m[i], w[i]};
+    adamw_update(w[i], m[i], v[i], old.grad, decay, s);
     return old;
 }
 
+// kVec elements from i with one 128-bit access per buffer.
+__device__ inline void adamw_chunk(float* w, const float* g, float* m, float* v, size_t i, float scale, float decay,
+                                   const AdamWScalars& s) {
+    Vec<float, kVec> wv = load_vec<kVec>(w + i), mv = load_vec<kVec>(m + i), vv = load_vec<kVec>(v + i);
+    const Vec<float, kVec> gv = load_vec<kVec>(g + i);
+    for (int k = 0; k < kVec; ++k) adamw_update(wv.v[k], mv.v[k], vv.v[k], gv.v[k] * scale, decay, s);
+    store_vec(w + i, wv);
+    store_vec(m + i, mv);
+    store_vec(v + i, vv);
+}
+
+// aligned: w, g, m and v are 16-byte aligned, so a packed tensor's chunks are too.
 __global__ void adamw_kernel(float* w, const float* g, float* m, float* v, const DeviceTensor* tensors, int count,
-                             const float* grad_scale, AdamWScalars s) {
+                             const DeviceStepGate* gate, AdamWScalars s, bool aligned) {
+    if (gate->skip) return;
     const DeviceTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &DeviceTensor::first_block)];
     const float decay = t.decay ? 1.0f - s.lr * s.weight_decay : 1.0f;
-    const float scale = *grad_scale;
-    const size_t base = size_t(blockIdx.x - t.first_block) * kPerBlock + threadIdx.x;
+    const float scale = gate->grad_scale;
+    const size_t base = size_t(blockIdx.x - t.first_block) * kPerBlock;
     for (int k = 0; k < kPerThread; ++k) {
-        const size_t j = base + size_t(k) * kThreads;
+        const size_t j = base + (size_t(k) * kThreads + threadIdx.x) * kVec;
         if (j >= t.numel) break;
-        adamw_element(w, g, m, v, t.offset + j, scale, decay, s);
+        if (aligned && t.packed && j + kVec <= t.numel) {
+            adamw_chunk(w, g, m, v, t.offset + j, scale, decay, s);
+        } else {
+            for (size_t e = j; e < t.numel && e < j + kVec; ++e) adamw_element(w, g, m, v, t.offset + e, scale, decay, s);
+        }
     }
 }
 
 // A measured step: one block per weight row of every tensor; the same update, and the row's sums.
 __global__ void adamw_rows_kernel(float* w, const float* g, float* m, float* v, const TensorRows* rows_table,
-                                  const DeviceTensor* tensors, int count, const float* grad_scale, AdamWScalars s,
+                                  const DeviceTensor* tensors, int count, const DeviceStepGate* gate, AdamWScalars s,
                                   RowSumsDevice* row_sums, float* update) {
     __shared__ double shared[32];
+    if (gate->skip) return;
     const int k = last_at_or_below(rows_table, count, blockIdx.x, &TensorRows::first);
     const TensorRows t = rows_table[k];
     const float decay = tensors[k].decay ? 1.0f - s.lr * s.weight_decay : 1.0f;
-    const float scale = *grad_scale;
+    const float scale = gate->grad_scale;
     const size_t row = t.offset + size_t(blockIdx.x - t.first) * size_t(t.cols);
     ThreadRowSums sums;
     for (int j = threadIdx.x; j < t.cols; j += blockDim.x) {
@@ -104,26 +128,30 @@ public:
             const TensorSlice& t = tensors[k];
             const RowRange held = rows_in_shard(t, shard);
             const size_t cols = t.numel / size_t(t.rows), numel = (held.last - held.first) * cols;
-            table.push_back({held.empty() ? 0 : t.offset + held.first * cols - begin_, numel, blocks, roles[k].decay ? 1 : 0});
+            const size_t offset = held.empty() ? 0 : t.offset + held.first * cols - begin_;
+            table.push_back({offset, numel, blocks, roles[k].decay ? 1 : 0, offset % kVec == 0});
             blocks += unsigned(ceil_div(numel, kPerBlock));
         }
         blocks_ = blocks;
         count_ = int(table.size());
-        // One allocation: m and v (the shard's floats each), then the tensor table and the gradient scale.
-        memory_ = device_alloc(2 * held_ * sizeof(float) + table.size() * sizeof(DeviceTensor) + sizeof(float), "optimizer state");
+        // One allocation: m and v (the shard's floats each, v 16-byte aligned too), then the tensor table and
+        // the gate.
+        const size_t m_floats = (held_ + kVec - 1) / kVec * kVec;
+        memory_ = device_alloc((m_floats + held_) * sizeof(float) + table.size() * sizeof(DeviceTensor) + sizeof(DeviceStepGate),
+                               "optimizer state");
         m_ = static_cast<float*>(memory_.get());
-        v_ = m_ + held_;
+        v_ = m_ + m_floats;
         tensors_device_ = reinterpret_cast<DeviceTensor*>(v_ + held_);
-        grad_scale_ = reinterpret_cast<float*>(tensors_device_ + table.size());
-        CUDA_CHECK(cudaMemsetAsync(m_, 0, 2 * held_ * sizeof(float), stream_));
+        gate_ = reinterpret_cast<DeviceStepGate*>(tensors_device_ + table.size());
+        CUDA_CHECK(cudaMemsetAsync(m_, 0, (m_floats + held_) * sizeof(float), stream_));
         CUDA_CHECK(cudaMemcpyAsync(tensors_device_, table.data(), table.size() * sizeof(DeviceTensor), cudaMemcpyHostToDevice, stream_));
-        const float one = 1.0f;
-        CUDA_CHECK(cudaMemcpyAsync(grad_scale_, &one, sizeof(float), cudaMemcpyHostToDevice, stream_));
+        const DeviceStepGate take{1.0f, 0};
+        CUDA_CHECK(cudaMemcpyAsync(gate_, &take, sizeof(take), cudaMemcpyHostToDevice, stream_));
         CUDA_CHECK(cudaStreamSynchronize(stream_));
     }
 
     const OptimizerConfig& config() const override { return config_; }
-    float* grad_scale_device() override { return grad_scale_; }
+    DeviceStepGate* gate_device() override { return gate_; }
     size_t state_bytes() const override { return 2 * held_ * sizeof(float); }
 
     void step(float* params, const float* grads, const StepContext& ctx, const StepOutputs& out) override {
@@ -134,14 +162,15 @@ public:
                              float(std::sqrt(1.0 - std::pow(double(b2), double(ctx.t))))};
         if (!out.sums && !out.update) {
             if (blocks_ == 0) return;  // a shard of nothing (more ranks than rows to share)
-            adamw_kernel<<<blocks_, kThreads, 0, stream_>>>(params, grads, m_, v_, tensors_device_, count_, grad_scale_, s);
+            const bool aligned = aligned16(params) && aligned16(grads) && aligned16(m_) && aligned16(v_);
+            adamw_kernel<<<blocks_, kThreads, 0, stream_>>>(params, grads, m_, v_, tensors_device_, count_, gate_, s, aligned);
             KERNEL_CHECK("adamw_kernel");
             return;
         }
         float* update = out.update ? update_buffer() : nullptr;
         if (sums_.total_rows() > 0) {
             adamw_rows_kernel<<<sums_.total_rows(), kThreads, 0, stream_>>>(params, grads, m_, v_, sums_.table(), tensors_device_,
-                                                                             count_, grad_scale_, s, sums_.rows(), update);
+                                                                             count_, gate_, s, sums_.rows(), update);
             KERNEL_CHECK("adamw_rows_kernel");
         }
         if (update)
@@ -182,7 +211,7 @@ private:
     float* m_ = nullptr;                      // (held) first moment of the shard's parameters
     float* v_ = nullptr;                      // (held) second moment
     DeviceTensor* tensors_device_ = nullptr;  // (count) where each tensor is, where its blocks start, its decay
-    float* grad_scale_ = nullptr;             // (1)
+    DeviceStepGate* gate_ = nullptr;          // (1)
 };
 
 }  // namespace

@@ -4,8 +4,9 @@
 // The optimizers on the GPU: the same math as the CPU references (optim/adamw.cpp, optim/lion.cpp), the
 // same named state buffers (a checkpoint resumes on either device), steps that take device pointers.
 //
-// A step is a fixed number of launches with no host round trip: the gradient scale (clipping) is read by
-// the kernels from device memory (grad_scale_device(), which the backend writes from ctx.grad_scale),
+// A step is a fixed number of launches with no host round trip: the gradient scale (clipping) and whether
+// the update is taken at all are read by the kernels from device memory (gate_device(), which the backend
+// fills on the device from the gradient's norm, optim/cuda/grad_norm.cuh; ctx.grad_scale is not read),
 // per-tensor statistics (LionAR's signal estimate) are reduced on the device, and per-row work (LionA's
 // radial removal, scaling and renormalisation) is one fused pass per row. A measured step
 // (--metrics-every) also leaves per-row sums that one more launch reduces per tensor; one copy brings
@@ -22,6 +23,15 @@
 
 namespace coldstart::cuda {
 
+// What a step's kernels read from device memory rather than from the host. skip: the update is not taken
+// (a non-finite or spiking step, decided on the device): every kernel that writes the weights or the
+// state returns at once, so a skipped step leaves both as they were; a measured step's sums are then
+// not meaningful (the training loop drops them).
+struct DeviceStepGate {
+    float grad_scale;  // multiplies every gradient (clipping)
+    int skip;
+};
+
 // An Optimizer whose step() takes device pointers to this optimizer's shard of two flat buffers
 // (optim/partition.h; with the default shard, all of them): params, the fp32 master weights of
 // [shard.begin, shard.end) of the flat parameter buffer, and grads, the summed gradient of the same range.
@@ -29,8 +39,8 @@ namespace coldstart::cuda {
 // backend holds no fp32 weights outside it (ZeRO-1). StepOutputs::update receives [shard.begin, shard.end).
 class CudaOptimizer : public Optimizer {
 public:
-    virtual float* grad_scale_device() = 0;  // (1) device memory
-    virtual size_t state_bytes() const = 0;  // this shard's state
+    virtual DeviceStepGate* gate_device() = 0;  // (1) device memory
+    virtual size_t state_bytes() const = 0;     // this shard's state
 };
 
 // Throws coldstart::Error naming the optimizer when it has no CUDA version. shard: the part of the

@@ -8,13 +8,15 @@
 //   LionA only: per row of every tensor the count of non-zero signs (one block a row), then one block per
 //   tensor adds its rows in a fixed order (integers in double: exact) and one thread per tensor turns the
 //   count into the step length of the l2 rule;
-//   tensors that are not controlled: Lion's elementwise step (one launch over all of them);
+//   tensors that are not controlled: Lion's elementwise step (one launch over all of them, 128-bit
+//   accesses);
 //   controlled tensors, per row: one fused block a row (u, momentum, <x,u> and |x|^2, the radial
 //   removal, centring, |u|, the step, the renormalisation, the gain): everything the row needs stays in
 //   shared memory; per tensor (--control tensor): the same phases as separate launches over all rows,
 //   each followed by a fixed-order reduction per tensor, since the whole tensor's sums are needed between
 //   them.
-// The first step also centres rows and records the held norms (one block a row). A measured step runs
+// The first step also centres rows and records the held norms (one block a row). Every kernel that writes
+// the weights or the state returns at once when the device's gate skips the step. A measured step runs
 // the plain step one block a row too, and every kernel leaves its rows' sums for step_sums.cuh.
 // With ZeRO-1 the optimizer steps one shard (optim/partition.h: cut between rows, never inside a row or a
 // tensor controlled whole): the tables hold the rows the shard holds, and the only sums that need rows of
@@ -36,8 +38,9 @@ namespace coldstart::cuda {
 namespace {
 
 constexpr int kThreads = 256;
+constexpr int kVec = 4;  // floats per thread and access in the elementwise step: one 128-bit load of w, g and m
 constexpr int kPerThread = 4;
-constexpr size_t kPerBlock = size_t(kThreads) * kPerThread;
+constexpr size_t kPerBlock = size_t(kThreads) * kVec * kPerThread;
 constexpr int kMaxControlledCols = 16384;  // two rows of floats: 128 KB of shared memory (A100: 163 KB, H100: 227 KB)
 
 // The tables hold the tensors (their rows) that the shard holds; a per-tensor array is indexed by the
@@ -52,6 +55,7 @@ struct PlainTensor {
     int decay;
     int ordinal;           // among all plain tensors (LionA's counts and step lengths)
     size_t tensor_numel;   // the whole tensor's elements (LionA's rule)
+    int packed;            // offset is a multiple of kVec: its chunks are 16-byte aligned when the buffers are
 };
 
 struct ControlledTensor {
@@ -83,14 +87,18 @@ __device__ inline float lion_direction(float b1, float m_prev, float grad) { ret
 struct PlainElement {
     float grad, m_prev, w_old;
 };
-// step: the sign step's length (lr, or LionA's rule); decay: 1 - lr wd, or 1.
+// One element's Lion step on values; step: the sign step's length (lr, or LionA's rule); decay: 1 - lr wd, or 1.
+__device__ inline void lion_update(float& w, float& m, float grad, float step, float decay, const LionScalars& s) {
+    const float u = lion_direction(s.b1, m, grad);
+    w = w * decay - step * u;
+    m = s.b2 * m + (1.0f - s.b2) * grad;
+}
+
+// One element in place; returns the old values for a measured step's sums.
 __device__ inline PlainElement lion_element(float* w, const float* g, float* m, size_t i, float scale, float step, float decay,
                                             const LionScalars& s) {
-    const float grad = g[i] * scale;
-    const PlainElement old{grad, m[i], w[i]};
-    const float u = lion_direction(s.b1, old.m_prev, grad);
-    w[i] = w[i] * decay - step * u;
-    m[i] = s.b2 * old.m_prev + (1.0f - s.b2) * grad;
+    const PlainElement old{g[i] * scale, m[i], w[i]};
+    lion_update(w[i], m[i], old.grad, step, decay, s);
     return old;
 }
 
@@ -99,30 +107,42 @@ __device__ inline float plain_step_length(const PlainTensor& t, const float* l2_
     return l2_steps ? l2_steps[t.ordinal] : s.plain_lr;
 }
 
+// aligned: w, g and m are 16-byte aligned, so a packed tensor's chunks of kVec are too.
 __global__ void lion_plain_kernel(float* w, const float* g, float* m, const PlainTensor* tensors, int count,
-                                  const float* grad_scale, const float* l2_steps, LionScalars s) {
+                                  const DeviceStepGate* gate, const float* l2_steps, LionScalars s, bool aligned) {
+    if (gate->skip) return;
     const PlainTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &PlainTensor::first_block)];
     const float decay = t.decay ? 1.0f - s.plain_lr * s.weight_decay : 1.0f;
     const float step = plain_step_length(t, l2_steps, s);
-    const float scale = *grad_scale;
-    const size_t base = size_t(blockIdx.x - t.first_block) * kPerBlock + threadIdx.x;
+    const float scale = gate->grad_scale;
+    const size_t base = size_t(blockIdx.x - t.first_block) * kPerBlock;
     for (int k = 0; k < kPerThread; ++k) {
-        const size_t j = base + size_t(k) * kThreads;
+        const size_t j = base + (size_t(k) * kThreads + threadIdx.x) * kVec;
         if (j >= t.numel) break;
-        lion_element(w, g, m, t.offset + j, scale, step, decay, s);
+        const size_t i = t.offset + j;
+        if (aligned && t.packed && j + kVec <= t.numel) {
+            Vec<float, kVec> wv = load_vec<kVec>(w + i), mv = load_vec<kVec>(m + i);
+            const Vec<float, kVec> gv = load_vec<kVec>(g + i);
+            for (int e = 0; e < kVec; ++e) lion_update(wv.v[e], mv.v[e], gv.v[e] * scale, step, decay, s);
+            store_vec(w + i, wv);
+            store_vec(m + i, mv);
+        } else {
+            for (size_t e = j; e < t.numel && e < j + kVec; ++e) lion_element(w, g, m, t.offset + e, scale, step, decay, s);
+        }
     }
 }
 
 // A measured step: one block per row of the plain tensors, the same step, and the row's sums.
 __global__ void lion_plain_rows_kernel(float* w, const float* g, float* m, const PlainTensor* tensors, int count,
-                                       const float* grad_scale, const float* l2_steps, LionScalars s, RowSumsDevice* row_sums,
+                                       const DeviceStepGate* gate, const float* l2_steps, LionScalars s, RowSumsDevice* row_sums,
                                        float* update) {
     __shared__ double shared[32];
     const PlainTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &PlainTensor::first_row)];
     const unsigned r = blockIdx.x - t.first_row;
     const float decay = t.decay ? 1.0f - s.plain_lr * s.weight_decay : 1.0f;
     const float step = plain_step_length(t, l2_steps, s);
-    const float scale = *grad_scale;
+    if (gate->skip) return;
+    const float scale = gate->grad_scale;
     const size_t row = t.offset + size_t(r) * size_t(t.cols);
     ThreadRowSums sums;
     for (int j = threadIdx.x; j < t.cols; j += blockDim.x) {
@@ -137,11 +157,12 @@ __global__ void lion_plain_rows_kernel(float* w, const float* g, float* m, const
 
 // LionA, per row of the plain tensors (one block a row): the count of the row's non-zero signs.
 __global__ void nonzero_signs_rows_kernel(const float* g, const float* m, const PlainTensor* tensors, int count,
-                                          const float* grad_scale, LionScalars s, double* per_row) {
+                                          const DeviceStepGate* gate, LionScalars s, double* per_row) {
     __shared__ double shared[32];
     const PlainTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &PlainTensor::first_row)];
     const size_t row = t.offset + size_t(blockIdx.x - t.first_row) * size_t(t.cols);
-    const float scale = *grad_scale;
+    if (gate->skip) return;
+    const float scale = gate->grad_scale;
     double n = 0;
     for (int j = threadIdx.x; j < t.cols; j += blockDim.x)
         n += lion_direction(s.b1, m[row + size_t(j)], g[row + size_t(j)] * scale) != 0.0f;
@@ -180,7 +201,8 @@ __global__ void copy_controlled_kernel(const float* w, float* w_before, const Co
 // The first step: centre each row (optionally), copy it to the direction (row gains), and leave its
 // squared norm: the held norm of a row, or a part of the tensor's (reduced by sum_rows_kernel).
 __global__ void start_control_kernel(float* w, float* directions, double* row_sq, const ControlledTensor* tensors, int count,
-                                     LionScalars s) {
+                                     LionScalars s, const DeviceStepGate* gate) {
+    if (gate->skip) return;
     __shared__ double shared[32];
     const ControlledTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &ControlledTensor::first_row)];
     const size_t r = blockIdx.x - t.first_row;
@@ -211,7 +233,8 @@ __global__ void sum_rows_kernel(const double* per_row, int fields, const Tensor*
 
 // The first step's held norms: per row, or per tensor from its rows' parts.
 __global__ void record_norms_kernel(const double* row_sq, const double* tensor_sq, float* norms, const ControlledTensor* tensors,
-                                    int count, int per_row) {
+                                    int count, int per_row, const DeviceStepGate* gate) {
+    if (gate->skip) return;
     const ControlledTensor t = tensors[blockIdx.x];
     if (!per_row) {
         if (threadIdx.x == 0) norms[t.group] = float(sqrt(tensor_sq[t.ordinal]));
@@ -222,12 +245,13 @@ __global__ void record_norms_kernel(const double* row_sq, const double* tensor_s
 
 // The RRC correction, per controlled row: ||g||^2, <g, m_{t-1}>, ||m_{t-1}||^2 of the controlled variable's gradient.
 __global__ void snr_rows_kernel(const float* g, const float* m, const float* gains, double* per_row, const ControlledTensor* tensors,
-                                int count, const float* grad_scale, LionScalars s) {
+                                int count, const DeviceStepGate* gate, LionScalars s) {
     __shared__ double shared[32];
     const ControlledTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &ControlledTensor::first_row)];
     const size_t r = blockIdx.x - t.first_row, row = t.offset + r * size_t(t.cols);
     const float row_gain = s.gains ? gains[t.group + unsigned(r)] : 1.0f;
-    const float scale = *grad_scale;
+    if (gate->skip) return;
+    const float scale = gate->grad_scale;
     double g_sq = 0, g_dot_m = 0, m_sq = 0;
     for (int j = threadIdx.x; j < t.cols; j += blockDim.x) {
         const float gx = g[row + size_t(j)] * scale * row_gain;
@@ -252,7 +276,8 @@ __global__ void snr_rows_kernel(const float* g, const float* m, const float* gai
 // alike) and the step scale k.
 __global__ void snr_scale_kernel(const double* per_tensor, float* snr_ema, double* k_scale, const ControlledTensor* tensors,
                                  int count, RrcCorrection estimator, InverseBiasCorrection ibc, double b, double t,
-                                 double ema_factor, double k_min) {
+                                 double ema_factor, double k_min, const DeviceStepGate* gate) {
+    if (gate->skip) return;
     const int i = int(blockIdx.x * blockDim.x + threadIdx.x);
     if (i >= count) return;
     const int o = tensors[i].ordinal;
@@ -270,7 +295,7 @@ __global__ void snr_scale_kernel(const double* per_tensor, float* snr_ema, doubl
 // every sum over the row a block sum. u and x stay in shared memory (2 * cols floats).
 __global__ void controlled_rows_kernel(float* w, const float* g, float* m, float* directions, float* gains, float* gain_m,
                                        const float* norms, float* norm_ema, const double* k_scale, const ControlledTensor* tensors,
-                                       int count, const float* grad_scale, LionScalars s, const float* w_before,
+                                       int count, const DeviceStepGate* gate, LionScalars s, const float* w_before,
                                        RowSumsDevice* row_sums, float* update) {
     extern __shared__ float row_memory[];
     __shared__ double shared[32];
@@ -283,7 +308,8 @@ __global__ void controlled_rows_kernel(float* w, const float* g, float* m, float
     float* x = row_memory + cols;
     float* x_global = s.gains ? directions + t.element + r * size_t(cols) : w + row;  // the controlled variable
     const float row_gain = s.gains ? gains[group] : 1.0f;
-    const float scale = *grad_scale;
+    if (gate->skip) return;
+    const float scale = gate->grad_scale;
     ThreadRowSums sums;
 
     double xu = 0, xx = 0, gain_grad = 0;
@@ -356,13 +382,14 @@ __global__ void controlled_rows_kernel(float* w, const float* g, float* m, float
 
 // Phase 1 per row: u (kept in scratch), the momentum, the row's <x,u> and |x|^2.
 __global__ void tensor_direction_kernel(const float* w, const float* g, float* m, float* u_all, double* per_row,
-                                        const ControlledTensor* tensors, int count, const float* grad_scale, LionScalars s,
+                                        const ControlledTensor* tensors, int count, const DeviceStepGate* gate, LionScalars s,
                                         RowSumsDevice* row_sums) {
     __shared__ double shared[32];
     const ControlledTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &ControlledTensor::first_row)];
     const size_t r = blockIdx.x - t.first_row, row = t.offset + r * size_t(t.cols);
     float* u = u_all + t.element + r * size_t(t.cols);
-    const float scale = *grad_scale;
+    if (gate->skip) return;
+    const float scale = gate->grad_scale;
     ThreadRowSums sums;
     double xu = 0, xx = 0;
     for (int j = threadIdx.x; j < t.cols; j += blockDim.x) {
@@ -404,7 +431,9 @@ __global__ void tensor_radial_kernel(const float* w, float* u_all, const double*
 
 // One thread per controlled tensor: the divisor D (|u| or the smoothed RMS) and the step length.
 __global__ void tensor_step_kernel(const double* tensor_xu_xx, const double* tensor_uu, float* norm_ema, const double* k_scale,
-                                   const ControlledTensor* tensors, int count, LionScalars s, float* step, int* moved) {
+                                   const ControlledTensor* tensors, int count, LionScalars s, float* step, int* moved,
+                                   const DeviceStepGate* gate) {
+    if (gate->skip) return;
     const int i = int(blockIdx.x * blockDim.x + threadIdx.x);
     if (i >= count) return;
     const int o = tensors[i].ordinal;
@@ -424,7 +453,8 @@ __global__ void tensor_step_kernel(const double* tensor_xu_xx, const double* ten
 
 // Phase 3 per row: x -= step u, the row's part of |x|^2.
 __global__ void tensor_move_kernel(float* w, const float* u_all, const float* step, const int* moved, double* per_row,
-                                   const ControlledTensor* tensors, int count) {
+                                   const ControlledTensor* tensors, int count, const DeviceStepGate* gate) {
+    if (gate->skip) return;
     __shared__ double shared[32];
     const ControlledTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &ControlledTensor::first_row)];
     const size_t r = blockIdx.x - t.first_row, row = t.offset + r * size_t(t.cols);
@@ -442,7 +472,8 @@ __global__ void tensor_move_kernel(float* w, const float* u_all, const float* st
 // Phase 4 per row: back to the held norm; the row's sums.
 __global__ void tensor_finish_kernel(float* w, const float* norms, const double* tensor_sq, const int* moved,
                                      const ControlledTensor* tensors, int count, const float* w_before, RowSumsDevice* row_sums,
-                                     float* update) {
+                                     float* update, const DeviceStepGate* gate) {
+    if (gate->skip) return;
     __shared__ double shared[32];
     const ControlledTensor t = tensors[last_at_or_below(tensors, count, blockIdx.x, &ControlledTensor::first_row)];
     const size_t r = blockIdx.x - t.first_row, row = t.offset + r * size_t(t.cols);
@@ -482,7 +513,7 @@ public:
     }
 
     const OptimizerConfig& config() const override { return config_; }
-    float* grad_scale_device() override { return grad_scale_; }
+    DeviceStepGate* gate_device() override { return gate_; }
     size_t state_bytes() const override {
         size_t bytes = 0;
         for (const Buffer& b : state_) bytes += b.held * sizeof(float);
@@ -511,7 +542,7 @@ public:
                 const size_t shared_bytes = size_t(2) * size_t(max_cols_) * sizeof(float);
                 controlled_rows_kernel<<<controlled_rows_, kThreads, shared_bytes, stream_>>>(
                     params, grads, m_, directions_, gains_, gain_m_, norms_, norm_ema_, k_scale_, controlled_table_, controlled,
-                    grad_scale_, s, w_before, row_sums, update);
+                    gate_, s, w_before, row_sums, update);
                 KERNEL_CHECK("controlled_rows_kernel");
             } else {
                 per_tensor_step(params, grads, s, w_before, row_sums, update);
@@ -520,12 +551,13 @@ public:
         const float* l2_steps = c.is_l2_controlled() ? l2_step_lengths(grads, s) : nullptr;  // every rank, as above
         if (plain > 0) {
             if (measured) {
-                lion_plain_rows_kernel<<<plain_rows_, kThreads, 0, stream_>>>(params, grads, m_, plain_table_, plain, grad_scale_,
+                lion_plain_rows_kernel<<<plain_rows_, kThreads, 0, stream_>>>(params, grads, m_, plain_table_, plain, gate_,
                                                                               l2_steps, s, sums_.rows(), update);
                 KERNEL_CHECK("lion_plain_rows_kernel");
             } else {
-                lion_plain_kernel<<<plain_blocks_, kThreads, 0, stream_>>>(params, grads, m_, plain_table_, plain, grad_scale_,
-                                                                           l2_steps, s);
+                const bool aligned = aligned16(params) && aligned16(grads) && aligned16(m_);
+                lion_plain_kernel<<<plain_blocks_, kThreads, 0, stream_>>>(params, grads, m_, plain_table_, plain, gate_,
+                                                                           l2_steps, s, aligned);
                 KERNEL_CHECK("lion_plain_kernel");
             }
         }
@@ -620,8 +652,9 @@ private:
     void add_plain(const TensorSlice& t, const RowRange& held, bool decay, unsigned sums_row) {
         if (!held.empty()) {
             const size_t cols = t.numel / size_t(t.rows), rows = held.last - held.first;
-            plain_.push_back({t.offset + held.first * cols - begin_, rows * cols, plain_blocks_, plain_rows_, sums_row, int(rows),
-                              int(cols), decay ? 1 : 0, int(plain_total_), t.numel});
+            const size_t offset = t.offset + held.first * cols - begin_;
+            plain_.push_back({offset, rows * cols, plain_blocks_, plain_rows_, sums_row, int(rows), int(cols), decay ? 1 : 0,
+                              int(plain_total_), t.numel, offset % kVec == 0});
             plain_blocks_ += unsigned(ceil_div(rows * cols, kPerBlock));
             plain_rows_ += unsigned(rows);
         }
@@ -643,7 +676,7 @@ private:
             wanted.push_back({"lion.gain_m", nullptr, groups_, groups_total_, groups_first_});
             wanted.push_back({"lion.directions", nullptr, controlled_elements_, directions_total_, directions_first_});
         }
-        size_t floats = 1;  // the gradient scale
+        size_t floats = 2;  // the gate (a float and an int)
         for (const Buffer& w : wanted) floats += w.held;
         floats += controlled_elements_ * (c.control == ControlScope::tensor ? 1 : 0) + controlled_total_;  // u scratch, steps
         floats += plain_total_;                                                                             // LionA's steps
@@ -659,7 +692,8 @@ private:
             f += w.held;
             state_.push_back(w);
         }
-        grad_scale_ = f++;
+        gate_ = reinterpret_cast<DeviceStepGate*>(f);
+        f += 2;
         if (c.control == ControlScope::tensor) {
             u_ = f;
             f += controlled_elements_;
@@ -700,8 +734,8 @@ private:
             const std::vector<float> ones(groups_, 1.0f);
             CUDA_CHECK(cudaMemcpyAsync(gains_, ones.data(), groups_ * sizeof(float), cudaMemcpyHostToDevice, stream_));
         }
-        const float one = 1.0f;
-        CUDA_CHECK(cudaMemcpyAsync(grad_scale_, &one, sizeof(float), cudaMemcpyHostToDevice, stream_));
+        const DeviceStepGate take{1.0f, 0};
+        CUDA_CHECK(cudaMemcpyAsync(gate_, &take, sizeof(take), cudaMemcpyHostToDevice, stream_));
         CUDA_CHECK(cudaMemcpyAsync(plain_table_, plain_.data(), plain * sizeof(PlainTensor), cudaMemcpyHostToDevice, stream_));
         CUDA_CHECK(cudaMemcpyAsync(controlled_table_, controlled_.data(), controlled * sizeof(ControlledTensor),
                                    cudaMemcpyHostToDevice, stream_));
@@ -738,14 +772,14 @@ private:
         const int controlled = int(controlled_.size());
         if (controlled > 0) {
             snr_rows_kernel<<<controlled_rows_, kThreads, 0, stream_>>>(grads, m_, gains_, row_partials_, controlled_table_,
-                                                                        controlled, grad_scale_, s);
+                                                                        controlled, gate_, s);
             KERNEL_CHECK("snr_rows_kernel");
         }
         sum_over_rows_and_ranks(row_partials_, 3, controlled_table_, controlled, controlled_total_, tensor_partials_);
         if (controlled == 0) return;
         snr_scale_kernel<<<unsigned(ceil_div(size_t(controlled), 128)), 128, 0, stream_>>>(
             tensor_partials_, snr_ema_, k_scale_, controlled_table_, controlled, c.rrc_correction, c.inverse_bias_correction,
-            c.beta2, double(ctx.t), c.snr_ema, c.k_min);
+            c.beta2, double(ctx.t), c.snr_ema, c.k_min, gate_);
         KERNEL_CHECK("snr_scale_kernel");
     }
 
@@ -754,7 +788,7 @@ private:
     const float* l2_step_lengths(const float* grads, const LionScalars& s) {
         const int plain = int(plain_.size());
         if (plain > 0) {
-            nonzero_signs_rows_kernel<<<plain_rows_, kThreads, 0, stream_>>>(grads, m_, plain_table_, plain, grad_scale_, s,
+            nonzero_signs_rows_kernel<<<plain_rows_, kThreads, 0, stream_>>>(grads, m_, plain_table_, plain, gate_, s,
                                                                              plain_row_counts_);
             KERNEL_CHECK("nonzero_signs_rows_kernel");
         }
@@ -770,7 +804,7 @@ private:
     void start_control(float* params, const LionScalars& s) {
         const int controlled = int(controlled_.size());
         start_control_kernel<<<controlled_rows_, kThreads, 0, stream_>>>(params, directions_, row_partials_, controlled_table_,
-                                                                         controlled, s);
+                                                                         controlled, s, gate_);
         KERNEL_CHECK("start_control_kernel");
         const bool per_row = config_.control == ControlScope::rows;
         if (!per_row) {  // a tensor controlled as a whole is on one rank: its sums need no other
@@ -778,7 +812,7 @@ private:
             KERNEL_CHECK("sum_rows_kernel (norms)");
         }
         record_norms_kernel<<<controlled, kThreads, 0, stream_>>>(row_partials_, tensor_partials_, norms_, controlled_table_,
-                                                                  controlled, per_row ? 1 : 0);
+                                                                  controlled, per_row ? 1 : 0, gate_);
         KERNEL_CHECK("record_norms_kernel");
     }
 
@@ -791,7 +825,7 @@ private:
         double* uu = tensor_partials_ + 2 * controlled_total_;        // (controlled tensors) by ordinal
         double* sq = uu;                                              // reused once uu is consumed by tensor_step_kernel
         tensor_direction_kernel<<<rows, kThreads, 0, stream_>>>(params, grads, m_, u_, row_partials_, controlled_table_, controlled,
-                                                                grad_scale_, s, row_sums);
+                                                                gate_, s, row_sums);
         KERNEL_CHECK("tensor_direction_kernel");
         sum_rows_kernel<<<controlled, kThreads, 0, stream_>>>(row_partials_, 2, controlled_table_, xu_xx);
         KERNEL_CHECK("sum_rows_kernel (<x,u>, <x,x>)");
@@ -800,14 +834,14 @@ private:
         sum_rows_kernel<<<controlled, kThreads, 0, stream_>>>(row_partials_, 1, controlled_table_, uu);
         KERNEL_CHECK("sum_rows_kernel (|u|^2)");
         tensor_step_kernel<<<unsigned(ceil_div(size_t(controlled), 128)), 128, 0, stream_>>>(
-            xu_xx, uu, norm_ema_, k_scale_, controlled_table_, controlled, s, step_, moved_);
+            xu_xx, uu, norm_ema_, k_scale_, controlled_table_, controlled, s, step_, moved_, gate_);
         KERNEL_CHECK("tensor_step_kernel");
-        tensor_move_kernel<<<rows, kThreads, 0, stream_>>>(params, u_, step_, moved_, row_partials_, controlled_table_, controlled);
+        tensor_move_kernel<<<rows, kThreads, 0, stream_>>>(params, u_, step_, moved_, row_partials_, controlled_table_, controlled, gate_);
         KERNEL_CHECK("tensor_move_kernel");
         sum_rows_kernel<<<controlled, kThreads, 0, stream_>>>(row_partials_, 1, controlled_table_, sq);
         KERNEL_CHECK("sum_rows_kernel (|x|^2)");
         tensor_finish_kernel<<<rows, kThreads, 0, stream_>>>(params, norms_, sq, moved_, controlled_table_, controlled, w_before,
-                                                             row_sums, update);
+                                                             row_sums, update, gate_);
         KERNEL_CHECK("tensor_finish_kernel");
     }
 
@@ -831,7 +865,7 @@ private:
     // Into memory_: the state buffers (in state_), then scratch and tables.
     float *m_ = nullptr, *norms_ = nullptr, *norm_ema_ = nullptr, *snr_ema_ = nullptr;
     float *gains_ = nullptr, *gain_m_ = nullptr, *directions_ = nullptr;
-    float* grad_scale_ = nullptr;  // (1)
+    DeviceStepGate* gate_ = nullptr;  // (1)
     float* u_ = nullptr;           // (controlled elements held) per-tensor control: the direction between passes
     float* step_ = nullptr;        // (controlled tensors) per-tensor control: the step length
     int* moved_ = nullptr;         // (controlled tensors) per-tensor control: whether the tensor moves

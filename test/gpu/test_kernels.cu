@@ -114,104 +114,172 @@ TEST_CASE_TEMPLATE("cuda encoder: forward and the atomics-free backward", T, flo
     }
 }
 
-TEST_CASE_TEMPLATE("cuda layernorm: forward, fused residual forward, backward", T, float, bf16) {
-    for (const auto& shape : {std::tuple{111, 72}, std::tuple{37, 200}, std::tuple{5, 60}, std::tuple{64, 768}}) {
-        const int N = std::get<0>(shape), C = std::get<1>(shape);
-        CAPTURE(N); CAPTURE(C);
-        Rng rng(uint64_t(N * 1000 + C));
-        const Floats inp = scaled(random_floats<float>(rng, size_t(N) * C), 1.0f, 3.0f);  // a mean far from 0
-        Floats inp_t(inp.size());
-        for (size_t i = 0; i < inp.size(); ++i) inp_t[i] = round_to<T>(inp[i]);
-        Floats weight = random_floats<T>(rng, C), bias = random_floats<T>(rng, C);
-        for (float& w : weight) w = round_to<T>(1.0f + 0.2f * w);
-        Buffer<T> d_inp(inp_t.size()), d_w(C), d_b(C), d_out(inp_t.size());
-        Buffer<float> d_mean(N), d_rstd(N);
-        d_inp.upload(inp_t);
-        d_w.upload(weight);
-        d_b.upload(bias);
-        cuda::layernorm_forward<T>(d_out, d_mean, d_rstd, d_inp, d_w, d_b, N, C, 0);
-        Floats out_ref(inp_t.size()), mean_ref(N), rstd_ref(N);
-        cpu::layernorm_forward(out_ref.data(), mean_ref.data(), rstd_ref.data(), inp_t.data(), weight.data(), bias.data(), N, C);
+namespace {
+
+// The column sums of rows (N, C), in double.
+Floats column_sums(const Floats& rows, int N, int C) {
+    std::vector<double> sum(size_t(C), 0.0);
+    for (int r = 0; r < N; ++r)
+        for (int c = 0; c < C; ++c) sum[size_t(c)] += rows[size_t(r) * C + size_t(c)];
+    return Floats(sum.begin(), sum.end());
+}
+
+Floats plus(const Floats& a, const Floats& b) {
+    Floats out(a.size());
+    for (size_t i = 0; i < a.size(); ++i) out[i] = a[i] + b[i];
+    return out;
+}
+
+// A device buffer whose data starts `offset` elements into its allocation: offset 1 misaligns it, which
+// sends every kernel that gets it down its one-element-per-access path.
+template <typename U>
+struct Shifted {
+    Buffer<U> buffer;
+    int offset;
+    Shifted(size_t n, int offset_) : buffer(n + size_t(offset_)), offset(offset_) {}
+    U* get() const { return buffer.get() + offset; }
+    operator U*() const { return get(); }
+    void upload(const Floats& host) {
+        Floats padded(size_t(offset), 0.0f);
+        padded.insert(padded.end(), host.begin(), host.end());
+        buffer.upload(padded);
+    }
+    Floats download() const {
+        const Floats all = buffer.download();
+        return Floats(all.begin() + offset, all.end());
+    }
+    void poison() { buffer.poison(); }
+};
+
+// Forward, fused residual forward and backward (with the column sums of dinp) of one shape; offset 1
+// misaligns every row buffer.
+template <typename T>
+void check_layernorm(int N, int C, int offset) {
+    CAPTURE(N); CAPTURE(C); CAPTURE(offset);
+    Rng rng(uint64_t(N * 1000 + C));
+    const Floats inp = scaled(random_floats<float>(rng, size_t(N) * C), 1.0f, 3.0f);  // a mean far from 0
+    Floats inp_t(inp.size());
+    for (size_t i = 0; i < inp.size(); ++i) inp_t[i] = round_to<T>(inp[i]);
+    Floats weight = random_floats<T>(rng, C), bias = random_floats<T>(rng, C);
+    for (float& w : weight) w = round_to<T>(1.0f + 0.2f * w);
+    Shifted<T> d_inp(inp_t.size(), offset), d_w(C, offset), d_b(C, offset), d_out(inp_t.size(), offset);
+    Buffer<float> d_mean(N), d_rstd(N);
+    d_inp.upload(inp_t);
+    d_w.upload(weight);
+    d_b.upload(bias);
+    cuda::layernorm_forward<T>(d_out, d_mean, d_rstd, d_inp, d_w, d_b, N, C, 0);
+    Floats out_ref(inp_t.size()), mean_ref(N), rstd_ref(N);
+    cpu::layernorm_forward(out_ref.data(), mean_ref.data(), rstd_ref.data(), inp_t.data(), weight.data(), bias.data(), N, C);
+    CHECK(rel(d_out.download(), out_ref) < tolerance<T>());
+    CHECK(rel(d_mean.download(), mean_ref) < fp32_out_tolerance<T>());
+    CHECK(rel(d_rstd.download(), rstd_ref) < fp32_out_tolerance<T>());
+
+    {  // fused with the residual add
+        const Floats a = random_floats<T>(rng, inp.size()), b = random_floats<T>(rng, inp.size());
+        Shifted<T> d_a(a.size(), offset), d_bb(b.size(), offset), d_res(a.size(), offset);
+        d_a.upload(a);
+        d_bb.upload(b);
+        d_out.poison();
+        d_mean.poison();
+        d_rstd.poison();
+        cuda::residual_layernorm_forward<T>(d_res, d_out, d_mean, d_rstd, d_a, d_bb, d_w, d_b, N, C, 0);
+        Floats res_ref(a.size());
+        cpu::residual_forward(res_ref.data(), a.data(), b.data(), a.size());
+        cpu::layernorm_forward(out_ref.data(), mean_ref.data(), rstd_ref.data(), res_ref.data(), weight.data(), bias.data(), N, C);
+        const Floats res = d_res.download();
+        CHECK(rel(res, res_ref) < tolerance<T>());
         CHECK(rel(d_out.download(), out_ref) < tolerance<T>());
-        CHECK(rel(d_mean.download(), mean_ref) < fp32_out_tolerance<T>());
-        CHECK(rel(d_rstd.download(), rstd_ref) < fp32_out_tolerance<T>());
+        // The statistics are those layernorm_forward computes from the stored residual, to the bit (what
+        // -r 2 relies on), here from a buffer of the other alignment (the packed and the one-element path).
+        Shifted<T> d_res2(a.size(), 1 - offset), d_out2(a.size(), 1 - offset);
+        Buffer<float> d_mean2(N), d_rstd2(N);
+        d_res2.upload(res);
+        cuda::layernorm_forward<T>(d_out2, d_mean2, d_rstd2, d_res2, d_w, d_b, N, C, 0);
+        CHECK(same_bits(d_mean2.download(), d_mean.download()));
+        CHECK(same_bits(d_rstd2.download(), d_rstd.download()));
+        CHECK(same_bits(d_out2.download(), d_out.download()));
+    }
 
-        {  // fused with the residual add
-            const Floats a = random_floats<T>(rng, inp.size()), b = random_floats<T>(rng, inp.size());
-            Buffer<T> d_a(a.size()), d_bb(b.size()), d_res(a.size());
-            d_a.upload(a);
-            d_bb.upload(b);
-            d_out.poison();
-            d_mean.poison();
-            d_rstd.poison();
-            cuda::residual_layernorm_forward<T>(d_res, d_out, d_mean, d_rstd, d_a, d_bb, d_w, d_b, N, C, 0);
-            Floats res_ref(a.size());
-            cpu::residual_forward(res_ref.data(), a.data(), b.data(), a.size());
-            cpu::layernorm_forward(out_ref.data(), mean_ref.data(), rstd_ref.data(), res_ref.data(), weight.data(), bias.data(), N, C);
-            const Floats res = d_res.download();
-            CHECK(rel(res, res_ref) < tolerance<T>());
-            CHECK(rel(d_out.download(), out_ref) < tolerance<T>());
-            // The statistics are those layernorm_forward computes from the stored residual, to the bit
-            // (what -r 2 relies on).
-            Buffer<T> d_out2(a.size());
-            Buffer<float> d_mean2(N), d_rstd2(N);
-            cuda::layernorm_forward<T>(d_out2, d_mean2, d_rstd2, d_res, d_w, d_b, N, C, 0);
-            CHECK(same_bits(d_mean2.download(), d_mean.download()));
-            CHECK(same_bits(d_rstd2.download(), d_rstd.download()));
-            CHECK(same_bits(d_out2.download(), d_out.download()));
+    {  // backward, accumulating and overwriting; dsum: the column sums of dinp as stored
+        const Floats dout = random_floats<T>(rng, inp.size());
+        const Floats dinp0 = random_floats<T>(rng, inp.size());
+        const Floats dw0 = random_floats<float>(rng, C), db0 = random_floats<float>(rng, C), ds0 = random_floats<float>(rng, C);
+        Shifted<T> d_dout(dout.size(), offset), d_dinp(dout.size(), offset);
+        Buffer<float> d_dw(C), d_db(C), d_ds(C), d_scratch(cuda::layernorm_scratch_floats(N, C));
+        d_dout.upload(dout);
+        d_mean.upload(mean_ref);  // the CPU's statistics, so that only the backward is compared
+        d_rstd.upload(rstd_ref);
+        Floats dinp_ref = dinp0, dw_ref = dw0, db_ref = db0;
+        cpu::layernorm_backward(dinp_ref.data(), dw_ref.data(), db_ref.data(), dout.data(), inp_t.data(), weight.data(),
+                                mean_ref.data(), rstd_ref.data(), N, C);
+        Floats first_dw;
+        for (int run = 0; run < 2; ++run) {
+            d_dinp.upload(dinp0);
+            d_dw.upload(dw0);
+            d_db.upload(db0);
+            d_ds.upload(ds0);
+            cuda::layernorm_backward<T>(d_dinp, d_dw, d_db, d_ds, d_dout, d_inp, d_w, d_mean, d_rstd, N, C, true, d_scratch, 0);
+            if (run == 0) first_dw = d_dw.download();
         }
-
-        {  // backward, accumulating and overwriting
-            const Floats dout = random_floats<T>(rng, inp.size());
-            const Floats dinp0 = random_floats<T>(rng, inp.size());
-            const Floats dw0 = random_floats<float>(rng, C), db0 = random_floats<float>(rng, C);
-            Buffer<T> d_dout(dout.size()), d_dinp(dout.size());
-            Buffer<float> d_dw(C), d_db(C), d_scratch(cuda::layernorm_scratch_floats(N, C));
-            d_dout.upload(dout);
-            d_mean.upload(mean_ref);  // the CPU's statistics, so that only the backward is compared
-            d_rstd.upload(rstd_ref);
-            Floats dinp_ref = dinp0, dw_ref = dw0, db_ref = db0;
-            cpu::layernorm_backward(dinp_ref.data(), dw_ref.data(), db_ref.data(), dout.data(), inp_t.data(), weight.data(),
-                                    mean_ref.data(), rstd_ref.data(), N, C);
-            Floats first_dw;
-            for (int run = 0; run < 2; ++run) {
-                d_dinp.upload(dinp0);
-                d_dw.upload(dw0);
-                d_db.upload(db0);
-                cuda::layernorm_backward<T>(d_dinp, d_dw, d_db, d_dout, d_inp, d_w, d_mean, d_rstd, N, C, true, d_scratch, 0);
-                if (run == 0) first_dw = d_dw.download();
-            }
-            CHECK(increment_error(d_dinp.download(), dinp0, dinp_ref) < tolerance<T>());
-            const Floats dw = d_dw.download();
-            CHECK(increment_error(dw, dw0, dw_ref) < fp32_out_tolerance<T>());
-            CHECK(increment_error(d_db.download(), db0, db_ref) < fp32_out_tolerance<T>());
-            CHECK_MESSAGE(same_bits(dw, first_dw), "layernorm backward: two runs gave different bits");
-            // accumulate = false: dinp is written, not added to (its NaN poison must disappear)
-            d_dinp.poison();
-            cuda::layernorm_backward<T>(d_dinp, d_dw, d_db, d_dout, d_inp, d_w, d_mean, d_rstd, N, C, false, d_scratch, 0);
-            Floats zero(dout.size(), 0.0f), dinp_zero_ref(dout.size(), 0.0f), dw_tmp = dw0, db_tmp = db0;
-            cpu::layernorm_backward(dinp_zero_ref.data(), dw_tmp.data(), db_tmp.data(), dout.data(), inp_t.data(), weight.data(),
-                                    mean_ref.data(), rstd_ref.data(), N, C);
-            CHECK(increment_error(d_dinp.download(), zero, dinp_zero_ref) < tolerance<T>());
-        }
+        CHECK(increment_error(d_dinp.download(), dinp0, dinp_ref) < tolerance<T>());
+        const Floats dw = d_dw.download();
+        CHECK(increment_error(dw, dw0, dw_ref) < fp32_out_tolerance<T>());
+        CHECK(increment_error(d_db.download(), db0, db_ref) < fp32_out_tolerance<T>());
+        // dsum sums dinp as stored (rounded to T): bf16's tolerance for bf16
+        CHECK(increment_error(d_ds.download(), ds0, plus(ds0, column_sums(dinp_ref, N, C))) < tolerance<T>());
+        CHECK_MESSAGE(same_bits(dw, first_dw), "layernorm backward: two runs gave different bits");
+        // accumulate = false: dinp is written, not added to (its NaN poison must disappear); no dsum
+        d_dinp.poison();
+        cuda::layernorm_backward<T>(d_dinp, d_dw, d_db, nullptr, d_dout, d_inp, d_w, d_mean, d_rstd, N, C, false, d_scratch, 0);
+        Floats zero(dout.size(), 0.0f), dinp_zero_ref(dout.size(), 0.0f), dw_tmp = dw0, db_tmp = db0;
+        cpu::layernorm_backward(dinp_zero_ref.data(), dw_tmp.data(), db_tmp.data(), dout.data(), inp_t.data(), weight.data(),
+                                mean_ref.data(), rstd_ref.data(), N, C);
+        CHECK(increment_error(d_dinp.download(), zero, dinp_zero_ref) < tolerance<T>());
     }
 }
 
-TEST_CASE_TEMPLATE("cuda gelu: forward and backward, packed and element-wise", T, float, bf16) {
-    for (size_t n : {size_t(1001), size_t(4096), size_t(72 * 4 * 37)}) {
-        CAPTURE(n);
+}  // namespace
+
+// C = 60 in bf16 is not a multiple of the pack (8): the one-element path; offset 1 misaligns the rows.
+TEST_CASE_TEMPLATE("cuda layernorm: forward, fused residual forward, backward with dsum; packed and one-element paths", T,
+                   float, bf16) {
+    for (const auto& shape : {std::tuple{111, 72, 0}, std::tuple{37, 200, 1}, std::tuple{5, 60, 0}, std::tuple{64, 768, 0}})
+        check_layernorm<T>(std::get<0>(shape), std::get<1>(shape), std::get<2>(shape));
+}
+
+TEST_CASE_TEMPLATE("cuda gelu: forward, and the backward fused with the bias gradient; packed, tail and misaligned", T, float,
+                   bf16) {
+    for (const auto& shape : {std::tuple{1001, 0}, std::tuple{4096, 0}, std::tuple{72 * 4 * 37, 1}}) {
+        const size_t n = size_t(std::get<0>(shape));
+        const int offset = std::get<1>(shape);
+        CAPTURE(n); CAPTURE(offset);
         Rng rng(n);
-        const Floats inp = random_floats<T>(rng, n, -4.0f, 4.0f), dout = random_floats<T>(rng, n);
-        Buffer<T> d_inp(n), d_out(n), d_d(n);
+        const Floats inp = random_floats<T>(rng, n, -4.0f, 4.0f);
+        Shifted<T> d_inp(n, offset), d_out(n, offset);
         d_inp.upload(inp);
         cuda::gelu_forward<T>(d_out, d_inp, n, 0);
-        Floats ref(n), dref(n, 0.0f);
+        Floats ref(n);
         cpu::gelu_forward(ref.data(), inp.data(), n);
         CHECK(rel(d_out.download(), ref) < tolerance<T>());
+    }
+    // (N, OC): OC = 100 in bf16 is not a multiple of the pack; offset 1 misaligns.
+    for (const auto& shape : {std::tuple{37, 288, 0}, std::tuple{11, 100, 0}, std::tuple{70, 96, 1}}) {
+        const int N = std::get<0>(shape), OC = std::get<1>(shape), offset = std::get<2>(shape);
+        CAPTURE(N); CAPTURE(OC); CAPTURE(offset);
+        const size_t n = size_t(N) * OC;
+        Rng rng(n + 1);
+        const Floats inp = random_floats<T>(rng, n, -4.0f, 4.0f), dout = random_floats<T>(rng, n);
+        const Floats db0 = random_floats<float>(rng, OC);
+        Shifted<T> d_inp(n, offset), d_d(n, offset);
+        Buffer<float> d_db(OC), d_scratch(cuda::gelu_backward_scratch_floats(N, OC));
+        d_inp.upload(inp);
         d_d.upload(dout);
-        cuda::gelu_backward_inplace<T>(d_d, d_inp, n, 0);
+        d_db.upload(db0);
+        cuda::gelu_backward_bias<T>(d_d, d_db, d_inp, N, OC, d_scratch, 0);
+        Floats dref(n, 0.0f);
         cpu::gelu_backward(dref.data(), inp.data(), dout.data(), n);
         CHECK(rel(d_d.download(), dref) < tolerance<T>());
+        CHECK(increment_error(d_db.download(), db0, plus(db0, column_sums(dref, N, OC))) < tolerance<T>());
     }
 }
 
@@ -444,7 +512,7 @@ TEST_CASE_TEMPLATE("cuda classifier: fused softmax cross-entropy, padded vocabul
     }
 }
 
-TEST_CASE("cuda AdamW: the CPU reference's steps to 1e-7, decay by tensor role, measured-step sums, state interchange") {
+TEST_CASE("cuda AdamW: the CPU reference's steps to 1e-7, decay by tensor role, measured-step sums, skipped and misaligned steps, state interchange") {
     const GPT2Config c = test_util::small_model_config();
     const std::vector<TensorSlice> tensors = parameter_tensors(c);
     const size_t P = ParamLayout(c).total;
@@ -462,7 +530,8 @@ TEST_CASE("cuda AdamW: the CPU reference's steps to 1e-7, decay by tensor role, 
         auto step_both = [&](const StepContext& ctx, const StepOutputs& cpu_out, const StepOutputs& gpu_out) {
             const Floats grads = random_floats<float>(rng, P);
             d_grads.upload(grads);
-            REQUIRE(cudaMemcpy(gpu_opt->grad_scale_device(), &ctx.grad_scale, sizeof(float), cudaMemcpyHostToDevice) == cudaSuccess);
+            const cuda::DeviceStepGate gate{ctx.grad_scale, 0};  // the CUDA optimizers read the clip scale there
+            REQUIRE(cudaMemcpy(gpu_opt->gate_device(), &gate, sizeof(gate), cudaMemcpyHostToDevice) == cudaSuccess);
             gpu_opt->step(d_params, d_grads, ctx, gpu_out);
             cpu_opt.step(params.data(), grads.data(), ctx, cpu_out);
         };
@@ -491,6 +560,26 @@ TEST_CASE("cuda AdamW: the CPU reference's steps to 1e-7, decay by tensor role, 
             const Floats want = {float(b.w_sq), float(b.d_sq), float(b.w_dot_d), float(b.g_sq), float(b.g_dot_mprev), float(b.mprev_sq),
                                  float(b.m_sq), float(b.row_angle_sq), float(b.rows)};
             CHECK_MESSAGE(rel(got, want) < 1e-4, tensors[k].name << ": measured-step sums differ, relative error " << rel(got, want));
+        }
+        {  // A step the device's gate skips changes nothing; a step on misaligned buffers takes one element at a time.
+            const Floats before = d_params.download();
+            Floats m_before(P), m_after(P);
+            gpu_opt->read_state(0, m_before.data());
+            const cuda::DeviceStepGate skip{1.0f, 1};
+            REQUIRE(cudaMemcpy(gpu_opt->gate_device(), &skip, sizeof(skip), cudaMemcpyHostToDevice) == cudaSuccess);
+            gpu_opt->step(d_params, d_grads, {1e-2f, 1.0f, 5}, {});
+            gpu_opt->read_state(0, m_after.data());
+            CHECK(same_bits(d_params.download(), before));
+            CHECK(same_bits(m_after, m_before));
+            Shifted<float> p1(P, 1), g1(P, 1);
+            const Floats grads = random_floats<float>(rng, P);
+            p1.upload(params);
+            g1.upload(grads);
+            const cuda::DeviceStepGate take{0.9f, 0};
+            REQUIRE(cudaMemcpy(gpu_opt->gate_device(), &take, sizeof(take), cudaMemcpyHostToDevice) == cudaSuccess);
+            gpu_opt->step(p1, g1, {1e-2f, 0.9f, 5}, {});
+            cpu_opt.step(params.data(), grads.data(), {1e-2f, 0.9f, 5}, {});
+            CHECK(rel(p1.download(), params) < 1e-7);
         }
         // The state as checkpoints store it: a file written from the GPU optimizer loads into the CPU one
         // and back, and both then take the same step.
@@ -538,6 +627,12 @@ TEST_CASE("cuda gradient norm: sum of squares in double, deterministic; bf16 con
     const double ref = sum_of_squares(x.data(), n);
     CHECK(std::fabs(first - ref) / ref < 1e-12);
     CHECK(first == second);
+    Shifted<float> shifted(n - 1, 1);  // misaligned: one element per load
+    shifted.upload(Floats(x.begin() + 1, x.end()));
+    cuda::sum_of_squares(d_result, shifted, n - 1, d_scratch, 0);
+    const double third = d_result.download_raw()[0];
+    const double ref_shifted = sum_of_squares(x.data() + 1, n - 1);
+    CHECK(std::fabs(third - ref_shifted) / ref_shifted < 1e-12);
 
     Buffer<bf16> d_b(n);
     cuda::convert_floats<bf16>(d_b, d_x, n, 0);
@@ -548,4 +643,9 @@ TEST_CASE("cuda gradient norm: sum of squares in double, deterministic; bf16 con
         wrong += std::memcmp(&b[i], &expected, sizeof(bf16)) != 0;
     }
     CHECK(wrong == 0);
+    Buffer<bf16> d_small(1001);  // from the misaligned buffer: one element per thread
+    cuda::convert_floats<bf16>(d_small, shifted, 1001, 0);
+    Floats expected_small(1001);
+    for (size_t i = 0; i < 1001; ++i) expected_small[i] = round_to<bf16>(x[i + 1]);
+    CHECK(same_bits(d_small.download(), expected_small));
 }

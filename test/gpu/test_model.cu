@@ -125,7 +125,8 @@ Result cpu_step(const GPT2Config& c, const Floats& params, const Batch& batch, i
     return r;
 }
 
-// The same on the GPU: logits from evaluate(), loss and gradients from forward_backward().
+// The same on the GPU: logits from evaluate(), loss and gradients from forward_backward() (the loss summed
+// on the device, read by step_loss()).
 Result gpu_step(CudaBackend& backend, const Floats& params, const Batch& batch) {
     const ParamLayout layout(backend.config());
     backend.set_parameters(params.data());
@@ -134,7 +135,8 @@ Result gpu_step(CudaBackend& backend, const Floats& params, const Batch& batch) 
     r.logits.resize(batch.inputs.size() * size_t(backend.config().padded_vocab_size));
     backend.get_logits(r.logits.data());
     backend.zero_grad();
-    r.loss = backend.forward_backward(batch.inputs.data(), batch.targets.data(), 1.0f);
+    backend.forward_backward(batch.inputs.data(), batch.targets.data(), 1.0f);
+    r.loss = float(backend.step_loss());
     CHECK_MESSAGE(eval_loss == r.loss, "evaluate() and forward_backward() disagree on the loss: " << eval_loss << " vs " << r.loss);
     r.grads.resize(layout.total);
     backend.get_gradients(r.grads.data());
@@ -170,22 +172,23 @@ void compare_with_cpu(const GPT2Config& c, const CudaOptions& opts, int B, int T
 }
 
 // n training steps of a backend with gradient accumulation over `accum` micro-batches and clipping,
-// as train_gpt2.cu drives it. Returns the losses and, in norms, the gradient norms.
+// as train_gpt2.cu drives it (the verdict, the clip scale and the step's loss from the backend, read once
+// a step). Returns the losses and, in norms, the gradient norms.
 Floats train(Backend& backend, const Floats& params, const std::vector<Batch>& batches, int steps, int accum, Floats* norms,
              Floats* final_params) {
     backend.set_parameters(params.data());
     Floats losses;
     for (int s = 0; s < steps; ++s) {
         backend.zero_grad();
-        double loss = 0;
         for (int m = 0; m < accum; ++m) {
             const Batch& b = batches[size_t(s * accum + m) % batches.size()];
-            loss += backend.forward_backward(b.inputs.data(), b.targets.data(), 1.0f / float(accum));
+            backend.forward_backward(b.inputs.data(), b.targets.data(), 1.0f / float(accum));
         }
-        const float norm = backend.grad_norm();
-        backend.optimizer_step({2e-3f, clip_scale(norm, 1.0f), s + 1});
-        losses.push_back(float(loss / accum));
-        if (norms) norms->push_back(norm);
+        backend.optimizer_step({2e-3f, s + 1, 1.0f});
+        const StepReport report = backend.step_report();
+        REQUIRE(report.verdict == StepVerdict::taken);
+        losses.push_back(float(report.loss));
+        if (norms) norms->push_back(report.norm);
     }
     if (final_params) {
         final_params->resize(ParamLayout(backend.config()).total);
@@ -318,8 +321,7 @@ TEST_CASE("cuda backend: a measured step (--metrics-every) gives the CPU backend
         b->set_parameters(params.data());
         b->zero_grad();
         b->forward_backward(batch.inputs.data(), batch.targets.data(), 1.0f);
-        const float norm = b->grad_norm();
-        b->optimizer_step({1e-3f, clip_scale(norm, 1.0f), 1}, b == cpu.get() ? &m_cpu : &m_gpu);
+        b->optimizer_step({1e-3f, 1, 1.0f}, b == cpu.get() ? &m_cpu : &m_gpu);
     }
     REQUIRE(m_gpu.tensors.size() == m_cpu.tensors.size());
     for (size_t k = 0; k < m_cpu.tensors.size(); ++k) {
@@ -331,7 +333,7 @@ TEST_CASE("cuda backend: a measured step (--metrics-every) gives the CPU backend
     // Without CudaOptions::rrc the MLP outputs were not kept: refused, naming what turns it on (test_rrc.cu measures it).
     StepMeasurement with_rrc;
     with_rrc.with_rrc = true;
-    CHECK(test_util::contains(test_util::error_of([&] { gpu->optimizer_step({1e-3f, 1.0f, 2}, &with_rrc); }), "CudaOptions::rrc"));
+    CHECK(test_util::contains(test_util::error_of([&] { gpu->optimizer_step({1e-3f, 2}, &with_rrc); }), "CudaOptions::rrc"));
 }
 
 TEST_CASE("cuda backend: two runs give the same bits (losses, norms, parameters)") {
@@ -360,6 +362,93 @@ TEST_CASE("cuda backend: two runs give the same bits (losses, norms, parameters)
         CHECK(same_bits(finals[0], finals[1]));
     }
 }
+
+// The verdict (optim/step_gate.h) is computed on the device from the device's loss and norm: the same as
+// the CPU backend's for every reason, and a skipped update leaves the weights as they were.
+TEST_CASE("cuda backend: skip decisions on the device equal the CPU backend's; a skipped update changes nothing") {
+    const GPT2Config c = small_config();
+    const int B = 2, T = 11;
+    Floats params = random_params(c, 9, false);
+    Floats broken = params;
+    broken[ParamLayout(c).offsets[QKVW] + 5] = NAN;
+    const auto batch = random_batches(1, B, T, c.vocab_size, 5)[0];
+    auto cpu = make_cpu_backend(c, B, T, OptimizerConfig{});
+    auto gpu = make_cuda_backend(c, B, T, OptimizerConfig{}, options("fp32"));
+    const SpikeLimit tight{true, 0.0, 1e-3, 1.0}, loose{true, 0.0, 1.0, 1e9};  // every value spikes; none does
+    struct Case {
+        const char* what;
+        const Floats* start;
+        StepPlan plan;
+        StepVerdict want;
+    };
+    const std::vector<Case> cases = {
+        {"taken, clipped", &params, {1e-3f, 1, 0.01f}, StepVerdict::taken},
+        {"taken under limits", &params, {1e-3f, 1, 1.0f, false, loose, loose}, StepVerdict::taken},
+        {"poisoned loss", &params, {1e-3f, 1, 1.0f, true}, StepVerdict::nonfinite},
+        {"a NaN weight", &broken, {1e-3f, 1, 1.0f}, StepVerdict::nonfinite},
+        {"loss spike", &params, {1e-3f, 1, 1.0f, false, tight, loose}, StepVerdict::loss_spike},
+        {"norm spike", &params, {1e-3f, 1, 1.0f, false, loose, tight}, StepVerdict::norm_spike},
+    };
+    for (const Case& k : cases) {
+        CAPTURE(k.what);
+        StepReport reports[2];
+        Floats after[2];
+        Backend* backends[2] = {cpu.get(), gpu.get()};
+        for (int i = 0; i < 2; ++i) {
+            backends[i]->set_parameters(k.start->data());
+            backends[i]->zero_grad();
+            backends[i]->forward_backward(batch.inputs.data(), batch.targets.data(), 1.0f);
+            backends[i]->optimizer_step(k.plan);
+            reports[i] = backends[i]->step_report();
+            after[i].resize(params.size());
+            backends[i]->get_parameters(after[i].data());
+            CHECK(reports[i].verdict == k.want);
+            CHECK(same_bits(after[i], *k.start) == (k.want != StepVerdict::taken));
+        }
+        if (k.want == StepVerdict::nonfinite) continue;
+        CHECK(std::fabs(reports[1].loss - reports[0].loss) < 1e-5 * reports[0].loss);
+        CHECK(std::fabs(reports[1].norm - reports[0].norm) < 1e-5 * reports[0].norm);
+    }
+}
+
+#ifdef COLDSTART_EMULATED
+// With deferred streams (queued work runs only when the host waits, as a GPU may run it late), a step of two
+// micro-batches and the update is launched without one host wait that runs device work, and step_report()
+// is the step's one wait. Three micro-batches reuse a pinned staging buffer within the step: the host waits
+// for that buffer's earlier copies (two micro-batches back), and the bits equal the run without deferral.
+TEST_CASE("cuda backend: a training step waits for the device once, in step_report(); deferred streams give the same bits") {
+    const GPT2Config c = small_config();
+    const int B = 2, T = 11, steps = 2;
+    const Floats params = random_params(c, 10, true);
+    const auto batches = random_batches(6, B, T, c.vocab_size, 12);
+    for (int accum : {2, 3}) {
+        CAPTURE(accum);
+        Floats losses[2], finals[2];
+        for (int deferred = 0; deferred < 2; ++deferred) {
+            auto gpu = make_cuda_backend(c, B, T, OptimizerConfig{}, options("bf16"));
+            gpu->set_parameters(params.data());
+            emu::set_deferred_streams(deferred == 1);
+            for (int s = 0; s < steps; ++s) {
+                const unsigned long waits = emu::host_waits_that_ran_work();
+                gpu->zero_grad();
+                for (int m = 0; m < accum; ++m) {
+                    const Batch& b = batches[size_t(s * accum + m)];
+                    gpu->forward_backward(b.inputs.data(), b.targets.data(), 1.0f / float(accum));
+                }
+                gpu->optimizer_step({1e-3f, s + 1, 1.0f});
+                if (deferred && accum == 2) CHECK(emu::host_waits_that_ran_work() == waits);
+                losses[deferred].push_back(float(gpu->step_report().loss));
+                if (deferred) CHECK(emu::host_waits_that_ran_work() > waits);
+            }
+            emu::set_deferred_streams(false);
+            finals[deferred].resize(params.size());
+            gpu->get_parameters(finals[deferred].data());
+        }
+        CHECK(same_bits(losses[1], losses[0]));
+        CHECK(same_bits(finals[1], finals[0]));
+    }
+}
+#endif
 
 TEST_CASE("cuda backend: sampling probabilities match the CPU backend's, for windows shorter and longer than T") {
     const GPT2Config c = small_config();

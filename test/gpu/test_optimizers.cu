@@ -87,7 +87,7 @@ Floats flat_sums(const TensorStepSums& s) {
 
 }  // namespace
 
-TEST_CASE("cuda Lion family: every option's steps, measured sums and state equal the CPU reference's") {
+TEST_CASE("cuda Lion family: every option's steps, measured sums and state equal the CPU reference's; a skipped step changes nothing") {
     const GPT2Config c = test_util::small_model_config();
     const std::vector<TensorSlice> tensors = parameter_tensors(c);
     const size_t P = ParamLayout(c).total;
@@ -102,15 +102,37 @@ TEST_CASE("cuda Lion family: every option's steps, measured sums and state equal
         auto step_both = [&](const StepContext& ctx, const StepOutputs& cpu_out, const StepOutputs& gpu_out) {
             const Floats grads = random_floats<float>(rng, P);
             d_grads.upload(grads);
-            REQUIRE(cudaMemcpy(gpu->grad_scale_device(), &ctx.grad_scale, sizeof(float), cudaMemcpyHostToDevice) == cudaSuccess);
+            const cuda::DeviceStepGate gate{ctx.grad_scale, 0};  // the CUDA optimizers read the clip scale there
+            REQUIRE(cudaMemcpy(gpu->gate_device(), &gate, sizeof(gate), cudaMemcpyHostToDevice) == cudaSuccess);
             gpu->step(d_params, d_grads, ctx, gpu_out);
             cpu.step(params.data(), grads.data(), ctx, cpu_out);
         };
+        // A step the device's gate skips leaves the weights and every state buffer as they were, at the first
+        // step too (no centring, no held norms recorded).
+        auto snapshot = [&] {
+            Floats all = d_params.download();
+            for (size_t b = 0; b < gpu->state_layout().size(); ++b) {
+                Floats x(gpu->state_layout()[b].count);
+                gpu->read_state(b, x.data());
+                all.insert(all.end(), x.begin(), x.end());
+            }
+            return all;
+        };
+        auto skipped_step = [&](int t) {
+            const Floats before = snapshot();
+            d_grads.upload(random_floats<float>(rng, P));
+            const cuda::DeviceStepGate gate{0.5f, 1};
+            REQUIRE(cudaMemcpy(gpu->gate_device(), &gate, sizeof(gate), cudaMemcpyHostToDevice) == cudaSuccess);
+            gpu->step(d_params, d_grads, {1e-2f, 0.5f, t}, {});
+            CHECK_MESSAGE(same_bits(snapshot(), before), "a skipped step at t = " << t << " changed the weights or the state");
+        };
+        skipped_step(1);
         // The first step measured too: the centring of the first step belongs to its update.
         std::vector<TensorStepSums> cpu_sums(tensors.size()), gpu_sums(tensors.size());
         Floats cpu_update(P), gpu_update(P);
         step_both({1e-2f, 0.8f, 1}, {cpu_sums.data(), cpu_update.data()}, {gpu_sums.data(), gpu_update.data()});
         for (int t = 2; t <= 6; ++t) step_both({1e-2f * (1.0f + 0.1f * float(t)), 0.7f + 0.05f * float(t), t}, {}, {});
+        skipped_step(7);
         const Floats gpu_params = d_params.download();
         MESSAGE(k.what << ": relative error after 6 steps " << rel(gpu_params, params));
         CHECK(rel(gpu_params, params) < 1e-5);
@@ -263,7 +285,8 @@ TEST_CASE("cuda optimizers, ZeRO-1: shards stepping side by side give the unshar
     }
     auto context = [](int s) { return StepContext{1e-2f, 0.8f, s + 1}; };
     auto set_scale = [](cuda::CudaOptimizer& o, float scale) {
-        if (cudaMemcpy(o.grad_scale_device(), &scale, sizeof(float), cudaMemcpyHostToDevice) != cudaSuccess)
+        const cuda::DeviceStepGate gate{scale, 0};  // the CUDA optimizers read the clip scale there
+        if (cudaMemcpy(o.gate_device(), &gate, sizeof(gate), cudaMemcpyHostToDevice) != cudaSuccess)
             throw std::runtime_error("cannot set the gradient scale");
     };
     for (const OptimizerConfig& opt : {test_util::test_optimizer("adamw"), test_util::test_optimizer("liona"), rows, whole_tensors}) {
