@@ -174,7 +174,7 @@ private:
         const size_t in = size_t(a.in_features);
         weight_gram_.assign(in * in, 0.0f);
         cpu::matmul_backward(nullptr, weight_gram_.data(), nullptr, A, A, nullptr, size_t(a.out_features), a.in_features, a.in_features);
-        return frobenius_dot(weight_gram_.data(), gram_.data(), in * in);
+        return dot_product(weight_gram_.data(), gram_.data(), in * in);
     }
 
     Gpt2Cpu model_;

@@ -722,12 +722,7 @@ private:
     // precision, as the weights are: the update is rounded once, relative to itself).
     void gather_update() {
         difference(delta_ + shard_begin(), master_, master_before(), shard_size(), stream_);
-        if (!sharded_) return;
-#ifdef COLDSTART_NCCL
-        comm_waits_for_compute();
-        options_.comm->all_gather(delta_, sizeof(T), shards_);
-        compute_waits_for_comm();
-#endif
+        all_gather_shards(delta_);
     }
 
     // Direct RRC control of tensor k: this rank's part of it (its shard's rows) moves kappa times as far,
@@ -930,10 +925,16 @@ private:
     void publish_weights() {
         if constexpr (sizeof(T) != sizeof(float))
             if (shard_size() > 0) convert_floats(params_ + shard_begin(), master_, shard_size(), stream_);
+        all_gather_shards(params_);
+    }
+
+    // With ZeRO-1: every rank's shard of a (parameters) buffer of T to every rank, once the compute stream
+    // has written this rank's; the compute stream then waits for it.
+    void all_gather_shards(T* buffer) {
         if (!sharded_) return;
 #ifdef COLDSTART_NCCL
         comm_waits_for_compute();
-        options_.comm->all_gather(params_, sizeof(T), shards_);
+        options_.comm->all_gather(buffer, sizeof(T), shards_);
         compute_waits_for_comm();
 #endif
     }

@@ -21,22 +21,6 @@ ParamTensor linear_bias(ParamTensor weight) {
     }
 }
 
-double frobenius_dot(const float* a, const float* b, size_t n) {
-    constexpr size_t kBlock = 1 << 14;
-    const size_t blocks = (n + kBlock - 1) / kBlock;
-    std::vector<double> partial(blocks, 0.0);
-#pragma omp parallel for schedule(static)
-    for (size_t k = 0; k < blocks; ++k) {
-        const size_t end = std::min(n, (k + 1) * kBlock);
-        double s = 0;
-        for (size_t i = k * kBlock; i < end; ++i) s += double(a[i]) * double(b[i]);
-        partial[k] = s;
-    }
-    double total = 0;
-    for (double p : partial) total += p;
-    return total;
-}
-
 double sum_of_squares_without_bias(const float* y, const float* bias, size_t N, int out) {
     std::vector<double> rows(N);
 #pragma omp parallel for schedule(static)

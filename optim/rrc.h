@@ -26,10 +26,6 @@ inline bool rrc_by_gram(int in_features, int out_features) { return in_features 
 // the lm head, which has none).
 ParamTensor linear_bias(ParamTensor weight);
 
-// sum over i of a[i] * b[i] in double, over fixed blocks added in order (the same bits whatever the thread
-// count): <A^T A, G> of the Gram form.
-double frobenius_dot(const float* a, const float* b, size_t n);
-
 // ||Y - 1 bias^T||^2 for a layer's kept output Y (N, out) and its bias (out): ||W X||^2, summed per token
 // (row) in double and then over the tokens in order (the device's order of operations, optim/cuda/rrc.cuh).
 double sum_of_squares_without_bias(const float* y, const float* bias, size_t N, int out);

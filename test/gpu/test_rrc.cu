@@ -116,7 +116,7 @@ TEST_CASE("cuda RRC reductions: Gram-form block sums, row sums, segments, differ
     }
     std::vector<double> got(sums.results());
     REQUIRE(cudaMemcpy(got.data(), sums.sums(), got.size() * sizeof(double), cudaMemcpyDeviceToHost) == cudaSuccess);
-    const std::vector<double> want = {frobenius_dot(a.data(), b.data(), n),
+    const std::vector<double> want = {dot_product(a.data(), b.data(), n),
                                       sum_of_squares_without_bias(y32.data(), bias32.data(), size_t(N), out),
                                       sum_of_squares_without_bias(y32.data(), nullptr, size_t(N), out),
                                       sum_of_squares_without_bias(y16.data(), bias16.data(), size_t(N), out),
