@@ -374,7 +374,7 @@ EMU_CUDA_FLAGS := $(EMU_FLAGS) -DCOLDSTART_CUDA -DCOLDSTART_NCCL -include emu/pr
 EMU_LIBS     := -lboost_context -fopenmp -ldl -lpthread -lm
 # The kernel tests that the checks run: AddressSanitizer slows the fibers about 8x, so the Lion family's
 # many one-block-per-row launches get the schedule check only.
-EMU_KERNEL_TESTS := cuda encoder*,cuda layernorm*,cuda attention*,cuda matmul*,cuda gelu*,cuda classifier*,cuda AdamW*,cuda gradient*
+EMU_KERNEL_TESTS := cuda encoder*,cuda layernorm*,cuda attention*,cuda matmul*,cuda gelu*,cuda classifier*,cuda AdamW*,cuda gradient*,cuda RRC*
 EMU_ASAN_TESTS   := --test-case='$(EMU_KERNEL_TESTS)'
 EMU_SCHEDULE_TESTS := --test-case='$(EMU_KERNEL_TESTS),cuda Lion*'
 

@@ -36,6 +36,7 @@
 #include "dist/process_group.h"
 #include "optim/outlier.h"
 #include "optim/schedule.h"
+#include "optim/rrc.h"
 #include "optim/step_gate.h"
 #include "optim/update_metrics.h"
 
@@ -109,10 +110,8 @@ static std::unique_ptr<Backend> make_backend(const std::string& device, const GP
                                              const OptimizerConfig& opt, const Config& cfg, Communicator& comm) {
 #ifdef COLDSTART_CUDA
     if (device == "cuda") {
-        if (cfg.metrics_every > 0 && cfg.metrics_rrc)
-            fail("--metrics-rrc 1: the CUDA backend does not measure the relative representation change yet; add --metrics-rrc 0 "
-                 "(the other metrics work), or --device cpu");
         CudaOptions options{cfg.precision, cfg.attention, cfg.recompute, cfg.gelu_fusion};
+        options.rrc = cfg.metrics_every > 0 && cfg.metrics_rrc;
         options.zero_stage = cfg.zero_stage;
 #ifdef COLDSTART_NCCL
         if (auto* nccl = dynamic_cast<NcclCommunicator*>(&comm)) {
@@ -530,8 +529,9 @@ static void train_step(Run& r, int64_t step, Progress& p, const Eta& eta) {
     // (on the GPU: on the device, so the update never waits for the host) from limits the detectors set
     // before the step; every process decides alike, the loss and norm being summed over all of them.
     // step_report() is the step's one wait for the device: the numbers to log.
-    const StepPlan plan{lr, p.optimizer_t + 1, cfg.grad_clip, r.inject_nonfinite.count(step) > 0,
-                        p.loss_detector.limit(cfg.skip_loss_z), p.norm_detector.limit(cfg.skip_norm_z)};
+    StepPlan plan{lr, p.optimizer_t + 1, cfg.grad_clip, r.inject_nonfinite.count(step) > 0,
+                  p.loss_detector.limit(cfg.skip_loss_z), p.norm_detector.limit(cfg.skip_norm_z)};
+    plan.rrc_target = float(rrc_target_at(r.opt, lr, cfg.lr, plan.t));  // 0 without direct RRC control
     StepMeasurement measurement;
     measurement.with_rrc = cfg.metrics_rrc != 0;
     r.backend->optimizer_step(plan, measured ? &measurement : nullptr);

@@ -7,8 +7,10 @@
 #include "backend/gpt2_cpu.h"
 #include "common/error.h"
 #include "dist/communicator.h"
+#include "layers/matmul.h"
 #include "optim/grad_norm.h"
 #include "optim/partition.h"
+#include "optim/rrc.h"
 
 namespace coldstart {
 
@@ -26,6 +28,11 @@ public:
         SumAcrossRanks sum;
         if (sharded_) sum = [this](double* v, size_t n) { comm_->all_reduce_sum(v, n); };
         optimizer_ = make_cpu_optimizer(opt, tensors_, shard, std::move(sum));
+        const std::vector<bool> controlled = rrc_controlled(opt, tensors_);
+        for (size_t k = 0; k < tensors_.size(); ++k) {
+            if (is_linear_layer(tensors_[k].kind)) linear_.push_back(k);
+            if (controlled[k]) controlled_.push_back(k);
+        }
     }
 
     std::string device_name() const override { return "cpu"; }
@@ -73,7 +80,7 @@ public:
         loss = plan.poison_loss ? double(NAN) : loss / double(micro_batches_ * (many ? comm_->size() : 1));
         const float norm = grad_norm();
         report_ = {loss, norm, step_verdict(plan, loss, norm)};
-        if (report_.verdict == StepVerdict::taken) step(StepContext{plan.lr, clip_scale(norm, plan.grad_clip), plan.t}, measure);
+        if (report_.verdict == StepVerdict::taken) step(StepContext{plan.lr, clip_scale(norm, plan.grad_clip), plan.t, plan.rrc_target}, measure);
     }
 
     StepReport step_report() override { return report_; }
@@ -99,39 +106,75 @@ private:
     // The update itself, once the verdict has taken it.
     void step(const StepContext& ctx, StepMeasurement* measure) {
         float* params = model_.params().data();
-        const bool many = comm_ && comm_->size() > 1;
-        if (!measure) {
-            optimizer_->step(params, model_.grads().data(), ctx);
-            if (sharded_) comm_->all_gather(params, shards_);
-            return;
+        const bool rrc = measure && measure->with_rrc, control = !controlled_.empty();
+        if (rrc || control) before_ = model_.params();  // W_t: the RRC's W, and dW = W_{t+1} - W_t
+        if (measure) {
+            measure->tensors.assign(tensors_.size(), TensorStepSums{});
+            measure->rrc.clear();
         }
-        measure->tensors.assign(tensors_.size(), TensorStepSums{});
-        measure->rrc.clear();
-        if (measure->with_rrc) {  // ||W_t X|| needs the weights before the step
-            for (size_t k = 0; k < tensors_.size(); ++k)
-                if (is_linear_layer(tensors_[k].kind))
-                    measure->rrc.push_back({k, 0.0, model_.linear_output_sq(tensors_[k].kind, tensors_[k].layer, params + tensors_[k].offset)});
-            update_.resize(model_.params().size());
-        }
-        optimizer_->step(params, model_.grads().data(), ctx, {measure->tensors.data(), measure->with_rrc ? update_.data() : nullptr});
+        optimizer_->step(params, model_.grads().data(), ctx, {measure ? measure->tensors.data() : nullptr, nullptr});
         if (sharded_) {
             comm_->all_gather(params, shards_);
-            if (measure->with_rrc) comm_->all_gather(update_.data(), shards_);
             // Each process summed over its shard's rows: add them up (the struct is a row of doubles).
             static_assert(sizeof(TensorStepSums) % sizeof(double) == 0, "TensorStepSums holds doubles only");
-            comm_->all_reduce_sum(reinterpret_cast<double*>(measure->tensors.data()),
-                                  measure->tensors.size() * sizeof(TensorStepSums) / sizeof(double));
+            if (measure)
+                comm_->all_reduce_sum(reinterpret_cast<double*>(measure->tensors.data()),
+                                      measure->tensors.size() * sizeof(TensorStepSums) / sizeof(double));
         }
-        for (RrcSums& r : measure->rrc) {
-            const TensorSlice& t = tensors_[r.tensor];
-            r.change_sq = model_.linear_output_sq(t.kind, t.layer, update_.data() + t.offset);
+        // Direct RRC control scales the optimizer's step dW of each controlled layer to the target RRC, from this
+        // step's own RRC (optim/rrc.h says why).
+        if (control)
+            for (const RrcSums& s : rrc_sums(controlled_)) {
+                const TensorSlice& t = tensors_[s.tensor];
+                const double kappa = rrc_step_scale(ctx.rrc_target, s.change_sq, s.output_sq);
+                scale_step(params + t.offset, before_.data() + t.offset, t.numel, float(kappa));
+            }
+        if (rrc) measure->rrc = rrc_sums(linear_);  // of the step taken: after the control
+    }
+
+    // ||dW X||^2 and ||W X||^2 of the linear layers `which` (indices of tensors_), over the tokens of every
+    // process's last micro-batch.
+    std::vector<RrcSums> rrc_sums(const std::vector<size_t>& which) {
+        std::vector<RrcSums> sums;
+        for (size_t k : which) sums.push_back(layer_rrc_sums(k));
+        if (comm_ && comm_->size() > 1) {
+            std::vector<double> flat;
+            for (const RrcSums& r : sums) flat.insert(flat.end(), {r.change_sq, r.output_sq});
+            comm_->all_reduce_sum(flat.data(), flat.size());
+            for (size_t i = 0; i < sums.size(); ++i) sums[i] = {sums[i].tensor, flat[2 * i], flat[2 * i + 1]};
         }
-        if (many) {  // over the tokens of every process's last micro-batch
-            std::vector<double> rrc;
-            for (const RrcSums& r : measure->rrc) rrc.insert(rrc.end(), {r.change_sq, r.output_sq});
-            comm_->all_reduce_sum(rrc.data(), rrc.size());
-            for (size_t i = 0; i < measure->rrc.size(); ++i) measure->rrc[i] = {measure->rrc[i].tensor, rrc[2 * i], rrc[2 * i + 1]};
+        return sums;
+    }
+
+    // One layer's sums on this process's last micro-batch, in the form optim/rrc.h picks for its shape.
+    RrcSums layer_rrc_sums(size_t k) {
+        const TensorSlice& t = tensors_[k];
+        const LinearActivations a = model_.linear_activations(t.kind, t.layer);
+        const size_t N = size_t(model_.batch_tokens());
+        const float* w = before_.data() + t.offset;
+        const float* w_new = model_.params().data() + t.offset;
+        delta_.resize(t.numel);  // (out, in) dW, the difference of the stored fp32 values
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < t.numel; ++i) delta_[i] = w_new[i] - w[i];
+        if (rrc_by_gram(a.in_features, a.out_features)) {
+            const size_t in = size_t(a.in_features);
+            gram_.assign(in * in, 0.0f);
+            cpu::matmul_backward(nullptr, gram_.data(), nullptr, a.inputs, a.inputs, nullptr, N, a.in_features, a.in_features);
+            return {k, gram_quadratic(delta_.data(), a), gram_quadratic(w, a)};
         }
+        if (!a.kept_output) fail("%s: the RRC by the product needs the layer's kept output", t.name.c_str());
+        product_.resize(N * size_t(a.out_features));  // (N, out) X dW^T
+        cpu::matmul_forward(product_.data(), a.inputs, delta_.data(), nullptr, N, a.in_features, a.out_features);
+        const float* bias = before_.data() + model_.layout().offsets[linear_bias(t.kind)] + size_t(t.layer) * size_t(a.out_features);
+        return {k, sum_of_squares(product_.data(), product_.size()), sum_of_squares_without_bias(a.kept_output, bias, N, a.out_features)};
+    }
+
+    // ||A X||^2 = <A^T A, G> for A (out, in) and the Gram matrix G = X^T X in gram_.
+    double gram_quadratic(const float* A, const LinearActivations& a) {
+        const size_t in = size_t(a.in_features);
+        weight_gram_.assign(in * in, 0.0f);
+        cpu::matmul_backward(nullptr, weight_gram_.data(), nullptr, A, A, nullptr, size_t(a.out_features), a.in_features, a.in_features);
+        return dot_product(weight_gram_.data(), gram_.data(), in * in);
     }
 
     Gpt2Cpu model_;
@@ -142,7 +185,13 @@ private:
     std::vector<size_t> shards_;     // (processes+1) shard offsets into the flat parameter buffer
     bool grads_scattered_ = false;   // the gradient was reduce-scattered: only this shard's part is summed
     std::unique_ptr<Optimizer> optimizer_;
-    std::vector<float> update_;  // (params) W_{t+1} - W_t of a measured step, for the RRC
+    std::vector<size_t> linear_;      // the tensors whose RRC is measured (is_linear_layer)
+    std::vector<size_t> controlled_;  // those under direct RRC control (optim/rrc.h; empty without it)
+    std::vector<float> before_;       // (params) W_t of a step that takes the RRC
+    std::vector<float> delta_;        // (out, in) one layer's dW
+    std::vector<float> gram_;         // (in, in) X^T X of one layer's inputs
+    std::vector<float> weight_gram_;  // (in, in) A^T A
+    std::vector<float> product_;      // (N, out) X dW^T of a layer that takes the product
     double loss_sum_ = 0;        // the step's micro-batch losses, summed in order (as the training loop did)
     int micro_batches_ = 0;      // since zero_grad()
     StepReport report_;          // of the last optimizer_step

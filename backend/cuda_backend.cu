@@ -49,7 +49,9 @@
 #include "layers/cuda/matmul.cuh"
 #include "optim/cuda/cuda_optimizer.cuh"
 #include "optim/cuda/grad_norm.cuh"
+#include "optim/cuda/rrc.cuh"
 #include "optim/partition.h"
+#include "optim/rrc.h"
 #include "optim/update_metrics.h"
 
 namespace coldstart {
@@ -84,7 +86,8 @@ template <typename T>
 class CudaBackendImpl final : public CudaBackend {
 public:
     CudaBackendImpl(const GPT2Config& config, int B, int T_, const OptimizerConfig& opt, const CudaOptions& options)
-        : config_(config), layout_(config), tensors_(parameter_tensors(config)), B_(B), T_(T_), options_(options) {
+        : config_(config), layout_(config), tensors_(parameter_tensors(config)), B_(B), T_(T_), options_(options),
+          rrc_on_(options.rrc || opt.rrc_target > 0) {
         validate_config(config, "model");
         if (T_ > config.max_seq_len)
             fail("sequence length %d exceeds the model's maximum sequence length %d", T_, config.max_seq_len);
@@ -106,6 +109,12 @@ public:
         matmul_ = std::make_unique<Matmul>(stream_);
         shard_processes(opt);
 
+        const std::vector<bool> controlled = rrc_controlled(opt, tensors_);
+        for (size_t k = 0; k < tensors_.size(); ++k) {
+            rrc_slot_.push_back(is_linear_layer(tensors_[k].kind) ? int(linear_.size()) : -1);
+            if (is_linear_layer(tensors_[k].kind)) linear_.push_back(k);
+            if (controlled[k]) controlled_.push_back(k);
+        }
         // Size everything first, check that it fits, then allocate.
         const size_t P = layout_.total;
         Carver param_sizing(nullptr);
@@ -115,6 +124,9 @@ public:
         carve(sizing);
         // AdamW keeps two floats a parameter of the shard, the Lion family one (and per-row norms, EMAs and,
         // with row gains, a copy of the controlled weights: counted when the optimizer is made).
+        Carver rrc_sizing(nullptr);
+        if (rrc_on_) carve_rrc(rrc_sizing);
+        const size_t rrc_bytes = rrc_sizing.used() + (rrc_on_ ? rrc_parts_bytes() : 0);
         const size_t act_bytes = sizing.used(), grad_bytes = P * sizeof(float);
         const size_t state_floats = opt.name == "adamw" ? 2 : opt.row_gains ? 2 : 1;  // per parameter
         const size_t opt_bytes = state_floats * shard_size() * sizeof(float);
@@ -124,7 +136,7 @@ public:
         // reserved below, before any step, so that the check counts it and no step allocates.
         const bool cudnn = options.attention == "cudnn";
         const size_t cudnn_bytes = cudnn ? cudnn_attention_workspace_bytes(B, T_, config.channels, config.num_heads) : 0;
-        const size_t need = param_bytes + grad_bytes + opt_bytes + act_bytes + cudnn_bytes;
+        const size_t need = param_bytes + grad_bytes + opt_bytes + act_bytes + cudnn_bytes + rrc_bytes;
         plan_ = format("cuda memory plan on %s (%s free of %s), precision %s, recompute %d, attention %s%s:\n", prop.name,
                        mib(free_bytes).c_str(), mib(total_bytes).c_str(), options.precision.c_str(), options.recompute,
                        options.attention.c_str(),
@@ -137,8 +149,12 @@ public:
         plan_ += format("  gradients    %12s  fp32\n", mib(grad_bytes).c_str());
         plan_ += format("  optimizer    %12s  %s state (fp32, at most)%s\n", mib(opt_bytes).c_str(), opt.name.c_str(), shard);
         if (sharded_) plan_ += zero_plan_line(state_floats);
-        plan_ += format("  activations  %12s  B=%d T=%d, with backward scratch\n", mib(act_bytes).c_str(), B, T_);
+        plan_ += format("  activations  %12s  B=%d T=%d, with backward scratch%s\n", mib(act_bytes).c_str(), B, T_,
+                        rrc_on_ ? " and each layer's MLP output (for the RRC)" : "");
         if (cudnn) plan_ += format("  cuDNN        %12s  attention workspace\n", mib(cudnn_bytes).c_str());
+        if (rrc_on_)
+            plan_ += format("  rrc          %12s  the weights before the step (fp32), the update (%s), Gram matrices, sums\n",
+                            mib(rrc_bytes).c_str(), sizeof(T) == sizeof(float) ? "fp32" : "bf16");
         plan_ += format("  cuBLASLt     %12s  workspace\n", mib(matmul_->workspace_bytes()).c_str());
         plan_ += format("  total        %12s\n", mib(need + matmul_->workspace_bytes()).c_str());
         if (need > free_bytes)
@@ -174,6 +190,7 @@ public:
         SumAcrossRanks sum;  // LionAR's and LionA's per-tensor sums, over the ranks that share tensors
         if (sharded_) sum = [this](double* values, size_t n) { sum_across_ranks(values, n); };
         optimizer_ = make_cuda_optimizer(opt, tensors_, stream_, {shard_begin(), shard_end()}, std::move(sum));
+        if (rrc_on_) allocate_rrc();
         CUDA_CHECK(cudaMemsetAsync(grads_, 0, grad_bytes, stream_));
         CUDA_CHECK(cudaStreamSynchronize(stream_));
         std::fputs(plan_.c_str(), stdout);
@@ -187,6 +204,9 @@ public:
         grad_memory_.reset();
         act_memory_.reset();
         host_memory_.reset();
+        rrc_sums_.reset();
+        rrc_memory_.reset();
+        h_rrc_memory_.reset();
         staging_memory_.reset();
         for (Staging& st : staging_)
             if (st.copied) cudaEventDestroy(st.copied);
@@ -232,14 +252,18 @@ public:
     }
 
     // The norm, the verdict and the clip scale on the device, then the optimizer's launches, which read
-    // them there: nothing waits for the host. A measured step (--metrics-every) gets the per-tensor sums;
-    // the RRC is not measured here (the trainer refuses --metrics-rrc 1 on the GPU before training starts).
-    // With ZeRO-1 the optimizer steps this rank's shard, and a measured step's sums (over the shard's rows)
-    // are added over the ranks.
+    // them there: nothing waits for the host. A measured step (--metrics-every) also gets the per-tensor sums,
+    // and with the RRC each linear layer's ||dW X||^2 and ||W X||^2 (rrc_pass); direct RRC control
+    // (--rrc-target) first scales each controlled layer's step to the target, from the RRC of this step's own
+    // update (one more product per layer; optim/rrc.h says why). A skipped step leaves dW = 0, which the
+    // control's scale leaves as it is (rrc_step_scale is 1 for an empty step). With ZeRO-1 the optimizer steps
+    // this rank's shard, and a measured step's sums (over the shard's rows) are added over the ranks. Until
+    // the weights are published at the end, the weights the forward pass used stay readable (weight_before).
     void optimizer_step(const StepPlan& plan, StepMeasurement* measure) override {
         const NvtxRange range("optimizer");
-        if (measure && measure->with_rrc)
-            fail("--metrics-rrc 1: the CUDA backend does not measure the relative representation change yet; use --metrics-rrc 0");
+        const bool rrc = measure && measure->with_rrc, control = !controlled_.empty();
+        if (rrc && !rrc_on_)
+            fail("the RRC needs a CUDA backend made with CudaOptions::rrc (the trainer sets it for --metrics-rrc 1)");
         if (options_.comm) sum_across_ranks(a_.loss_sum, 1);  // the step's loss over all processes
         gradient_squares();
         gate_step(optimizer_->gate_device(), a_.report, a_.norm_result, a_.loss_sum, double(micro_batches_) * processes(), plan,
@@ -250,10 +274,17 @@ public:
             measure->rrc.clear();
             out.sums = measure->tensors.data();
         }
+        if (rrc || control) keep_weights_before();
         // The CUDA optimizers read the clip scale from the gate, not from the context.
         optimizer_->step(master_, grads_ + shard_begin(), StepContext{plan.lr, 1.0f, plan.t}, out);
+        if (control) {
+            rrc_pass(controlled_);
+            for (size_t k : controlled_) scale_controlled_step(k, plan.rrc_target);
+        }
+        if (rrc) rrc_pass(linear_);  // of the step taken: after the control
         publish_weights();
         if (measure && sharded_) sum_step_sums(measure->tensors);
+        if (rrc) download_rrc(*measure);
     }
 
     StepReport step_report() override {
@@ -336,7 +367,8 @@ private:
         float* lnf_rstd; // (B,T)
         T* logits;       // (B,T,Vp) logits, then d(logits) in place
         float* losses;   // (B,T)
-        T* scratch;      // (B,T,C) attention projection / MLP output before the residual add
+        T* scratch;      // (B,T,C) attention projection output before the residual add (and the MLP's without the RRC)
+        T* mlp_out;      // (L,B,T,C) with the RRC: each layer's MLP output before the residual add (fcprojw's, kept)
         // backward
         T* dresidual;    // (B,T,C) gradient flowing down the residual stream
         T* dln;          // (B,T,C) gradient of a layernorm output
@@ -387,6 +419,7 @@ private:
         a_.logits = c.take<T>(BT * Vp);
         a_.losses = c.take<float>(BT);
         a_.scratch = c.take<T>(BTC);
+        a_.mlp_out = rrc_on_ ? c.take<T>(L * BTC) : nullptr;
         a_.dresidual = c.take<T>(BTC);
         a_.dln = c.take<T>(BTC);
         a_.datty = c.take<T>(BTC);
@@ -417,6 +450,7 @@ private:
     T* ln1(int l) const { return options_.recompute >= 2 ? a_.ln1 : a_.ln1 + l * BTC(); }
     T* ln2(int l) const { return options_.recompute >= 2 ? a_.ln2 : a_.ln2 + l * BTC(); }
     T* fch_gelu(int l) const { return options_.recompute >= 1 ? a_.fch_gelu : a_.fch_gelu + l * BTC() * 4; }
+    T* mlp_out(int l) const { return a_.mlp_out ? a_.mlp_out + l * BTC() : a_.scratch; }
     const T* residual_in(int l) const { return l == 0 ? a_.encoded : a_.residual3 + (l - 1) * BTC(); }
     const T* param(ParamTensor k, size_t layer_offset = 0) const { return params_ + layout_.offsets[k] + layer_offset; }
     float* grad(ParamTensor k, size_t layer_offset = 0) const { return grads_ + layout_.offsets[k] + layer_offset; }
@@ -526,7 +560,7 @@ private:
                 matmul_->forward(fch, ln2(l), param(FCW, 4 * lCC), param(FCB, 4 * lC), N, C, 4 * C);
                 gelu_forward(fch_gelu(l), fch, size_t(N) * 4 * C, stream_);
             }
-            matmul_->forward(a_.scratch, fch_gelu(l), param(FCPROJW, 4 * lCC), param(FCPROJB, lC), N, 4 * C, C);
+            matmul_->forward(mlp_out(l), fch_gelu(l), param(FCPROJW, 4 * lCC), param(FCPROJB, lC), N, 4 * C, C);
             // The next layernorm (the next layer's first, or the final one) is fused with this add.
             const bool last = l == L - 1;
             T* next_ln = last ? a_.lnf : ln1(l + 1);
@@ -534,7 +568,7 @@ private:
             float* next_rstd = last ? a_.lnf_rstd : a_.ln1_rstd + (l + 1) * BT();
             const T* next_w = last ? param(LNFW) : param(LN1W, lC + C);
             const T* next_b = last ? param(LNFB) : param(LN1B, lC + C);
-            residual_layernorm_forward(residual3, next_ln, next_mean, next_rstd, residual2, a_.scratch, next_w, next_b, N, C,
+            residual_layernorm_forward(residual3, next_ln, next_mean, next_rstd, residual2, mlp_out(l), next_w, next_b, N, C,
                                        stream_);
         }
         const NvtxRange classifier_range("classifier");
@@ -619,6 +653,165 @@ private:
             matmul_->forward(fch_gelu(l), ln2(l), param(FCW, 4 * lCC), param(FCB, 4 * lC), N, C, 4 * C, fch);
         else
             gelu_forward(fch_gelu(l), fch, size_t(N) * 4 * C, stream_);
+    }
+
+    // ---- the RRC (--metrics-rrc 1) and direct RRC control (--rrc-target) ----
+
+    // The RRC's buffers, carved from one allocation: the weights before the step (fp32: every weight, which the
+    // kernels read from the master weights themselves; bf16: this rank's shard of the master weights, the bf16
+    // copy keeping the rest until the step publishes), the update dW of every weight rounded to T for the
+    // products (with ZeRO-1 each rank computes its shard's and they are gathered), and two (in, in) Gram matrices.
+    void carve_rrc(Carver& c) {
+        size_t gram_in = 0;
+        for (size_t k : linear_)
+            if (rrc_by_gram(tensors_[k].cols, tensors_[k].rows)) gram_in = std::max(gram_in, size_t(tensors_[k].cols));
+        before_ = c.take<float>(sizeof(T) == sizeof(float) ? layout_.total : shard_size());
+        delta_ = c.take<T>(layout_.total);
+        gram_ = c.take<float>(gram_in * gram_in);
+        weight_gram_ = c.take<float>(gram_in * gram_in);
+    }
+
+    // Two segments of partial sums per linear layer (change, output): a Gram form's block sums, or a product's
+    // one sum per token.
+    std::vector<unsigned> rrc_segment_counts() const {
+        std::vector<unsigned> counts;
+        for (size_t k : linear_) {
+            const unsigned n = rrc_by_gram(tensors_[k].cols, tensors_[k].rows) ? unsigned(kFrobeniusParts) : unsigned(BT());
+            counts.insert(counts.end(), {n, n});
+        }
+        return counts;
+    }
+    size_t rrc_parts_bytes() const {  // RrcSumsDevice's: the partial sums, the results and their offsets
+        const std::vector<unsigned> counts = rrc_segment_counts();
+        size_t parts = 0;
+        for (unsigned c : counts) parts += c;
+        return (parts + 2 * counts.size() + 1) * sizeof(double);
+    }
+
+    void allocate_rrc() {
+        Carver sizing(nullptr);
+        carve_rrc(sizing);
+        rrc_memory_ = device_alloc(sizing.used(), "the RRC's buffers");
+        Carver carver(rrc_memory_.get());
+        carve_rrc(carver);
+        rrc_sums_ = std::make_unique<RrcSumsDevice>(rrc_segment_counts(), stream_);
+        h_rrc_memory_ = pinned_alloc(rrc_sums_->results() * sizeof(double), "the RRC's sums on the host");
+        h_rrc_ = static_cast<double*>(h_rrc_memory_.get());
+    }
+
+    // A weight as the forward pass read it, during optimizer_step after the optimizer has moved the master
+    // weights: the bf16 copy, refreshed only when the step publishes the weights at its end; in fp32, where the
+    // kernels read the master weights themselves, the copy taken before the step.
+    const T* weight_before(size_t offset) const {
+        if constexpr (sizeof(T) == sizeof(float)) return before_ + offset;
+        else return params_ + offset;
+    }
+    const T* weight_before(ParamTensor k, size_t layer_offset) const { return weight_before(layout_.offsets[k] + layer_offset); }
+    const float* master_before() const { return sizeof(T) == sizeof(float) ? before_ + shard_begin() : before_; }  // (shard)
+
+    // fp32: every weight (the step moves its shard of them in place, the publication the others); bf16: the
+    // shard's master weights (the bf16 copy keeps them all until the publication).
+    void keep_weights_before() {
+        if constexpr (sizeof(T) == sizeof(float))
+            CUDA_CHECK(cudaMemcpyAsync(before_, params_, layout_.total * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
+        else
+            CUDA_CHECK(cudaMemcpyAsync(before_, master_, shard_size() * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
+    }
+
+    // delta_ = the step's update of every weight, in T: each rank its shard's, gathered with ZeRO-1 (in T's
+    // precision, as the weights are: the update is rounded once, relative to itself).
+    void gather_update() {
+        difference(delta_ + shard_begin(), master_, master_before(), shard_size(), stream_);
+        all_gather_shards(delta_);
+    }
+
+    // Direct RRC control of tensor k: this rank's part of it (its shard's rows) moves kappa times as far,
+    // kappa from the layer's sums (the same on every rank).
+    void scale_controlled_step(size_t k, double target) {
+        const TensorSlice& t = tensors_[k];
+        const size_t first = std::max(t.offset, shard_begin()), last = std::min(t.offset + t.numel, shard_end());
+        if (first >= last) return;
+        scale_step(master_ + (first - shard_begin()), master_before() + (first - shard_begin()), last - first,
+                   rrc_sums_->sums() + 2 * rrc_slot_[k], target, stream_);
+    }
+
+    // ||dW X||^2 and ||W X||^2 of the linear layers `which` (indices of tensors_) into their results of
+    // rrc_sums_, summed over the tokens of every process's last micro-batch.
+    void rrc_pass(const std::vector<size_t>& which) {
+        const NvtxRange range("rrc");
+        gather_update();
+        for (size_t k : which) layer_rrc(k);
+        rrc_sums_->reduce(stream_);
+        if (options_.comm) sum_across_ranks(rrc_sums_->sums(), rrc_sums_->results());
+    }
+
+    // One layer on this process's last micro-batch, in the form optim/rrc.h picks for its shape: by the Gram
+    // matrix G = X^T X of its inputs, ||A X||^2 = <A^T A, G> (fp32 products of the T inputs, summed in double);
+    // or (fcprojw) by the product X dW^T over the tokens, and ||W X|| from the MLP output that the forward pass
+    // kept with its bias: rounded once to T there (in bf16 2^-8 relative per element, which moves a norm over
+    // many elements far less), the bias subtracted in fp32.
+    void layer_rrc(size_t k) {
+        const TensorSlice& t = tensors_[k];
+        const int N = last_B_ * last_T_, in = t.cols, out = t.rows;
+        double* change = rrc_sums_->segment(2 * size_t(rrc_slot_[k]));
+        double* output = rrc_sums_->segment(2 * size_t(rrc_slot_[k]) + 1);
+        const T* x = layer_input(t.kind, t.layer);
+        const T* delta = delta_ + t.offset;
+        if (rrc_by_gram(in, out)) {
+            CUDA_CHECK(cudaMemsetAsync(gram_, 0, size_t(in) * in * sizeof(float), stream_));
+            matmul_->backward_weight(gram_, x, x, N, in, in);  // += X^T X
+            gram_form(change, delta, out, in);
+            gram_form(output, weight_before(t.offset), out, in);
+            return;
+        }
+        if (t.kind != FCPROJW) fail("%s: the RRC by the product needs the layer's kept output, which only fcprojw has", t.name.c_str());
+        T* product = a_.dfch;  // (N, out), out < in <= 4C: the backward's scratch, free until the next forward
+        matmul_->forward(product, x, delta, static_cast<const T*>(nullptr), N, in, out);
+        row_square_sums(change, product, static_cast<const T*>(nullptr), N, out, stream_);
+        row_square_sums(output, mlp_out(t.layer), weight_before(FCPROJB, size_t(t.layer) * out), N, out, stream_);
+    }
+
+    // The block sums of <A^T A, G> for A (rows, in) and the Gram matrix in gram_.
+    void gram_form(double* parts, const T* A, int rows, int in) {
+        CUDA_CHECK(cudaMemsetAsync(weight_gram_, 0, size_t(in) * in * sizeof(float), stream_));
+        matmul_->backward_weight(weight_gram_, A, A, rows, in, in);  // += A^T A
+        frobenius_parts(parts, weight_gram_, gram_, size_t(in) * in, stream_);
+    }
+
+    // The inputs X of a linear layer as its product in the forward pass read them (in T). All are kept with
+    // -r 0. With -r 2 the layernorm outputs (qkvw's, fcw's inputs) and with -r 1 or 2 the GELU output (fcprojw's)
+    // are recomputed here as the backward pass recomputes them: the same kernels on the same kept values and
+    // weights (weight_before), the same bits. With -ge 1 the forward took the GELU from cuBLASLt's epilogue, on
+    // the fp32 pre-activation; here our GELU kernel runs on the kept pre-activation (rounded to T) rather than a
+    // second fc product: in bf16 an element can differ by one rounding (2^-8), in fp32 by the last bits of tanh.
+    const T* layer_input(ParamTensor kind, int l) {
+        const int N = last_B_ * last_T_, C = config_.channels;
+        const size_t lC = size_t(l) * C;
+        switch (kind) {
+            case QKVW:
+                if (options_.recompute >= 2)
+                    layernorm_forward(ln1(l), a_.ln1_mean + l * BT(), a_.ln1_rstd + l * BT(), residual_in(l), weight_before(LN1W, lC),
+                                      weight_before(LN1B, lC), N, C, stream_);
+                return ln1(l);
+            case ATTPROJW: return a_.atty + l * BTC();
+            case FCW:
+                if (options_.recompute >= 2)
+                    layernorm_forward(ln2(l), a_.ln2_mean + l * BT(), a_.ln2_rstd + l * BT(), a_.residual2 + l * BTC(),
+                                      weight_before(LN2W, lC), weight_before(LN2B, lC), N, C, stream_);
+                return ln2(l);
+            case FCPROJW:
+                if (options_.recompute >= 1) gelu_forward(fch_gelu(l), a_.fch + l * BTC() * 4, size_t(N) * 4 * C, stream_);
+                return fch_gelu(l);
+            case WTE: return a_.lnf;  // the tied lm head's input: the final layernorm's output
+            default: fail("%s is not the weight of a linear layer", kParamTensorNames[kind]);
+        }
+    }
+
+    // The measured step's one copy of the RRC's sums (two per linear layer) to the host.
+    void download_rrc(StepMeasurement& measure) {
+        CUDA_CHECK(cudaMemcpyAsync(h_rrc_, rrc_sums_->sums(), rrc_sums_->results() * sizeof(double), cudaMemcpyDeviceToHost, stream_));
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+        for (size_t j = 0; j < linear_.size(); ++j) measure.rrc.push_back({linear_[j], h_rrc_[2 * j], h_rrc_[2 * j + 1]});
     }
 
     // Sums the gradients of `kinds` (of `layer`, or the whole tensor for -1) across the processes, once
@@ -732,10 +925,16 @@ private:
     void publish_weights() {
         if constexpr (sizeof(T) != sizeof(float))
             if (shard_size() > 0) convert_floats(params_ + shard_begin(), master_, shard_size(), stream_);
+        all_gather_shards(params_);
+    }
+
+    // With ZeRO-1: every rank's shard of a (parameters) buffer of T to every rank, once the compute stream
+    // has written this rank's; the compute stream then waits for it.
+    void all_gather_shards(T* buffer) {
         if (!sharded_) return;
 #ifdef COLDSTART_NCCL
         comm_waits_for_compute();
-        options_.comm->all_gather(params_, sizeof(T), shards_);
+        options_.comm->all_gather(buffer, sizeof(T), shards_);
         compute_waits_for_comm();
 #endif
     }
@@ -785,6 +984,19 @@ private:
     TokenBuckets buckets_;            // of the last micro-batch uploaded for training
     int micro_batches_ = 0;           // since zero_grad()
     int last_B_ = 0, last_T_ = 0;  // the micro-batch of the last forward
+    // the RRC and direct RRC control
+    bool rrc_on_;                          // keep and allocate what they need (CudaOptions::rrc, or direct control)
+    std::vector<size_t> linear_;           // the tensors whose RRC is measured (is_linear_layer), in order
+    std::vector<size_t> controlled_;       // those under direct RRC control (optim/rrc.h; empty without it)
+    std::vector<int> rrc_slot_;            // (tensors) a linear tensor's index in linear_, else -1
+    DeviceMemory rrc_memory_;
+    float* before_ = nullptr;              // (P in fp32, shard in bf16) the weights before a step that takes the RRC
+    T* delta_ = nullptr;                   // (P) the step's update dW, rounded to T
+    float* gram_ = nullptr;                // (in, in) X^T X of one layer's inputs
+    float* weight_gram_ = nullptr;         // (in, in) A^T A, A = dW or W
+    std::unique_ptr<RrcSumsDevice> rrc_sums_;  // 2 results per linear layer: ||dW X||^2, ||W X||^2
+    PinnedMemory h_rrc_memory_;
+    double* h_rrc_ = nullptr;              // (2 * linear layers) pinned copy of rrc_sums_'s results
 };
 
 }  // namespace

@@ -25,6 +25,10 @@ struct CudaOptions {
     int recompute = 1;               // 0: keep all activations; 1: recompute GELU; 2: GELU and layernorms
     int gelu_fusion = 0;             // 1: GELU in cuBLASLt's epilogue (forward and backward)
     int device = 0;                  // the GPU (with a communicator: its device)
+    // Measure the RRC (--metrics-rrc 1) or control it (--rrc-target): keep each layer's MLP output for fcprojw's
+    // ||W X|| (L*B*T*C activations more) and allocate the RRC's buffers (the weights before the step, fp32).
+    // Direct RRC control (OptimizerConfig::rrc_target) turns it on by itself.
+    bool rrc = false;
     // Several processes (data parallel): the gradient is summed across them with NCCL, each layer's as
     // soon as the backward pass has finished it, on the communicator's stream, overlapped with the
     // backward pass of the layers below. nullptr: one process.

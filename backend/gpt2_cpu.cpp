@@ -31,6 +31,7 @@ static size_t activation_floats(const GPT2Config& c, size_t B, size_t T) {
          + L * BT * C                   // residual3
          + BT * C + 2 * BT              // lnf, mean, rstd
          + BT * Vp + BT                 // logits, losses
+         + L * BT * C                   // mlp_out
          + BT * C;                      // scratch
 }
 
@@ -79,6 +80,7 @@ void Gpt2Cpu::carve_activations(int B, int T) {
     acts_.lnf_rstd = take(BT);
     acts_.logits = take(BT * Vp);
     acts_.losses = take(BT);
+    acts_.mlp_out = take(L * BT * C);
     acts_.scratch = take(BT * C);
     B_ = B;
     T_ = T;
@@ -111,6 +113,7 @@ float Gpt2Cpu::forward(const int* tokens, const int* targets, int B, int T, floa
         float* fch = acts_.fch + l * BTC * 4;
         float* fch_gelu = acts_.fch_gelu + l * BTC * 4;
         float* residual3 = acts_.residual3 + l * BTC;
+        float* mlp_out = acts_.mlp_out + l * BTC;
 
         layernorm_forward(ln1, acts_.ln1_mean + l * BT, acts_.ln1_rstd + l * BT, residual, p + off[LN1W] + lC,
                           p + off[LN1B] + lC, BT, C);
@@ -122,8 +125,8 @@ float Gpt2Cpu::forward(const int* tokens, const int* targets, int B, int T, floa
                           p + off[LN2B] + lC, BT, C);
         matmul_forward(fch, ln2, p + off[FCW] + l4CC, p + off[FCB] + l4C, BT, C, 4 * C);
         gelu_forward(fch_gelu, fch, BT * 4 * C);
-        matmul_forward(acts_.scratch, fch_gelu, p + off[FCPROJW] + l4CC, p + off[FCPROJB] + lC, BT, 4 * C, C);
-        residual_forward(residual3, residual2, acts_.scratch, BTC);
+        matmul_forward(mlp_out, fch_gelu, p + off[FCPROJW] + l4CC, p + off[FCPROJB] + lC, BT, 4 * C, C);
+        residual_forward(residual3, residual2, mlp_out, BTC);
     }
     const float* last = acts_.residual3 + (L - 1) * BTC;
     layernorm_forward(acts_.lnf, acts_.lnf_mean, acts_.lnf_rstd, last, p + off[LNFW], p + off[LNFB], BT, C);
@@ -136,26 +139,18 @@ float Gpt2Cpu::forward(const int* tokens, const int* targets, int B, int T, floa
     return float(sum / double(BT));
 }
 
-LinearInput Gpt2Cpu::linear_input(ParamTensor kind, int layer) const {
-    if (tokens_.empty()) fail("the inputs of a linear layer exist only after a forward pass");
+LinearActivations Gpt2Cpu::linear_activations(ParamTensor kind, int layer) const {
+    if (tokens_.empty()) fail("the activations of a linear layer exist only after a forward pass");
     const size_t C = config_.channels, BTC = size_t(B_) * size_t(T_) * C, l = layer > 0 ? size_t(layer) : 0;
     const int c = int(C);
     switch (kind) {
-        case QKVW: return {acts_.ln1 + l * BTC, c, 3 * c};
-        case ATTPROJW: return {acts_.atty + l * BTC, c, c};
-        case FCW: return {acts_.ln2 + l * BTC, c, 4 * c};
-        case FCPROJW: return {acts_.fch_gelu + l * BTC * 4, 4 * c, c};
-        case WTE: return {acts_.lnf, c, config_.padded_vocab_size};  // the tied lm head
+        case QKVW: return {acts_.ln1 + l * BTC, c, 3 * c, acts_.qkv + l * BTC * 3};
+        case ATTPROJW: return {acts_.atty + l * BTC, c, c, nullptr};
+        case FCW: return {acts_.ln2 + l * BTC, c, 4 * c, acts_.fch + l * BTC * 4};
+        case FCPROJW: return {acts_.fch_gelu + l * BTC * 4, 4 * c, c, acts_.mlp_out + l * BTC};
+        case WTE: return {acts_.lnf, c, config_.padded_vocab_size, nullptr};  // the tied lm head
         default: fail("%s is not the weight of a linear layer", kParamTensorNames[kind]);
     }
-}
-
-double Gpt2Cpu::linear_output_sq(ParamTensor kind, int layer, const float* weight) {
-    const LinearInput x = linear_input(kind, layer);
-    const size_t BT = size_t(B_) * size_t(T_);
-    linear_out_.resize(BT * size_t(x.out_features));
-    matmul_forward(linear_out_.data(), x.inputs, weight, nullptr, BT, x.in_features, x.out_features);
-    return sum_of_squares(linear_out_.data(), linear_out_.size());
 }
 
 void Gpt2Cpu::zero_grad() { std::fill(grads_.begin(), grads_.end(), 0.0f); }

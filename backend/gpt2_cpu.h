@@ -8,10 +8,12 @@
 
 namespace coldstart {
 
-// The inputs of one linear layer in the last forward pass: (B*T, in_features) rows of tokens.
-struct LinearInput {
+// What the last forward pass kept of one linear layer: its inputs X, (B*T, in_features) rows of tokens, and
+// its output X W^T + bias, (B*T, out_features), where kept (nullptr where another buffer took its place).
+struct LinearActivations {
     const float* inputs;
     int in_features, out_features;
+    const float* kept_output;
 };
 
 class Gpt2Cpu {
@@ -34,11 +36,11 @@ public:
 
     const float* probs() const { return acts_.logits; }  // (B,T,Vp) after forward
 
-    // The inputs X of the linear layer whose weight is `kind` (is_linear_layer) in `layer` (ignored for
-    // wte, the lm head), from the last forward pass; and ||X W^T||^2 for a matrix `weight` of the layer's
-    // weight's shape (the weight itself, or its update).
-    LinearInput linear_input(ParamTensor kind, int layer) const;
-    double linear_output_sq(ParamTensor kind, int layer, const float* weight);
+    // The activations of the linear layer whose weight is `kind` (is_linear_layer) in `layer` (ignored for
+    // wte, the lm head), from the last forward pass. Kept outputs: qkv, fch (before the GELU) and the MLP's
+    // output; attprojw's output is added into the residual stream in a shared scratch, and the lm head's
+    // logits become the softmax in place.
+    LinearActivations linear_activations(ParamTensor kind, int layer) const;
     int batch_tokens() const { return B_ * T_; }  // rows of the last forward pass
 
 private:
@@ -62,7 +64,8 @@ private:
         float* lnf_rstd;   // (B,T)
         float* logits;     // (B,T,Vp) logits, softmax probabilities in place, then d(logits) in place
         float* losses;     // (B,T)
-        float* scratch;    // (B,T,C) attention projection / MLP output before the residual add
+        float* mlp_out;    // (L,B,T,C) the MLP's output before the residual add (fcprojw's, for its RRC)
+        float* scratch;    // (B,T,C) attention projection output before the residual add
     };
     // Gradient scratch reused by every layer during backward (gradients of activations are not kept).
     struct GradScratch {
@@ -82,7 +85,6 @@ private:
     std::vector<float> act_memory_, grad_scratch_memory_;
     std::vector<int> targets_;  // (B,T) of the last forward
     std::vector<int> tokens_;   // (B,T) of the last forward
-    std::vector<float> linear_out_;  // (B,T,max(4C,Vp)) scratch of linear_output_sq, allocated on first use
     Activations acts_{};
     GradScratch gs_{};
     int B_ = 0, T_ = 0;

@@ -54,6 +54,7 @@ struct Config {
     float k_min = 0.1f;                // --k-min (lionar's RRC correction)
     float snr_ema = 0.9f;              // --snr-ema (lionar's RRC correction)
     int row_gains = 0;                 // --row-gains 1: a learnable gain per controlled row
+    float rrc_target = 0.0f;           // --rrc-target (liona, lionar): direct RRC control; 0: off
     // update-size metrics (METHODS.md section 2)
     int metrics_every = 0;             // --metrics-every N; 0: off
     int metrics_rrc = 1;               // --metrics-rrc 0|1: the relative representation change too

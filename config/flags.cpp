@@ -98,6 +98,9 @@ const std::vector<Option>& options() {
         {nullptr, "snr-ema", &Config::snr_ema, 0, 0.999999, nullptr, "lionar's RRC correction: EMA factor of the signal-fraction estimate"},
         {nullptr, "row-gains", &Config::row_gains, 0, 1, nullptr,
          "lionar (per row): 1 adds a learnable gain per controlled row (W = gain * direction)"},
+        {nullptr, "rrc-target", &Config::rrc_target, 0, 1, nullptr,
+         "liona, lionar: direct RRC control, each controlled linear layer's step scaled so that its RRC on the step's "
+         "last micro-batch is this at the peak learning rate (the schedule scales it); 0: off"},
         {nullptr, "metrics-every", &Config::metrics_every, 0, 1e9, nullptr,
          "measure the update size per tensor every N steps (log records of type metrics); 0: off"},
         {nullptr, "metrics-rrc", &Config::metrics_rrc, 0, 1, nullptr,

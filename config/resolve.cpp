@@ -66,6 +66,7 @@ OptimizerConfig optimizer_config(const Config& cfg) {
     o.k_min = cfg.k_min;
     o.snr_ema = cfg.snr_ema;
     o.row_gains = cfg.row_gains != 0;
+    o.rrc_target = cfg.rrc_target;
     return o;
 }
 

@@ -4,16 +4,16 @@
 
 namespace coldstart {
 
-double sum_of_squares(const float* x, size_t n) {
+double dot_product(const float* a, const float* b, size_t n) {
     constexpr size_t kBlock = 1 << 16;
     const size_t blocks = (n + kBlock - 1) / kBlock;
     std::vector<double> partial(blocks, 0.0);
 #pragma omp parallel for schedule(static)
-    for (size_t b = 0; b < blocks; ++b) {
-        const size_t end = b * kBlock + kBlock < n ? b * kBlock + kBlock : n;
+    for (size_t k = 0; k < blocks; ++k) {
+        const size_t end = k * kBlock + kBlock < n ? k * kBlock + kBlock : n;
         double s = 0;
-        for (size_t i = b * kBlock; i < end; ++i) s += double(x[i]) * double(x[i]);
-        partial[b] = s;
+        for (size_t i = k * kBlock; i < end; ++i) s += double(a[i]) * double(b[i]);
+        partial[k] = s;
     }
     double total = 0;
     for (double p : partial) total += p;

@@ -49,6 +49,12 @@ std::string describe_optimizer(const OptimizerConfig& c, const std::vector<Tenso
                         c.rrc_correction == RrcCorrection::alignment ? "alignment" : "norm-ratio", c.snr_ema, c.k_min);
     }
     if (c.is_l2_controlled()) s += "  l2 control per tensor: each sign step rescaled to lr * sqrt(elements), no angular control\n";
+    if (c.rrc_target > 0)
+        s += format("  direct RRC control: the steps of %s scaled so that each layer's RRC on the step's last micro-batch is "
+                    "%g x lr / peak lr%s\n",
+                    c.is_l2_controlled() || c.control_embeddings ? "qkvw, attprojw, fcw, fcprojw and the lm head (wte)"
+                                                                 : "qkvw, attprojw, fcw and fcprojw",
+                    c.rrc_target, c.inverse_bias_correction == InverseBiasCorrection::step ? " x (1 - beta2^t)" : "");
     const std::vector<TensorRole> roles = tensor_roles(c, tensors);
     s += format("  %-9s %-13s %-6s %s\n", "tensor", "shape", "count", "step");
     for (int kind = 0; kind < NUM_PARAM_TENSORS; ++kind) {
@@ -82,6 +88,14 @@ void validate_optimizer_config(const OptimizerConfig& c, float peak_lr) {
              "--rrc-correction norm-ratio");
     if (c.row_gains && (!c.is_angular() || c.control != ControlScope::rows))
         fail("--row-gains 1 needs per-row angular control (--optimizer lionar, --control rows)");
+    if (c.rrc_target > 0 && !c.is_l2_controlled() && !c.is_angular())
+        fail("--rrc-target applies to liona and lionar, whose steps have a controlled size (this run: --optimizer %s)", c.name.c_str());
+    if (c.rrc_target > 0 && c.has_rrc_correction())
+        fail("--rrc-target and --rrc-correction both set the step's size from the representation change: choose one "
+             "(--rrc-correction none, or --rrc-target 0)");
+    if (c.rrc_target > 0 && c.row_gains)
+        fail("--rrc-target scales the step of W after the optimizer; with --row-gains 1 LionAR rebuilds W from its gains and "
+             "directions every step, which would undo it: leave one of them out");
     if (c.is_l2_controlled() && (c.center || c.control_embeddings || c.control != ControlScope::rows))
         fail("--center, --control-embeddings and --control apply to lionar, the rotational Lion (named liona before "
              "issue 15); liona is the l2-controlled Lion, without angular control");

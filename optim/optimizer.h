@@ -52,6 +52,9 @@ struct OptimizerConfig {
     float k_min = 0.1f;               // the RRC correction's smallest step scale
     float snr_ema = 0.9f;             // the RRC correction's EMA factor of the signal-fraction estimate
     bool row_gains = false;           // a learnable gain per controlled row
+    // Direct RRC control (liona, lionar; optim/rrc.h): each controlled linear layer's step is scaled so that
+    // its RRC equals this at the peak learning rate (the schedule scales it); 0: off.
+    float rrc_target = 0.0f;
 
     bool is_lion_family() const { return name == "lion" || name == "liona" || name == "lionar"; }
     bool is_angular() const { return name == "lionar"; }
@@ -76,6 +79,9 @@ struct StepContext {
     float lr;          // the scheduled learning rate; for LionAR also the basis of the target angle
     float grad_scale;  // multiplies every gradient before use (gradient clipping)
     int64_t t;         // 1-based count of updates taken, for bias corrections
+    // Direct RRC control (OptimizerConfig::rrc_target): the RRC this step's controlled layers are scaled to,
+    // rrc_target_at() of this step (optim/rrc.h); unused without it.
+    float rrc_target = 0.0f;
 };
 
 // Per tensor, what one step produces beside the update, in double. W = W_t (before), d = W_{t+1} - W_t

@@ -42,6 +42,7 @@ struct StepPlan {
     float grad_clip;    // clip the gradient norm to this (llm.c's rule); 0: off
     bool poison_loss;   // --inject-nonfinite: the step's loss counts as NaN
     SpikeLimit loss, norm;  // -sl, -sg
+    float rrc_target = 0;   // direct RRC control's target for this step (optim/rrc.h, rrc_target_at); 0: off
     StepPlan(float lr_, int64_t t_, float grad_clip_ = 0, bool poison_loss_ = false, SpikeLimit loss_ = {},
              SpikeLimit norm_ = {})
         : lr(lr_), t(t_), grad_clip(grad_clip_), poison_loss(poison_loss_), loss(loss_), norm(norm_) {}

@@ -302,6 +302,14 @@ TEST_CASE("flags: optimizer defaults resolve per optimizer; --nesterov sets beta
     CHECK(invalid({"--inverse-bias-correction", "step"}) ==
           "--inverse-bias-correction applies to lion, liona and lionar (this run: --optimizer adamw)");
     CHECK(invalid({"--optimizer", "lionar", "--row-gains", "1", "--control", "tensor"}).find("--row-gains 1 needs per-row") == 0);
+    CHECK(invalid({"--optimizer", "lionar", "-c", "0.1", "--rrc-target", "0.01"}) == "(no error)");
+    CHECK(invalid({"--optimizer", "liona", "--rrc-target", "0.01"}) == "(no error)");
+    CHECK(invalid({"--optimizer", "lion", "--rrc-target", "0.01"}) ==
+          "--rrc-target applies to liona and lionar, whose steps have a controlled size (this run: --optimizer lion)");
+    CHECK(invalid({"--optimizer", "lionar", "-c", "0.1", "--rrc-target", "0.01", "--rrc-correction", "alignment"})
+              .find("--rrc-target and --rrc-correction both set the step's size") == 0);
+    CHECK(invalid({"--optimizer", "lionar", "-c", "0.1", "--rrc-target", "0.01", "--row-gains", "1"}).find("--rrc-target scales the step") == 0);
+    CHECK(parse_error({"--rrc-target", "2"}).find("--rrc-target") == 0);
     CHECK(invalid({"--optimizer", "lionar", "--target-angle", "lr"}, 2.0f).find("-l 2: lionar turns each controlled row by 2 radians per step") == 0);
     CHECK(parse_error({"--optimizer", "sgd"}) == "--optimizer: expected one of adamw|lion|liona|lionar, got 'sgd'");
 }

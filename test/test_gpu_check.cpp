@@ -189,10 +189,13 @@ std::string fake_repo(const test_util::TempDir& dir, const std::string& script, 
 }
 
 // A trainer that prints 10 step lines at 1001..1010 tokens/s, or, at B=64, the memory plan's refusal
-// exactly as backend/cuda_backend.cu words it.
-const char* kFakeTrainer = R"sh(b=; prev=; for a in "$@"; do [ "$prev" = -b ] && b=$a; prev=$a; done
+// exactly as backend/cuda_backend.cu words it. A step takes 100 ms, measuring every step 102 ms, with the RRC
+// 112 ms, and every 10 steps with the RRC 101.5 ms (a script that passed the wrong flags shows other costs).
+const char* kFakeTrainer = R"sh(b=; prev=; every=0; rrc=1
+for a in "$@"; do [ "$prev" = -b ] && b=$a; [ "$prev" = --metrics-every ] && every=$a; [ "$prev" = --metrics-rrc ] && rrc=$a; prev=$a; done
 if [ "$b" = 64 ]; then echo "error: the run needs 90000.0 MiB of GPU memory but 80000.0 MiB are free: try a smaller -b, or -r 2 (recompute)"; exit 1; fi
-for i in 1 2 3 4 5 6 7 8 9 10; do echo "step $i/10 | loss 10.0 | norm 1.0 | lr 6.00e-04 | 100.0 ms | $((1000 + i)) tok/s | 40.0% bf16 MFU | eta 0s"; done)sh";
+case "$every $rrc" in "1 0") ms=102.0 ;; "1 1") ms=112.0 ;; "10 1") ms=101.5 ;; *) ms=100.0 ;; esac
+for i in 1 2 3 4 5 6 7 8 9 10; do echo "step $i/10 | loss 10.0 | norm 1.0 | lr 6.00e-04 | $ms ms | $((1000 + i)) tok/s | 40.0% bf16 MFU | eta 0s"; done)sh";
 
 // bench_gpu.sh in a fresh fake repository with `fakes`, `changes` replacing some, `env` before it; its
 // stdout and stderr appended to one log as gpu_check does; the output is that log.
@@ -221,10 +224,13 @@ TEST_CASE("bench_gpu.sh: retries a smaller batch on the memory plan's refusal, k
     CHECK(contains(log, "coldstart tokens/s: 1008 (B=32, median of steps 6..10; 40.0% bf16 MFU"));
     CHECK(contains(log, "compiling...\ntorch tokens/s: 2016"));
     CHECK(contains(log, "ratio coldstart / PyTorch: 0.50 (1008 vs 2016 tokens/s"));
-    CHECK(contains(log, "metrics every 1 step(s): 100.00 ms a step against 100.00 ms without: +0.0 %"));
+    CHECK(contains(log, "metrics every 1 step(s) without the RRC: 102.00 ms a step against 100.00 ms without: +2.0 %"));
+    CHECK(contains(log, "metrics every 1 step(s) with the RRC: 112.00 ms a step against 100.00 ms without: +12.0 %"));
+    CHECK(contains(log, "metrics every 10 step(s) with the RRC: 101.50 ms a step against 100.00 ms without: +1.5 %"));
     CHECK(contains(log, "ncu: unavailable on this machine (==ERROR== Failed to initialize the profiler: LibraryNotLoaded); the per-kernel table above is from CUDA events"));
     CHECK(log.substr(log.rfind("bench: ")) ==
-          "bench: coldstart 1008 tok/s (B=32, MFU 40.0%); PyTorch 2016 tok/s, ratio 0.50; kernels: CUDA events; metrics +0.0 % every 1 +0.0 % every 10; "
+          "bench: coldstart 1008 tok/s (B=32, MFU 40.0%); PyTorch 2016 tok/s, ratio 0.50; kernels: CUDA events; metrics +2.0 % every 1, "
+          "+12.0 % every 1 with RRC, +1.5 % every 10 with RRC (targets with RRC: 15 % every 1, 3 % every 10); "
           "ncu unavailable on this machine\n");
 
     // PyTorch hangs (a cold torch.compile past its timeout): reported, not our failure.

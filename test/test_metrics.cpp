@@ -143,21 +143,7 @@ TEST_CASE("metrics: every measure of a step equals an independent computation fr
                 continue;
             }
             // RRC: ||X dW^T|| / ||X W^T|| with an explicit product over the tokens of the step.
-            const LinearInput x = twin.linear_input(t.kind, t.layer);
-            double change_sq = 0, output_sq = 0;
-            for (int row = 0; row < twin.batch_tokens(); ++row)
-                for (int o = 0; o < x.out_features; ++o) {
-                    double change = 0, output = 0;
-                    for (int i = 0; i < x.in_features; ++i) {
-                        const double xi = x.inputs[size_t(row) * x.in_features + i];
-                        const size_t wi = size_t(o) * x.in_features + i;
-                        change += xi * (double(w1[wi]) - w0[wi]);
-                        output += xi * w0[wi];
-                    }
-                    change_sq += change * change;
-                    output_sq += output * output;
-                }
-            check_close(got["rrc"], std::sqrt(change_sq / output_sq), "rrc");
+            check_close(got["rrc"], test_util::explicit_rrc(twin, t, w0, w1), "rrc");
         }
         check_close(record["update_norm"], std::sqrt(total_d_sq), "global update_norm");
     }

@@ -152,7 +152,8 @@ TEST_CASE("resume: every optimizer's state (momentum, held norms, EMAs, row gain
         " --optimizer liona -c 0.1",
         " --optimizer lionar --control tensor --center 1 --angle-norm strict -c 0.1",
         " --optimizer lionar --row-gains 1 --rrc-correction norm-ratio --inverse-bias-correction snr -c 0.1",
-        " --recipe paper-lionar-best"};
+        " --recipe paper-lionar-best",
+        " --optimizer lionar -c 0.1 --rrc-target 0.01 -u 4"};
     test_util::TempDir dir;
     int i = 0;
     for (const std::string& optimizer : optimizers) {

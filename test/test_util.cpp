@@ -157,6 +157,24 @@ std::string read_text(const std::string& path) {
     return std::string(bytes.begin(), bytes.end());
 }
 
+double explicit_rrc(const coldstart::Gpt2Cpu& model, const coldstart::TensorSlice& t, const float* before, const float* after) {
+    const coldstart::LinearActivations x = model.linear_activations(t.kind, t.layer);
+    double change_sq = 0, output_sq = 0;
+    for (int row = 0; row < model.batch_tokens(); ++row)
+        for (int o = 0; o < x.out_features; ++o) {
+            double change = 0, output = 0;
+            for (int i = 0; i < x.in_features; ++i) {
+                const double xi = x.inputs[size_t(row) * x.in_features + i];
+                const size_t wi = size_t(o) * x.in_features + i;
+                change += xi * (double(after[wi]) - before[wi]);
+                output += xi * before[wi];
+            }
+            change_sq += change * change;
+            output_sq += output * output;
+        }
+    return std::sqrt(change_sq / output_sq);
+}
+
 coldstart::OptimizerConfig test_optimizer(const std::string& name) {
     coldstart::OptimizerConfig c;
     c.name = name;

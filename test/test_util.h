@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "backend/gpt2_cpu.h"
 #include "model/gpt2_config.h"
 #include "optim/optimizer.h"
 
@@ -71,6 +72,11 @@ coldstart::GPT2Config small_model_config();
 // Every parameter random (gains around 1, non-zero biases) so that no term of the model hides behind a
 // zero or a one; padded vocabulary rows stay zero as in a real model file.
 std::vector<float> random_model_params(const coldstart::GPT2Config& c, uint64_t seed);
+
+// The RRC of one linear layer (tensor t) as METHODS.md defines it, independently of the backends' Gram and
+// product forms: ||X dW^T|| / ||X W^T|| with explicit products in double, X = the layer's inputs in `model`'s
+// last forward pass, W = before, dW = after - before (each the tensor's own values, (out, in)).
+double explicit_rrc(const coldstart::Gpt2Cpu& model, const coldstart::TensorSlice& t, const float* before, const float* after);
 
 // The optimizer `name` as the tests use it: weight decay 0.1, and for the Lion family Lion's betas
 // 0.9 / 0.99 (AdamW keeps 0.9 / 0.95); every other option at its default.

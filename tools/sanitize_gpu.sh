@@ -3,7 +3,7 @@
 # every path of the backend runs) of a tiny GPT-2 (d1: one layer, 64 channels, T=32), the most telling
 # runs first, each under its own timeout within SANITIZE_SECONDS:
 #   memcheck   out-of-bounds and misaligned device accesses, device memory leaks: in each configuration
-#              that takes different kernels (bf16 -r 1, cuDNN, bf16 -r 2 with GELU fusion, fp32 -r 0)
+#              that takes different kernels (bf16 -r 1, cuDNN, bf16 -r 2 with GELU fusion and the RRC, fp32 -r 0)
 #   racecheck  shared-memory data races (attention tiles, reductions): bf16, fp32, cuDNN
 #   synccheck  misused barriers and warp masks: bf16
 #   (initcheck, reads of memory nothing wrote: SANITIZE_RUNS="initcheck:--precision bf16"; cuBLASLt may trip it)
@@ -23,11 +23,13 @@ if [ ! -x "$cs" ]; then
   exit 77
 fi
 base="--device cuda -e d1 -b 2 -t 32 -x 2 -v 2 -m 1 -s 2 -g 3 -i $data/tinyshakespeare/tiny_shakespeare_train.bin -j $data/tinyshakespeare/tiny_shakespeare_val.bin"
+# The RRC's and direct RRC control's kernels and products, with recomputed inputs: in the -r 2 -ge 1 run.
+rrc="--metrics-every 1 --metrics-rrc 1 --optimizer lionar -c 0.1 --rrc-target 0.01"
 cudnn=0
 case " ${ATTENTIONS:-flash} " in *" cudnn "*) cudnn=1 ;; esac
 runs=("memcheck:--precision bf16 -r 1")
 [ $cudnn = 1 ] && runs+=("memcheck:--precision bf16 --attention cudnn")
-runs+=("racecheck:--precision bf16 -r 1" "memcheck:--precision bf16 -r 2 -ge 1" "synccheck:--precision bf16 -r 1"
+runs+=("racecheck:--precision bf16 -r 1" "memcheck:--precision bf16 -r 2 -ge 1 $rrc" "synccheck:--precision bf16 -r 1"
        "memcheck:--precision fp32 -r 0" "racecheck:--precision fp32 -r 0")
 [ $cudnn = 1 ] && runs+=("racecheck:--precision bf16 --attention cudnn")
 if [ -n "${SANITIZE_RUNS:-}" ]; then IFS=';' read -r -a runs <<<"$SANITIZE_RUNS"; fi
