@@ -26,10 +26,10 @@ max_len_of() {  # the longest input libFuzzer generates: tiny-model files fit in
 }
 
 "$build/make_seeds" "$build/corpus" || exit 1
-failed=0
-rows=()
-for t in "$@"; do
-  corpus=$build/corpus/$t artifacts=$build/artifacts/$t log=$build/$t.log
+# fuzz_one TARGET: one target's run; its summary row goes to <build dir>/<target>.row, and a failure's
+# log tail to stderr.
+fuzz_one() {
+  local t=$1 corpus=$build/corpus/$1 artifacts=$build/artifacts/$1 log=$build/$1.log before start rc end execs cov units status
   mkdir -p "$corpus" "$artifacts"
   cp fuzz/corpus/"$t"/* "$corpus"/ 2>/dev/null
   before=$(ls "$artifacts" | wc -l)
@@ -45,11 +45,27 @@ for t in "$@"; do
   status=ok
   if [ $rc != 0 ] || [ "$(ls "$artifacts" | wc -l)" != "$before" ]; then
     status="FAILED (exit $rc): see $log and $artifacts/"
-    failed=1
     echo "fuzz $t: FAILED; the end of $log:" >&2
     tail -n 40 "$log" >&2
   fi
-  rows+=("$(printf '%-16s %12s %8s %8s %6ss  %s' "$t" "${execs:-?}" "${cov:-?}" "$units" $((end - start)) "$status")")
+  printf '%-16s %12s %8s %8s %6ss  %s\n' "$t" "${execs:-?}" "${cov:-?}" "$units" $((end - start)) "$status" >"$build/$t.row"
+}
+
+# One target per core at a time (each libFuzzer run is one process, one thread); FUZZ_JOBS overrides.
+jobs=${FUZZ_JOBS:-$(nproc)}
+for t in "$@"; do
+  rm -f "$build/$t.row"
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done
+  fuzz_one "$t" &
+done
+wait
+
+failed=0
+rows=()
+for t in "$@"; do
+  row=$(cat "$build/$t.row" 2>/dev/null || printf '%-16s  FAILED: no result' "$t")
+  case $row in *FAILED*) failed=1 ;; esac
+  rows+=("$row")
 done
 
 echo

@@ -280,9 +280,9 @@ TEST_CASE("cuda model: -r 0, 1 and 2 give the same bits, with and without GELU f
     }
 }
 
-TEST_CASE("cuda backend vs CPU backend: 20 training steps with accumulation and clipping, AdamW and LionAR") {
+TEST_CASE("cuda backend vs CPU backend: 12 training steps with accumulation and clipping, AdamW and LionAR") {
     const GPT2Config c = small_config();
-    const int B = 2, T = 37, steps = 20, accum = 2;
+    const int B = 2, T = 37, steps = 12, accum = 2;
     const auto batches = random_batches(8, B, T, c.vocab_size, 21);
     const OptimizerConfig adamw{"adamw", 0.9f, 0.95f, 1e-8f, 0.1f};
     OptimizerConfig lionar{"lionar", 0.98f * 0.98f, 0.98f, 1e-8f, 0.1f};  // as paper-lionar-best: Nesterov, inverse bias correction
@@ -305,7 +305,7 @@ TEST_CASE("cuda backend vs CPU backend: 20 training steps with accumulation and 
                           "step " << s + 1 << ": loss " << gpu_losses[s] << " vs CPU " << cpu_losses[s]);
         CHECK(rel(gpu_norms, cpu_norms) < (bf16 ? 5e-2 : 1e-3));
         CHECK_MESSAGE(gpu_losses.back() < gpu_losses.front(), "the GPU run should learn: " << gpu_losses.front() << " -> " << gpu_losses.back());
-        MESSAGE(opt.name << " " << precision << ": 20 steps, CPU loss " << cpu_losses.front() << " -> " << cpu_losses.back() << ", GPU "
+        MESSAGE(opt.name << " " << precision << ": " << steps << " steps, CPU loss " << cpu_losses.front() << " -> " << cpu_losses.back() << ", GPU "
                           << gpu_losses.front() << " -> " << gpu_losses.back());
     }
 }
