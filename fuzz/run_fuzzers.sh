@@ -52,10 +52,10 @@ fuzz_one() {
 }
 
 # One target per core at a time (each libFuzzer run is one process, one thread); FUZZ_JOBS overrides.
-jobs=${FUZZ_JOBS:-$(nproc)}
+parallel=${FUZZ_JOBS:-$(nproc)}
 for t in "$@"; do
   rm -f "$build/$t.row"
-  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done
+  while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n; done
   fuzz_one "$t" &
 done
 wait
