@@ -411,9 +411,10 @@ $(1)/test_emulator: $(EMU_SELF_TEST_SRCS:%.cu=$(1)/obj/%.o) $(1)/libcoldstart_em
 endef
 $(eval $(call emu_build,$(EMU_BUILD),))
 # In a variable: a comma written in $(call)'s arguments would split them (and drop UBSan, as it did before).
-# -fno-sanitize=null: inside a fiber, GCC 12's null check reports the load of the thread_local that names
-# the running fiber (emu/device.h, tls_thread) as a load through a null pointer, though the pointer is set
-# and the same code runs clean without the check; not understood yet. ASan still reports any null access.
+# -fno-sanitize=null: GCC 12's null check reports the load of the extern thread_local that names the
+# running fiber (emu/device.h, tls_thread) as a load through a null pointer, though it is set; others have
+# met the same false report of GCC's UBSan on an extern thread_local (nim-lang/Nim#22641, Galois PR 165).
+# ASan still reports any null access.
 EMU_ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize=null -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 $(eval $(call emu_build,$(BUILD)/emu-asan,$(EMU_ASAN_FLAGS)))
 
