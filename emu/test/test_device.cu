@@ -8,10 +8,11 @@
 #include <vector>
 
 #include "emu/internal.h"
+#include "emu/test/device_support.h"
 
 namespace {
 
-bool contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
+using namespace emu_test;
 
 // Runs f with some of the emulator's checks switched, then puts them back.
 template <typename F>
@@ -24,30 +25,6 @@ void with_options(bool strict, bool schedule, bool deferred, F f) {
     f();
     o = saved;
 }
-
-// After a kernel that must fail: the error it left, and a fresh device for the next test.
-std::string failure_and_reset() {
-    const cudaError_t err = cudaDeviceSynchronize();
-    const std::string message = err == cudaSuccess ? std::string("(no failure)") : emu::last_failure();
-    cudaDeviceReset();
-    return message;
-}
-
-template <typename T>
-struct DeviceVector {
-    T* p = nullptr;
-    size_t n;
-    explicit DeviceVector(size_t count) : n(count) { REQUIRE(cudaMalloc(&p, n * sizeof(T)) == cudaSuccess); }
-    DeviceVector(const std::vector<T>& host) : DeviceVector(host.size()) {
-        REQUIRE(cudaMemcpy(p, host.data(), n * sizeof(T), cudaMemcpyHostToDevice) == cudaSuccess);
-    }
-    ~DeviceVector() { cudaFree(p); }
-    std::vector<T> get() const {
-        std::vector<T> h(n);
-        REQUIRE(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost) == cudaSuccess);
-        return h;
-    }
-};
 
 // ---- kernels that are right ----
 

@@ -10,36 +10,14 @@
 
 #include "common/cuda/mma.cuh"
 #include "emu/internal.h"
+#include "emu/test/device_support.h"
 
 namespace {
 
+using namespace emu_test;
+
 using bf16 = __nv_bfloat16;
 using namespace coldstart::cuda;
-
-bool contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
-
-std::string failure_and_reset() {
-    const cudaError_t err = cudaDeviceSynchronize();
-    const std::string message = err == cudaSuccess ? std::string("(no failure)") : emu::last_failure();
-    cudaDeviceReset();
-    return message;
-}
-
-template <typename T>
-struct DeviceVector {
-    T* p = nullptr;
-    size_t n;
-    explicit DeviceVector(size_t count) : n(count) { REQUIRE(cudaMalloc(&p, n * sizeof(T)) == cudaSuccess); }
-    DeviceVector(const std::vector<T>& host) : DeviceVector(host.size()) {
-        REQUIRE(cudaMemcpy(p, host.data(), n * sizeof(T), cudaMemcpyHostToDevice) == cudaSuccess);
-    }
-    ~DeviceVector() { cudaFree(p); }
-    std::vector<T> get() const {
-        std::vector<T> h(n);
-        REQUIRE(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost) == cudaSuccess);
-        return h;
-    }
-};
 
 // Small integers and halves: exact in bf16, and every product and sum below is exact in fp32.
 std::vector<bf16> matrix(int rows, int cols, int seed) {
