@@ -406,7 +406,7 @@ $(1)/libcoldstart_emu.a: $(EMU_RUNTIME_SRCS:emu/%.cpp=$(1)/runtime/%.o) $(EMU_CU
 	ar rcs $$@ $$^
 $(1)/test_gpu: $(EMU_TEST_SRCS:%.cu=$(1)/obj/%.o) $(BUILD)/test/test_util.o $(1)/libcoldstart_emu.a $(BUILD)/libcoldstart.a
 	$(CXX) $(2) $$^ -o $$@ $(EMU_LIBS)
-$(1)/test_emulator: $(EMU_SELF_TEST_SRCS:%.cu=$(1)/obj/%.o) $(1)/libcoldstart_emu.a $(BUILD)/libcoldstart.a
+$(1)/test_emulator: $(EMU_SELF_TEST_SRCS:%.cu=$(1)/obj/%.o) $(BUILD)/test/processes.o $(1)/libcoldstart_emu.a $(BUILD)/libcoldstart.a
 	$(CXX) $(2) $$^ -o $$@ $(EMU_LIBS)
 endef
 $(eval $(call emu_build,$(EMU_BUILD),))

@@ -24,41 +24,14 @@
 #include "dist/rendezvous.h"
 #include "optim/optimizer.h"
 #include "optim/partition.h"
+#include "test/processes.h"
 #include "test/test_util.h"
 
 using namespace coldstart;
+using test_util::in_processes;
 using test_util::run_command;
 
 namespace {
-
-// Runs body(rank) in `ranks` forked processes and returns their exit statuses. A child reports a failed
-// check through its exit status (doctest's machinery stays in the parent); one that hangs (a wait
-// without a timeout) is ended by SIGALRM after two minutes rather than hanging the suite.
-std::vector<int> in_processes(int ranks, const std::function<int(int)>& body) {
-    std::vector<pid_t> pids;
-    for (int r = 0; r < ranks; ++r) {
-        const pid_t pid = fork();
-        if (pid == 0) {
-            alarm(120);
-            int code = 99;
-            try {
-                code = body(r);
-            } catch (const std::exception& e) {
-                std::fprintf(stderr, "rank %d: %s\n", r, e.what());
-                code = 98;
-            }
-            _exit(code);
-        }
-        pids.push_back(pid);
-    }
-    std::vector<int> statuses;
-    for (pid_t pid : pids) {
-        int status = 0;
-        waitpid(pid, &status, 0);
-        statuses.push_back(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-    }
-    return statuses;
-}
 
 // A barrier and a sum in rank order between threads: the in-process stand-in of a communicator's
 // all-reduce for optimizers that step shards side by side.

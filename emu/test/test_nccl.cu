@@ -6,35 +6,16 @@
 // the fork leaves behind).
 #include <doctest/doctest.h>
 #include <nccl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cstdint>
 #include <cstring>
-#include <functional>
 #include <vector>
+
+#include "test/processes.h"
 
 namespace {
 
-// Runs body(rank) in `ranks` forked processes; their exit statuses (0: every check passed).
-std::vector<int> in_processes(int ranks, const std::function<int(int)>& body) {
-    std::vector<pid_t> pids;
-    for (int r = 0; r < ranks; ++r) {
-        const pid_t pid = fork();
-        if (pid == 0) {
-            alarm(60);  // a collective that never completes ends the child, not the suite
-            _exit(body(r));
-        }
-        pids.push_back(pid);
-    }
-    std::vector<int> statuses;
-    for (pid_t pid : pids) {
-        int status = 0;
-        waitpid(pid, &status, 0);
-        statuses.push_back(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-    }
-    return statuses;
-}
+using test_util::in_processes;
 
 template <typename T>
 std::vector<T> download(const T* device, size_t n) {
