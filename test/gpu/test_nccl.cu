@@ -144,20 +144,27 @@ std::string byte_level_data(const std::string& dir) {
     return " -i " + dir + "/train.bin -j " + dir + "/val.bin --vocab-size 256";
 }
 
+// Two NCCL ranks need two GPUs (NCCL refuses two ranks on one); the emulated device gives each process its
+// own. Says so, and is false, on one GPU.
+bool two_ranks_possible() {
+    int devices = 0;
+    REQUIRE(cudaGetDeviceCount(&devices) == cudaSuccess);
+#ifndef COLDSTART_EMULATED
+    if (devices < 2) {
+        MESSAGE("one GPU: two NCCL ranks need two GPUs; not run");
+        return false;
+    }
+#endif
+    return true;
+}
+
 }  // namespace
 
 // NCCL refuses two ranks on one GPU, so on hardware this needs two GPUs; on the emulated device each process
 // has its own device, and the ranks' collectives go through shared memory. AdamW, fp32: -z 0 sums the
 // gradient in another order, -z 1 too and adds the norm's shard sums; both agree with one process to 1e-5.
 TEST_CASE("nccl: two GPU processes, -z 0 (all-reduce) and -z 1 (ZeRO-1: reduce-scatter, all-gather), give one process's losses") {
-    int devices = 0;
-    REQUIRE(cudaGetDeviceCount(&devices) == cudaSuccess);
-#ifndef COLDSTART_EMULATED
-    if (devices < 2) {
-        MESSAGE("one GPU: two NCCL ranks need two GPUs; not run");
-        return;
-    }
-#endif
+    if (!two_ranks_possible()) return;
     test_util::TempDir dir;
     const std::string flags = byte_level_data(dir.path) +
                               " --device cuda --precision fp32 -e d1 -b 2 -t 16 -d 128 -l 1e-3 -c 0.1 -x 4 -v 2 -m 4 -s 0 --threads 1";
@@ -176,14 +183,7 @@ TEST_CASE("nccl: two GPU processes, -z 0 (all-reduce) and -z 1 (ZeRO-1: reduce-s
 // gradient's sum rounds otherwise). A 2-rank GPU checkpoint continues on one GPU rank (1e-4) and on the CPU
 // (fp32: 1e-3), a CPU checkpoint on two GPU ranks (1e-3).
 TEST_CASE("nccl, ZeRO-1: LionAR on two GPU ranks matches one; checkpoints move between 2 GPU ranks, 1 GPU rank and the CPU") {
-    int devices = 0;
-    REQUIRE(cudaGetDeviceCount(&devices) == cudaSuccess);
-#ifndef COLDSTART_EMULATED
-    if (devices < 2) {
-        MESSAGE("one GPU: two NCCL ranks need two GPUs; not run");
-        return;
-    }
-#endif
+    if (!two_ranks_possible()) return;
     test_util::TempDir dir;
     const std::string flags = byte_level_data(dir.path) +
                               " -e d1 -b 2 -t 16 -d 128 -l 1e-3 -c 0.1 -v 2 -m 4 -s 0 --threads 1 --optimizer lionar "
